@@ -1,0 +1,201 @@
+//! Command-line interface (clap, derive): argument definitions, config loading and dispatch
+//! to the subcommands in `commands/`. Maps every failure to the exit codes of DESIGN.md:
+//! 0 clean, 2 bad config or arguments, 1 other fatal errors.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::config::{self, ConfigError, ConfigSources, Credentials, Settings};
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kinetic",
+    version,
+    about = "Kinetic Empire: autonomous Binance USDⓈ-M perpetual futures trading daemon",
+    long_about = "Kinetic Empire scans Binance USDⓈ-M perpetuals, scores them on 4h/1h/15m \
+                  technicals, and trades the best signals with exchange-side protective stops, \
+                  partial take-profits and a trailing stop.\n\nIT TRADES REAL MONEY unless run \
+                  with --dry-run. Credentials come only from BINANCE_API_KEY and \
+                  BINANCE_API_SECRET in the environment.\n\nExit codes: 0 clean shutdown, 2 bad \
+                  config or arguments, 1 other fatal error."
+)]
+pub struct Cli {
+    /// TOML file overriding the built-in defaults (see config/default.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    /// Log level or filter (e.g. `debug`, `kinetic=trace`); overrides RUST_LOG.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the trading daemon (live, or paper trading with --dry-run).
+    Run(RunArgs),
+    /// Replay historical candles through the same strategy code and report the results.
+    Backtest(BacktestArgs),
+    /// Download historical klines from Binance's public REST API into data files.
+    DownloadData(DownloadArgs),
+    /// Show indicators per timeframe and the score breakdown for one symbol.
+    Analyze(AnalyzeArgs),
+    /// Validate and print the effective configuration (secrets redacted).
+    CheckConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Paper trading: real public market data, simulated fills; no API key needed and no
+    /// signed endpoint is ever called.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Clear a latched emergency exit at start (the operator has reviewed what happened).
+    #[arg(long)]
+    pub clear_emergency: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BacktestArgs {
+    /// Folder with <SYMBOL>-<interval>.csv[.gz] files [default: backtest.data_dir].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// First day to trade, UTC (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Last day to trade, UTC (inclusive; YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    /// Comma-separated symbols [default: every symbol with 15m, 1h and 4h data].
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub symbols: Vec<String>,
+    /// Output folder for trades.csv, metrics.json and report.html [default: backtest.out_dir].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DownloadArgs {
+    /// Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "A,B")]
+    pub symbols: Vec<String>,
+    /// Comma-separated intervals.
+    #[arg(long, value_delimiter = ',', default_value = "15m,1h,4h", value_name = "I,J")]
+    pub intervals: Vec<String>,
+    /// How many days back from now.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Output folder [default: backtest.data_dir].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// Symbol, e.g. BTCUSDT.
+    pub symbol: String,
+    /// Read candles from this folder [default: backtest.data_dir].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Evaluate at this time instead of the latest closed candle (ms epoch, YYYY-MM-DD or
+    /// RFC 3339, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why a command failed, and so which exit code it ends with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Fatal(String),
+    #[error("`{0}` is not implemented yet")]
+    NotImplemented(&'static str),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) | CliError::Usage(_) => 2,
+            CliError::Fatal(_) | CliError::NotImplemented(_) => 1,
+        }
+    }
+}
+
+/// Everything a subcommand needs: validated settings, optional credentials, the raw args.
+pub struct Context {
+    pub settings: Settings,
+    pub credentials: Option<Credentials>,
+    pub config_path: Option<PathBuf>,
+}
+
+/// Parses the process arguments, runs the command and returns its exit code.
+pub fn main_entry() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+        }
+    };
+    telemetry::init(cli.log_format, cli.log_level.as_deref());
+    let env: HashMap<String, String> = std::env::vars().collect();
+    match run(cli, env) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Loads config from `env` and runs the parsed command.
+///
+/// # Errors
+/// [`CliError`], whose [`CliError::exit_code`] is the process exit code.
+pub fn run(cli: Cli, env: HashMap<String, String>) -> Result<(), CliError> {
+    let sources = ConfigSources { file: cli.config.as_deref(), env };
+    let settings = config::load(&sources)?;
+    let credentials = Credentials::from_env(&sources.env);
+    let ctx = Context { settings, credentials, config_path: cli.config.clone() };
+    match cli.command {
+        Command::CheckConfig => {
+            let text = config::render_effective(&ctx.settings, ctx.credentials.as_ref())
+                .map_err(|e| CliError::Fatal(format!("cannot render config: {e}")))?;
+            println!(
+                "# effective configuration (defaults < {} < environment)",
+                match &ctx.config_path {
+                    Some(p) => p.display().to_string(),
+                    None => "no --config file".to_string(),
+                }
+            );
+            print!("{text}");
+            println!("# configuration is valid");
+            Ok(())
+        }
+        Command::Run(args) => {
+            Settings::require_credentials(args.dry_run, ctx.credentials.as_ref())?;
+            commands::run::execute(&ctx, &args)
+        }
+        Command::Backtest(args) => commands::backtest::execute(&ctx, &args),
+        Command::DownloadData(args) => commands::download::execute(&ctx, &args),
+        Command::Analyze(args) => commands::analyze::execute(&ctx, &args),
+    }
+}

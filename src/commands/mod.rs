@@ -1,0 +1,7 @@
+//! Subcommand implementations. Each reads its inputs, calls the library and prints; the
+//! parsing and exit-code mapping live in `cli.rs`.
+
+pub mod analyze;
+pub mod backtest;
+pub mod download;
+pub mod run;

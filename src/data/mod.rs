@@ -1,0 +1,257 @@
+//! Candle data files: `DIR/<SYMBOL>-<interval>.csv[.gz]` with Binance's kline-dump columns
+//! (`open_time,open,high,low,close,volume,close_time,quote_volume,trades,taker_buy_volume,
+//! taker_buy_quote_volume`, ms since epoch, UTC). Used by `analyze`, `backtest` and
+//! `download-data`. Plain file I/O only; nothing here knows about strategy or exchange.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+use crate::core::models::{Candle, Timeframe};
+
+/// The header line every data file starts with.
+pub const HEADER: &str =
+    "open_time,open,high,low,close,volume,close_time,quote_volume,trades,taker_buy_volume,taker_buy_quote_volume";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("no data file for {symbol} {interval} in {dir} (looked for {symbol}-{interval}.csv and .csv.gz)")]
+    Missing { dir: PathBuf, symbol: String, interval: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Malformed { path: PathBuf, line: usize, reason: String },
+}
+
+/// The file holding `symbol`'s `tf` candles in `dir`: plain `.csv` first, then `.csv.gz`.
+pub fn candle_path(dir: &Path, symbol: &str, tf: Timeframe) -> Option<PathBuf> {
+    let plain = dir.join(format!("{symbol}-{tf}.csv"));
+    if plain.is_file() {
+        return Some(plain);
+    }
+    let gz = dir.join(format!("{symbol}-{tf}.csv.gz"));
+    gz.is_file().then_some(gz)
+}
+
+/// Reads all candles of `symbol` at `tf` from `dir`.
+///
+/// # Errors
+/// [`DataError::Missing`] when no file exists, I/O and format errors with file and line.
+pub fn load_candles(dir: &Path, symbol: &str, tf: Timeframe) -> Result<Vec<Candle>, DataError> {
+    let path = candle_path(dir, symbol, tf).ok_or_else(|| DataError::Missing {
+        dir: dir.to_path_buf(),
+        symbol: symbol.to_string(),
+        interval: tf.to_string(),
+    })?;
+    read_candle_file(&path)
+}
+
+/// Symbols that have a data file for `tf` in `dir`, sorted.
+///
+/// # Errors
+/// I/O errors listing the folder.
+pub fn symbols_in(dir: &Path, tf: Timeframe) -> Result<Vec<String>, DataError> {
+    let io = |source| DataError::Io { path: dir.to_path_buf(), source };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let name = entry.map_err(io)?.file_name();
+        let name = name.to_string_lossy();
+        let stem = name.strip_suffix(".gz").unwrap_or(&name);
+        if let Some(sym) = stem.strip_suffix(&format!("-{tf}.csv")) {
+            if !sym.is_empty() && !out.iter().any(|s: &String| s == sym) {
+                out.push(sym.to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads one data file (plain or gzip, judged by the `.gz` extension).
+///
+/// Rows must be in ascending `open_time` without duplicates; empty optional columns
+/// (`quote_volume`, `trades`, taker volumes) read as zero.
+///
+/// # Errors
+/// I/O errors and malformed rows, with the line number.
+pub fn read_candle_file(path: &Path) -> Result<Vec<Candle>, DataError> {
+    let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)))
+    } else {
+        Box::new(file)
+    };
+    parse_candles(BufReader::with_capacity(1 << 16, reader), path)
+}
+
+/// Parses candle CSV text from any reader; `origin` names it in errors.
+///
+/// # Errors
+/// I/O errors and malformed rows, with the line number.
+pub fn parse_candles<R: BufRead>(mut reader: R, origin: &Path) -> Result<Vec<Candle>, DataError> {
+    let malformed = |line: usize, reason: String| DataError::Malformed { path: origin.to_path_buf(), line, reason };
+    let mut out: Vec<Candle> = Vec::new();
+    let mut line = String::new();
+    let mut line_no = 0usize;
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(|source| DataError::Io { path: origin.to_path_buf(), source })?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
+            continue;
+        }
+        if line_no == 1 {
+            if text.trim_start_matches('\u{feff}') != HEADER {
+                return Err(malformed(1, format!("expected header `{HEADER}`")));
+            }
+            continue;
+        }
+        let candle = parse_row(text).map_err(|reason| malformed(line_no, reason))?;
+        if let Some(prev) = out.last() {
+            if candle.open_time <= prev.open_time {
+                return Err(malformed(
+                    line_no,
+                    format!("open_time {} not after the previous row's {}", candle.open_time, prev.open_time),
+                ));
+            }
+        }
+        out.push(candle);
+    }
+    Ok(out)
+}
+
+fn parse_row(text: &str) -> Result<Candle, String> {
+    let mut fields = text.split(',');
+    let mut next = |name: &str| fields.next().ok_or_else(|| format!("missing column {name}"));
+    let int = |name: &str, s: &str| s.trim().parse::<i64>().map_err(|_| format!("{name}: not an integer: `{s}`"));
+    let num = |name: &str, s: &str| -> Result<f64, String> {
+        let v: f64 = s.trim().parse().map_err(|_| format!("{name}: not a number: `{s}`"))?;
+        if v.is_finite() { Ok(v) } else { Err(format!("{name}: not finite: `{s}`")) }
+    };
+    let opt = |name: &str, s: &str| -> Result<f64, String> { if s.trim().is_empty() { Ok(0.0) } else { num(name, s) } };
+    let open_time = int("open_time", next("open_time")?)?;
+    let open = num("open", next("open")?)?;
+    let high = num("high", next("high")?)?;
+    let low = num("low", next("low")?)?;
+    let close = num("close", next("close")?)?;
+    let volume = num("volume", next("volume")?)?;
+    let close_time = int("close_time", next("close_time")?)?;
+    let quote_volume = opt("quote_volume", next("quote_volume")?)?;
+    let trades_text = next("trades")?;
+    let trades = if trades_text.trim().is_empty() {
+        0
+    } else {
+        trades_text.trim().parse::<u64>().map_err(|_| format!("trades: not a count: `{trades_text}`"))?
+    };
+    let taker_buy_volume = opt("taker_buy_volume", next("taker_buy_volume")?)?;
+    let taker_buy_quote_volume = opt("taker_buy_quote_volume", next("taker_buy_quote_volume")?)?;
+    let candle = Candle {
+        open_time,
+        close_time,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        quote_volume,
+        trades,
+        taker_buy_volume,
+        taker_buy_quote_volume,
+    };
+    if !candle.is_sane() {
+        return Err(format!("inconsistent candle (prices must be > 0 and low <= open/close <= high): `{text}`"));
+    }
+    Ok(candle)
+}
+
+/// Formats one candle as a data-file row (no newline).
+pub fn format_row(c: &Candle) -> String {
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{}",
+        c.open_time,
+        c.open,
+        c.high,
+        c.low,
+        c.close,
+        c.volume,
+        c.close_time,
+        c.quote_volume,
+        c.trades,
+        c.taker_buy_volume,
+        c.taker_buy_quote_volume
+    )
+}
+
+/// Writes candles to a plain CSV file with the header, replacing it.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_candle_file(path: &Path, candles: &[Candle]) -> Result<(), DataError> {
+    let io = |source| DataError::Io { path: path.to_path_buf(), source };
+    let mut w = BufWriter::new(File::create(path).map_err(io)?);
+    writeln!(w, "{HEADER}").map_err(io)?;
+    for c in candles {
+        writeln!(w, "{}", format_row(c)).map_err(io)?;
+    }
+    w.flush().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn parses_rows_with_empty_optional_columns() -> Result<(), DataError> {
+        let text = format!("{HEADER}\n1755388800000,117342.1,117500,117300,117450.5,123.4,1755389699999,,,,\n");
+        let candles = parse_candles(Cursor::new(text), Path::new("x.csv"))?;
+        assert_eq!(candles.len(), 1);
+        assert_eq!(candles[0].close, 117450.5);
+        assert_eq!(candles[0].quote_volume, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_rows_with_line_numbers() {
+        let bad = format!("{HEADER}\n1,2,3,1,2,5,900,,,,\n1,2,3,1,2,5,900,,,,\n");
+        let err = parse_candles(Cursor::new(bad), Path::new("x.csv")).map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(err, Err("x.csv:3: open_time 1 not after the previous row's 1".to_string()));
+        let nan = format!("{HEADER}\n1,NaN,3,1,2,5,900,,,,\n");
+        assert!(parse_candles(Cursor::new(nan), Path::new("x.csv")).is_err());
+        let hdr = "time,open\n";
+        assert!(parse_candles(Cursor::new(hdr), Path::new("x.csv")).is_err());
+    }
+
+    #[test]
+    fn write_then_read_round_trips() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let c = Candle {
+            open_time: 0,
+            close_time: 899_999,
+            open: 1.5,
+            high: 2.0,
+            low: 1.0,
+            close: 1.75,
+            volume: 10.0,
+            quote_volume: 17.5,
+            trades: 3,
+            taker_buy_volume: 4.0,
+            taker_buy_quote_volume: 7.0,
+        };
+        let path = dir.path().join("ABCUSDT-15m.csv");
+        write_candle_file(&path, &[c])?;
+        assert_eq!(load_candles(dir.path(), "ABCUSDT", Timeframe::M15)?, vec![c]);
+        assert_eq!(symbols_in(dir.path(), Timeframe::M15)?, vec!["ABCUSDT".to_string()]);
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! Kinetic Empire: an autonomous Binance USDⓈ-M perpetual futures trading daemon.
+//!
+//! The library holds everything; `main.rs` only parses arguments and calls [`cli::run`].
+//! Layout follows DESIGN.md section 1: pure strategy code (`analyzer`, `scanner`, `manager`)
+//! over plain data, I/O at the edges (`exchange`, `store`, `api`), orchestration in `core`.
+#![forbid(unsafe_code)]
+
+pub mod analyzer;
+pub mod api;
+pub mod backtest;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod core;
+pub mod data;
+pub mod exchange;
+pub mod manager;
+pub mod scanner;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
