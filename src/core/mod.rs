@@ -3,4 +3,5 @@
 //! shared mutable state, and no lock on it is ever held across an `.await`.
 
 pub mod clock;
+pub mod data_hub;
 pub mod models;
