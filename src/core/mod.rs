@@ -5,3 +5,4 @@
 pub mod clock;
 pub mod data_hub;
 pub mod models;
+pub mod systemd;
