@@ -521,7 +521,7 @@ mod tests {
             assert_eq!(tf.as_str().parse::<Timeframe>(), Ok(tf));
         }
         assert!("7m".parse::<Timeframe>().is_err());
-        assert_eq!(Timeframe::H4.align(1_700_000_123_456), 1_699_991_200_000);
+        assert_eq!(Timeframe::H4.align(1_700_000_123_456), 1_699_992_000_000);
     }
 
     #[test]
