@@ -1,6 +1,15 @@
 //! Position management rules: leverage mapping, position sizing, the five pre-trade risk
 //! checks and the exit ladder (TP1, TP2, trailing stop, emergency exit). Pure functions and
 //! state machines that return intended actions; they never call the exchange themselves.
+//!
+//! - [`sizing`]: leverage tiers (with the high-volatility column) and Decimal sizing.
+//! - [`risk_checks`]: the five checks, always all evaluated, and the risk book they read.
+//! - [`exit_ladder`]: TP1 → TP2 → trailing, stop hits, emergency exit, as actions.
+//! - [`protection`]: the per-tick audit that every position has exactly one exchange-side stop.
+//! - [`reconcile`]: the start-up plan that makes the exchange's positions the truth.
 
+pub mod exit_ladder;
 pub mod protection;
 pub mod reconcile;
+pub mod risk_checks;
+pub mod sizing;

@@ -1,0 +1,124 @@
+//! The market scanner's filters and ranking (DESIGN.md section 2): volume filter, momentum
+//! filter, liquidity floor, exclusions, a documented ranking blend and the top-N cut.
+//!
+//! Owns candidate selection only. It must not fetch data, read clocks or score symbols: the
+//! caller hands it each symbol's 24 h ticker and the 15m volume ratio.
+
+use std::cmp::Ordering;
+
+use crate::config::ScannerSettings;
+use crate::core::models::Ticker;
+
+/// What the scanner knows about one symbol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanInput {
+    pub ticker: Ticker,
+    /// Last closed 15m volume / mean of the `scanner.volume_lookback` before it; `None` while
+    /// there is not enough history (such a symbol never passes the volume filter).
+    pub volume_ratio: Option<f64>,
+}
+
+/// A symbol that passed every filter, with its rank score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub symbol: String,
+    pub volume_ratio: f64,
+    pub price_change_pct: f64,
+    pub quote_volume: f64,
+    /// `w × volume_ratio + (1 − w) × |24 h change %|`, `w = scanner.rank_volume_weight`.
+    pub rank_score: f64,
+}
+
+/// Volume filter: the ratio exceeds `scanner.volume_ratio_min` (strictly).
+pub fn passes_volume_filter(volume_ratio: Option<f64>, settings: &ScannerSettings) -> bool {
+    volume_ratio.is_some_and(|r| r.is_finite() && r > settings.volume_ratio_min)
+}
+
+/// Momentum filter: |24 h change %| exceeds `scanner.min_abs_change_pct` (strictly).
+pub fn passes_momentum_filter(ticker: &Ticker, settings: &ScannerSettings) -> bool {
+    ticker.price_change_pct.is_finite() && ticker.price_change_pct.abs() > settings.min_abs_change_pct
+}
+
+/// Liquidity floor: 24 h quote volume at least `scanner.min_quote_volume`.
+pub fn passes_liquidity_floor(ticker: &Ticker, settings: &ScannerSettings) -> bool {
+    ticker.quote_volume.is_finite() && ticker.quote_volume >= settings.min_quote_volume
+}
+
+/// Not listed in `scanner.exclude` (exact, case-insensitive match).
+pub fn is_allowed(symbol: &str, settings: &ScannerSettings) -> bool {
+    !settings.exclude.iter().any(|x| x.eq_ignore_ascii_case(symbol))
+}
+
+/// The rank score of a candidate (higher is better).
+pub fn rank_score(volume_ratio: f64, price_change_pct: f64, settings: &ScannerSettings) -> f64 {
+    let w = settings.rank_volume_weight;
+    let s = w * volume_ratio + (1.0 - w) * price_change_pct.abs();
+    if s.is_finite() { s } else { 0.0 }
+}
+
+/// Every filter in turn, then rank (score descending, symbol ascending on ties, so the result
+/// is deterministic) and keep the top `scanner.max_candidates`.
+pub fn scan(inputs: &[ScanInput], settings: &ScannerSettings) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = inputs
+        .iter()
+        .filter(|i| is_allowed(&i.ticker.symbol, settings))
+        .filter(|i| passes_liquidity_floor(&i.ticker, settings))
+        .filter(|i| passes_momentum_filter(&i.ticker, settings))
+        .filter(|i| passes_volume_filter(i.volume_ratio, settings))
+        .filter_map(|i| {
+            let ratio = i.volume_ratio?;
+            Some(Candidate {
+                symbol: i.ticker.symbol.clone(),
+                volume_ratio: ratio,
+                price_change_pct: i.ticker.price_change_pct,
+                quote_volume: i.ticker.quote_volume,
+                rank_score: rank_score(ratio, i.ticker.price_change_pct, settings),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.rank_score.partial_cmp(&a.rank_score).unwrap_or(Ordering::Equal).then_with(|| a.symbol.cmp(&b.symbol))
+    });
+    out.truncate(settings.max_candidates);
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn input(symbol: &str, change: f64, qv: f64, ratio: Option<f64>) -> ScanInput {
+        ScanInput {
+            ticker: Ticker {
+                symbol: symbol.into(),
+                last_price: 1.0,
+                price_change_pct: change,
+                volume: 1.0,
+                quote_volume: qv,
+                event_time: 0,
+            },
+            volume_ratio: ratio,
+        }
+    }
+
+    #[test]
+    fn filters_exclusions_ranking_and_top_n() {
+        let mut s = Settings::defaults().unwrap().scanner;
+        s.exclude = vec!["USDCUSDT".into()];
+        s.max_candidates = 2;
+        let inputs = vec![
+            input("AAAUSDT", 3.0, 1e8, Some(2.0)),  // rank 2.5
+            input("BBBUSDT", -5.0, 1e8, Some(3.0)), // rank 4.0
+            input("CCCUSDT", 0.5, 1e8, Some(9.0)),  // momentum too small
+            input("DDDUSDT", 4.0, 1e7, Some(9.0)),  // illiquid
+            input("USDCUSDT", 9.0, 1e9, Some(9.0)), // excluded
+            input("EEEUSDT", 2.0, 1e8, Some(1.5)),  // ratio not above 1.5
+            input("FFFUSDT", 2.0, 1e8, None),       // no history
+            input("GGGUSDT", 1.5, 1e8, Some(2.0)),  // rank 1.75, cut by top-N
+        ];
+        let got: Vec<String> = scan(&inputs, &s).into_iter().map(|c| c.symbol).collect();
+        assert_eq!(got, ["BBBUSDT", "AAAUSDT"]);
+    }
+}
