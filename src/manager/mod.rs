@@ -6,9 +6,12 @@
 //! - [`risk_checks`]: the five checks, always all evaluated, and the risk book they read.
 //! - [`exit_ladder`]: TP1 → TP2 → trailing, stop hits, emergency exit, as actions.
 //! - [`protection`]: the per-tick audit that every position has exactly one exchange-side stop.
+//! - [`position_manager`]: the trading brain (analyzers, positions, ladders, risk book, latch)
+//!   that live, dry-run and backtest all drive.
 //! - [`reconcile`]: the start-up plan that makes the exchange's positions the truth.
 
 pub mod exit_ladder;
+pub mod position_manager;
 pub mod protection;
 pub mod reconcile;
 pub mod risk_checks;

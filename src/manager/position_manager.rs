@@ -1,0 +1,555 @@
+//! The trading brain shared by the daemon, dry-run and backtest: a synchronous state machine
+//! that turns closed candles, prices and fills into decisions. It owns the per-symbol
+//! analyzers, the open positions with their exit ladders, the risk book and the emergency
+//! latch. It never performs I/O and never reads a clock — time comes in with every call — so
+//! `kinetic run` and `kinetic backtest` make the same decisions from the same data.
+//!
+//! The caller's loop:
+//! 1. feed closed candles with [`PositionManager::on_closed_candle`];
+//! 2. on the scanner interval, [`PositionManager::scan`] with the 24 h tickers;
+//! 3. after a candidate's closed 15m candle, [`PositionManager::evaluate_entry`] → an
+//!    [`EntryPlan`] or the reason there is none; execute the plan (set leverage, send the market
+//!    entry), then report the fill with [`PositionManager::open_position`], which returns the
+//!    protective stop to place;
+//! 4. on every price, [`PositionManager::on_price`] → exit actions to execute, and report each
+//!    executed close with [`PositionManager::on_exit_filled`];
+//! 5. every monitor tick, [`PositionManager::check_emergency`] with the portfolio's PnL.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rust_decimal::prelude::*;
+use serde::Serialize;
+
+use crate::analyzer::SymbolAnalyzer;
+use crate::analyzer::entry_exit::build_signal;
+use crate::analyzer::scoring::{ComponentReport, Score};
+use crate::config::{EmergencyReset, RiskSettings, ScannerSettings, Settings, StrategySettings};
+use crate::core::models::{
+    Candle, Direction, LadderStage, PartialExit, Position, Signal, SymbolFilters, Ticker, Timeframe, TimestampMs,
+    decimal_from_f64,
+};
+use crate::manager::exit_ladder::{ExitAction, ExitLadder, ExitReason, LadderConfig};
+use crate::manager::risk_checks::{PortfolioSnapshot, RiskBook, RiskReport, TradeIntent, emergency_triggered, utc_day};
+use crate::manager::sizing::{is_high_volatility, leverage_for, size_position};
+use crate::scanner::market_scanner::{Candidate, ScanInput, scan};
+
+/// Everything needed to send one entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntryPlan {
+    pub signal: Signal,
+    pub leverage: u32,
+    /// Quantity rounded down to the market step.
+    pub qty: Decimal,
+    pub notional: Decimal,
+    /// Distance from entry to the stop, kept when the fill price differs from the signal's.
+    pub stop_distance: Decimal,
+    pub high_volatility: bool,
+}
+
+/// The outcome of evaluating one symbol for an entry, with everything a log line or the
+/// journal needs to explain it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntryDecision {
+    pub symbol: String,
+    pub time: TimestampMs,
+    pub score_total: Option<u8>,
+    pub direction: Option<Direction>,
+    pub components: Vec<ComponentReport>,
+    pub risk: Option<RiskReport>,
+    /// `Ok` = send this entry; `Err` = the reason not to.
+    pub outcome: Result<EntryPlan, String>,
+}
+
+/// A position the manager tracks, with its ladder and what it has realized so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedPosition {
+    pub position: Position,
+    pub ladder: ExitLadder,
+    pub filters: SymbolFilters,
+    pub confidence: u8,
+    /// PnL realized by partial exits so far (before fees).
+    pub realized_pnl: Decimal,
+    pub fees: Decimal,
+    /// Exit reason of the last close, if any.
+    pub last_reason: Option<ExitReason>,
+}
+
+impl ManagedPosition {
+    /// Copies the ladder's state into the position record (for the journal and `/status`).
+    fn sync_from_ladder(&mut self) {
+        self.position.qty = self.ladder.remaining_qty;
+        self.position.stop_loss = self.ladder.stop;
+        self.position.stage = self.ladder.stage;
+        self.position.best_price = self.ladder.best_price;
+        self.position.trailing_stop = (self.ladder.stage == LadderStage::Trailing).then_some(self.ladder.stop);
+    }
+}
+
+/// A position that has been closed completely.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClosedTrade {
+    pub symbol: String,
+    pub direction: Direction,
+    pub entry_time: TimestampMs,
+    pub exit_time: TimestampMs,
+    pub entry_price: Decimal,
+    /// Quantity-weighted average exit price.
+    pub exit_price: Decimal,
+    pub qty: Decimal,
+    pub leverage: u32,
+    pub confidence: u8,
+    /// Realized PnL before fees.
+    pub gross_pnl: Decimal,
+    pub fees: Decimal,
+    /// Reason of the final close.
+    pub exit_reason: ExitReason,
+    pub partial_exits: Vec<PartialExit>,
+}
+
+impl ClosedTrade {
+    pub fn net_pnl(&self) -> Decimal {
+        self.gross_pnl - self.fees
+    }
+}
+
+/// The emergency exit latch: once fired, no new entries until cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EmergencyLatch {
+    pub since: TimestampMs,
+}
+
+/// The brain. See the module documentation for the calling protocol.
+#[derive(Debug, Clone)]
+pub struct PositionManager {
+    strategy: StrategySettings,
+    risk_settings: RiskSettings,
+    scanner: ScannerSettings,
+    ladder_cfg: LadderConfig,
+    analyzers: HashMap<String, SymbolAnalyzer>,
+    positions: BTreeMap<String, ManagedPosition>,
+    pub risk: RiskBook,
+    emergency: Option<EmergencyLatch>,
+}
+
+impl PositionManager {
+    /// A manager with no positions; `None` if the strategy percentages are unusable (the
+    /// config validation prevents that).
+    pub fn new(settings: &Settings, now: TimestampMs, equity: Decimal) -> Option<Self> {
+        Some(PositionManager {
+            strategy: settings.strategy.clone(),
+            risk_settings: settings.risk.clone(),
+            scanner: settings.scanner.clone(),
+            ladder_cfg: LadderConfig::from_settings(&settings.strategy)?,
+            analyzers: HashMap::new(),
+            positions: BTreeMap::new(),
+            risk: RiskBook::new(now, equity),
+            emergency: None,
+        })
+    }
+
+    /// Feeds one closed candle. Candles must arrive in time order per symbol and timeframe;
+    /// repeats and older candles are ignored by the analyzer.
+    pub fn on_closed_candle(&mut self, symbol: &str, tf: Timeframe, candle: &Candle) -> bool {
+        if !candle.is_sane() {
+            return false;
+        }
+        match self.analyzers.get_mut(symbol) {
+            Some(a) => a.on_closed_candle(tf, candle),
+            None => {
+                let mut a = SymbolAnalyzer::new();
+                let taken = a.on_closed_candle(tf, candle);
+                self.analyzers.insert(symbol.to_string(), a);
+                taken
+            }
+        }
+    }
+
+    /// Forgets a symbol's analysis (it left the candidate list and has no position).
+    pub fn forget_symbol(&mut self, symbol: &str) {
+        if !self.positions.contains_key(symbol) {
+            self.analyzers.remove(symbol);
+        }
+    }
+
+    pub fn analyzer(&self, symbol: &str) -> Option<&SymbolAnalyzer> {
+        self.analyzers.get(symbol)
+    }
+
+    /// Runs the scanner over `tickers`, using each symbol's last closed 15m volume ratio.
+    pub fn scan(&self, tickers: &[Ticker]) -> Vec<Candidate> {
+        let inputs: Vec<ScanInput> = tickers
+            .iter()
+            .map(|t| ScanInput {
+                ticker: t.clone(),
+                volume_ratio: self
+                    .analyzers
+                    .get(&t.symbol)
+                    .and_then(|a| a.m15.indicators())
+                    .map(|i| i.volume_ratio)
+                    .filter(|r| r.is_finite()),
+            })
+            .collect();
+        scan(&inputs, &self.scanner)
+    }
+
+    /// The current score of a symbol, once all three timeframes are warmed up.
+    pub fn score(&self, symbol: &str) -> Option<Score> {
+        self.analyzers.get(symbol)?.score(&self.strategy)
+    }
+
+    /// Evaluates `symbol` for an entry at `now`: score → signal → leverage → size → the five
+    /// risk checks (always all five). `entry_price` is the price the entry is expected to fill
+    /// at (the last close live, the next open in a backtest). `pending_entry` marks a symbol
+    /// whose entry order is still in flight.
+    #[allow(clippy::too_many_arguments)]
+    pub fn evaluate_entry(
+        &mut self,
+        symbol: &str,
+        now: TimestampMs,
+        entry_price: Decimal,
+        filters: &SymbolFilters,
+        max_leverage: u32,
+        portfolio: &PortfolioSnapshot,
+        pending_entry: bool,
+    ) -> EntryDecision {
+        self.risk.roll_day(now, portfolio.equity);
+        self.clear_emergency_if_due(now);
+        let mut decision = EntryDecision {
+            symbol: symbol.to_string(),
+            time: now,
+            score_total: None,
+            direction: None,
+            components: Vec::new(),
+            risk: None,
+            outcome: Err(String::new()),
+        };
+        let Some(analyzer) = self.analyzers.get(symbol) else {
+            decision.outcome = Err("no candles for this symbol yet".to_string());
+            return decision;
+        };
+        let (Some(score), Some(indicators)) = (analyzer.score(&self.strategy), analyzer.indicators()) else {
+            decision.outcome = Err("indicators still warming up".to_string());
+            return decision;
+        };
+        decision.score_total = Some(score.total);
+        decision.direction = Some(score.direction);
+        decision.components = score.report();
+        if let Some(latch) = self.emergency {
+            decision.outcome = Err(format!("emergency exit latched since {}", latch.since));
+            return decision;
+        }
+        let Some(signal) = build_signal(
+            symbol,
+            &score,
+            indicators,
+            entry_price,
+            analyzer.m15.last_close_time().unwrap_or(now),
+            &self.strategy,
+            filters.tick_size,
+        ) else {
+            decision.outcome = Err(if score.total < self.strategy.min_confidence {
+                format!("score {} below min_confidence {}", score.total, self.strategy.min_confidence)
+            } else {
+                "no valid stop level (ATR unusable)".to_string()
+            });
+            return decision;
+        };
+        let high_vol =
+            is_high_volatility(indicators.h1.atr, analyzer.h1.last_close(), self.risk_settings.high_volatility_atr_pct);
+        let Some(leverage) =
+            leverage_for(signal.confidence, high_vol, &self.risk_settings.leverage_tiers, max_leverage.max(1))
+        else {
+            decision.outcome = Err(format!("no leverage tier for confidence {}", signal.confidence));
+            return decision;
+        };
+        let sizing = size_position(
+            portfolio.equity,
+            signal.confidence,
+            signal.entry_price,
+            signal.stop_loss,
+            &self.risk_settings.sizing_tiers,
+            filters,
+        );
+        let busy = pending_entry || self.positions.contains_key(symbol);
+        let notional = sizing.as_ref().map(|s| s.notional).unwrap_or(Decimal::ZERO);
+        let report = self.risk.evaluate(
+            portfolio,
+            &TradeIntent { symbol, notional, leverage, symbol_busy: busy },
+            &self.risk_settings,
+            now,
+        );
+        let passed = report.passed();
+        let failures = report.failures();
+        decision.risk = Some(report);
+        let sizing = match sizing {
+            Ok(s) => s,
+            Err(skip) => {
+                decision.outcome = Err(format!("sizing: {skip}"));
+                return decision;
+            }
+        };
+        if !passed {
+            decision.outcome = Err(format!("risk checks failed: {failures}"));
+            return decision;
+        }
+        let stop_distance = (signal.entry_price - signal.stop_loss).abs();
+        decision.outcome = Ok(EntryPlan {
+            signal,
+            leverage,
+            qty: sizing.qty,
+            notional: sizing.notional,
+            stop_distance,
+            high_volatility: high_vol,
+        });
+        decision
+    }
+
+    /// Registers a filled entry. The stop keeps the plan's distance from the actual fill
+    /// price (rounded to tick towards the entry). Returns the stop price to place on the
+    /// exchange for `filled_qty`, or `None` if the fill is unusable (zero quantity/price).
+    pub fn open_position(
+        &mut self,
+        plan: &EntryPlan,
+        filled_qty: Decimal,
+        avg_price: Decimal,
+        fee: Decimal,
+        filters: &SymbolFilters,
+        now: TimestampMs,
+    ) -> Option<Decimal> {
+        if filled_qty <= Decimal::ZERO || avg_price <= Decimal::ZERO {
+            return None;
+        }
+        let dir = plan.signal.direction;
+        let raw = match dir {
+            Direction::Long => avg_price - plan.stop_distance,
+            Direction::Short => avg_price + plan.stop_distance,
+        };
+        let toward_entry = match dir {
+            Direction::Long => RoundingStrategy::AwayFromZero,
+            Direction::Short => RoundingStrategy::ToZero,
+        };
+        let mut stop = crate::core::models::round_to_increment(raw, filters.tick_size, toward_entry);
+        if stop <= Decimal::ZERO {
+            stop = filters.tick_size.max(Decimal::new(1, 8));
+        }
+        let ladder = ExitLadder::new(dir, avg_price, filled_qty, stop, &self.ladder_cfg, filters)?;
+        let position = Position {
+            symbol: plan.signal.symbol.clone(),
+            direction: dir,
+            entry_price: avg_price,
+            original_qty: filled_qty,
+            qty: filled_qty,
+            leverage: plan.leverage,
+            stop_loss: stop,
+            take_profit: ladder.trail_start_price,
+            trailing_stop: None,
+            partial_exits: Vec::new(),
+            best_price: avg_price,
+            peak_pnl: Decimal::ZERO,
+            stage: LadderStage::Open,
+            entry_time: now,
+        };
+        self.positions.insert(
+            position.symbol.clone(),
+            ManagedPosition {
+                position,
+                ladder,
+                filters: filters.clone(),
+                confidence: plan.signal.confidence,
+                realized_pnl: Decimal::ZERO,
+                fees: fee,
+                last_reason: None,
+            },
+        );
+        Some(stop)
+    }
+
+    /// Takes over a position restored from the journal or adopted from the exchange.
+    pub fn restore_position(&mut self, position: Position, filters: &SymbolFilters, confidence: u8) -> bool {
+        let Some(ladder) = ExitLadder::from_position(&position, &self.ladder_cfg, filters) else {
+            return false;
+        };
+        self.positions.insert(
+            position.symbol.clone(),
+            ManagedPosition {
+                position,
+                ladder,
+                filters: filters.clone(),
+                confidence,
+                realized_pnl: Decimal::ZERO,
+                fees: Decimal::ZERO,
+                last_reason: None,
+            },
+        );
+        true
+    }
+
+    /// One price for `symbol`: the exit actions to execute, in order.
+    pub fn on_price(&mut self, symbol: &str, price: Decimal) -> Vec<ExitAction> {
+        let Some(mp) = self.positions.get_mut(symbol) else {
+            return Vec::new();
+        };
+        let actions = mp.ladder.on_price(price);
+        let pnl_now = (price - mp.position.entry_price) * mp.ladder.remaining_qty * mp.position.direction.sign();
+        if pnl_now > mp.position.peak_pnl {
+            mp.position.peak_pnl = pnl_now;
+        }
+        mp.sync_from_ladder();
+        actions
+    }
+
+    /// Books an executed close of `qty` at `price`. Returns the finished trade once nothing
+    /// is left. The ladder has already deducted the quantity when it emitted the action; the
+    /// caller reports what actually filled, and a shortfall stays open (see
+    /// [`PositionManager::sync_quantity`]).
+    pub fn on_exit_filled(
+        &mut self,
+        symbol: &str,
+        qty: Decimal,
+        price: Decimal,
+        fee: Decimal,
+        reason: ExitReason,
+        now: TimestampMs,
+    ) -> Option<ClosedTrade> {
+        let mp = self.positions.get_mut(symbol)?;
+        let gross = (price - mp.position.entry_price) * qty * mp.position.direction.sign();
+        mp.realized_pnl += gross;
+        mp.fees += fee;
+        mp.last_reason = Some(reason);
+        mp.position.partial_exits.push(PartialExit { price, qty, time: now, reason: reason.as_str().to_string() });
+        mp.sync_from_ladder();
+        if !mp.ladder.is_closed() {
+            return None;
+        }
+        let mp = self.positions.remove(symbol)?;
+        let closed_qty: Decimal = mp.position.partial_exits.iter().map(|e| e.qty).sum();
+        let exit_price = if closed_qty.is_zero() {
+            price
+        } else {
+            mp.position.partial_exits.iter().map(|e| e.price * e.qty).sum::<Decimal>() / closed_qty
+        };
+        let net = mp.realized_pnl - mp.fees;
+        self.risk.record_close(symbol, net, now, &self.risk_settings);
+        Some(ClosedTrade {
+            symbol: symbol.to_string(),
+            direction: mp.position.direction,
+            entry_time: mp.position.entry_time,
+            exit_time: now,
+            entry_price: mp.position.entry_price,
+            exit_price,
+            qty: mp.position.original_qty,
+            leverage: mp.position.leverage,
+            confidence: mp.confidence,
+            gross_pnl: mp.realized_pnl,
+            fees: mp.fees,
+            exit_reason: reason,
+            partial_exits: mp.position.partial_exits,
+        })
+    }
+
+    /// Aligns the remaining quantity with what the exchange reports (a close that did not
+    /// fill, a manual intervention). Zero removes the position without booking a trade.
+    pub fn sync_quantity(&mut self, symbol: &str, qty: Decimal) {
+        if qty <= Decimal::ZERO {
+            self.positions.remove(symbol);
+            return;
+        }
+        if let Some(mp) = self.positions.get_mut(symbol) {
+            mp.ladder.remaining_qty = qty;
+            mp.sync_from_ladder();
+        }
+    }
+
+    /// Builds the list of close-all actions for every open position (emergency exit).
+    pub fn close_all_actions(
+        &mut self,
+        reason: ExitReason,
+        prices: &dyn Fn(&str) -> Option<Decimal>,
+    ) -> Vec<(String, ExitAction)> {
+        let mut out = Vec::new();
+        for (symbol, mp) in &mut self.positions {
+            let qty = mp.ladder.remaining_qty;
+            if qty <= Decimal::ZERO {
+                continue;
+            }
+            let trigger = prices(symbol).unwrap_or(mp.position.entry_price);
+            mp.ladder.remaining_qty = Decimal::ZERO;
+            out.push((symbol.clone(), ExitAction::CloseAll { qty, reason, trigger_price: trigger }));
+        }
+        out
+    }
+
+    /// The emergency rule over the whole portfolio; fires (and latches) at most once.
+    /// Returns true when every position must be closed now.
+    pub fn check_emergency(&mut self, unrealized_pnl: Decimal, equity: Decimal, now: TimestampMs) -> bool {
+        self.risk.roll_day(now, equity);
+        self.risk.observe(unrealized_pnl, &self.risk_settings);
+        self.clear_emergency_if_due(now);
+        if self.positions.is_empty() || !emergency_triggered(unrealized_pnl, equity, &self.risk_settings) {
+            return false;
+        }
+        if self.emergency.is_none() {
+            self.emergency = Some(EmergencyLatch { since: now });
+        }
+        true
+    }
+
+    fn clear_emergency_if_due(&mut self, now: TimestampMs) {
+        if let (Some(latch), EmergencyReset::NextUtcDay) = (self.emergency, self.risk_settings.emergency_reset)
+            && utc_day(now) > utc_day(latch.since)
+        {
+            self.emergency = None;
+        }
+    }
+
+    /// The latch as restored from the journal (or cleared by the operator with `None`).
+    pub fn set_emergency(&mut self, latch: Option<EmergencyLatch>) {
+        self.emergency = latch;
+    }
+
+    pub fn emergency(&self) -> Option<EmergencyLatch> {
+        self.emergency
+    }
+
+    pub fn positions(&self) -> impl Iterator<Item = &ManagedPosition> {
+        self.positions.values()
+    }
+
+    pub fn position(&self, symbol: &str) -> Option<&ManagedPosition> {
+        self.positions.get(symbol)
+    }
+
+    pub fn has_position(&self, symbol: &str) -> bool {
+        self.positions.contains_key(symbol)
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Unrealized PnL and open notional at the given prices (positions without a price count
+    /// at their entry).
+    pub fn exposure(&self, prices: &dyn Fn(&str) -> Option<Decimal>) -> (Decimal, Decimal) {
+        let mut upnl = Decimal::ZERO;
+        let mut notional = Decimal::ZERO;
+        for (symbol, mp) in &self.positions {
+            let px = prices(symbol).unwrap_or(mp.position.entry_price);
+            upnl += (px - mp.position.entry_price) * mp.ladder.remaining_qty * mp.position.direction.sign();
+            notional += (px * mp.ladder.remaining_qty).abs();
+        }
+        (upnl, notional)
+    }
+
+    pub fn strategy_settings(&self) -> &StrategySettings {
+        &self.strategy
+    }
+
+    pub fn risk_settings(&self) -> &RiskSettings {
+        &self.risk_settings
+    }
+}
+
+/// A fee for `notional` at `pct` percent.
+pub fn fee_for(notional: Decimal, pct: f64) -> Decimal {
+    decimal_from_f64(pct).map(|p| notional.abs() * p / Decimal::ONE_HUNDRED).unwrap_or(Decimal::ZERO)
+}
