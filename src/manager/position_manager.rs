@@ -460,6 +460,19 @@ impl PositionManager {
         }
     }
 
+    /// Deducts `qty` that the exchange closed on its own (a resting stop triggered, a
+    /// liquidation) before the ladder saw the price. Returns how much was deducted; book it
+    /// afterwards with [`PositionManager::on_exit_filled`].
+    pub fn reduce_remaining(&mut self, symbol: &str, qty: Decimal) -> Decimal {
+        let Some(mp) = self.positions.get_mut(symbol) else {
+            return Decimal::ZERO;
+        };
+        let take = qty.min(mp.ladder.remaining_qty).max(Decimal::ZERO);
+        mp.ladder.remaining_qty -= take;
+        mp.sync_from_ladder();
+        take
+    }
+
     /// Builds the list of close-all actions for every open position (emergency exit).
     pub fn close_all_actions(
         &mut self,
