@@ -929,6 +929,16 @@ impl<E: Exchange> Engine<E> {
         tracing::info!(symbol = %t.symbol, direction = t.direction.as_str(), entry = %t.entry_price,
             exit = %t.exit_price.round_dp(8), pnl = %t.net_pnl().round_dp(4), fees = %t.fees.round_dp(4),
             reason = t.exit_reason.as_str(), "position closed");
+        // The final exits are not in the journal yet: the brain dropped the position on close.
+        if let Ok(open) = self.journal.open_positions()
+            && let Some(mut j) = open.into_iter().find(|j| j.position.symbol == t.symbol)
+        {
+            j.position.partial_exits.clone_from(&t.partial_exits);
+            j.position.qty = Decimal::ZERO;
+            if let Err(e) = self.journal.update_position(&j.position) {
+                tracing::error!(error = %e, "journal: could not record the final exits");
+            }
+        }
         if let Err(e) = self.journal.close_position(&t.symbol, t.exit_time, reason, t.gross_pnl, t.fees) {
             tracing::error!(error = %e, "journal: could not close position");
         }
