@@ -96,8 +96,8 @@ pub struct Engine<E: Exchange> {
     symbols: HashMap<String, SymbolInfo>,
     locked: BTreeSet<String>,
     candidates: Vec<String>,
-    /// Symbols with warmed-up candle history (kline-streamed or REST-refreshed).
-    warmed: BTreeSet<String>,
+    /// Symbols whose candles we keep (passed the ticker filters, or held).
+    tracked: BTreeSet<String>,
     /// Resting protective stops by algo id (our view, from events and periodic refreshes).
     stops: BTreeMap<i64, StopOrder>,
     /// Client ids of the market orders we sent (their fills are booked from the response).
@@ -145,7 +145,7 @@ impl<E: Exchange> Engine<E> {
             symbols: HashMap::new(),
             locked: BTreeSet::new(),
             candidates: Vec::new(),
-            warmed: BTreeSet::new(),
+            tracked: BTreeSet::new(),
             stops: BTreeMap::new(),
             own_orders: VecDeque::new(),
             awaiting_stop: HashMap::new(),
@@ -401,29 +401,46 @@ impl<E: Exchange> Engine<E> {
         }
     }
 
-    /// Fetches enough history for a symbol's three timeframes.
+    /// Brings a symbol's three timeframes up to date (full warm-up the first time).
     async fn warm_up(&mut self, symbol: &str) {
-        if self.warmed.contains(symbol) {
-            return;
-        }
-        let now = self.ex.now_ms();
         for tf in [Timeframe::H4, Timeframe::H1, Timeframe::M15] {
-            match self.ex.klines(symbol, tf, None, None, WARMUP_CANDLES).await {
-                Ok(candles) => {
-                    for c in candles.iter().filter(|c| c.close_time < now) {
-                        self.pm.on_closed_candle(symbol, tf, c);
-                        if let Ok(mut hub) = self.handles.hub.write() {
-                            hub.merge_candle(symbol, tf, *c);
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(%symbol, timeframe = tf.as_str(), error = %e, "warm-up failed");
-                    return;
-                }
+            if !self.catch_up(symbol, tf).await {
+                return;
             }
         }
-        self.warmed.insert(symbol.to_string());
+    }
+
+    /// Fetches the closed candles of `tf` missing since the analyzer's last one (the whole
+    /// warm-up when it has none). At most one request; nothing when already current.
+    async fn catch_up(&mut self, symbol: &str, tf: Timeframe) -> bool {
+        let now = self.ex.now_ms();
+        let dur = tf.duration_ms();
+        let last = self.pm.analyzer(symbol).and_then(|a| a.state(tf)).and_then(|s| s.last_close_time());
+        let limit = match last {
+            None => WARMUP_CANDLES,
+            Some(t) => {
+                let missing = (now - t) / dur;
+                if missing < 1 {
+                    return true;
+                }
+                u16::try_from((missing + 2).min(i64::from(WARMUP_CANDLES))).unwrap_or(WARMUP_CANDLES)
+            }
+        };
+        match self.ex.klines(symbol, tf, None, None, limit).await {
+            Ok(candles) => {
+                for c in candles.iter().filter(|c| c.close_time < now) {
+                    self.pm.on_closed_candle(symbol, tf, c);
+                    if let Ok(mut hub) = self.handles.hub.write() {
+                        hub.merge_candle(symbol, tf, *c);
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(%symbol, timeframe = tf.as_str(), error = %e, "candle history fetch failed");
+                false
+            }
+        }
     }
 
     fn update_kline_subscriptions(&mut self) {
@@ -635,29 +652,33 @@ impl<E: Exchange> Engine<E> {
             .collect();
         survivors.sort_by(|a, b| b.quote_volume.partial_cmp(&a.quote_volume).unwrap_or(std::cmp::Ordering::Equal));
         survivors.truncate(sc.max_candidates.saturating_mul(4).max(10));
+        // The volume filter needs the latest closed 15m candle of every survivor: one small
+        // request per symbol per 15 minutes (streamed symbols are current already).
+        let streamed: BTreeSet<String> =
+            self.candidates.iter().cloned().chain(self.pm.positions().map(|m| m.position.symbol.clone())).collect();
         for t in &survivors {
-            self.warm_up(&t.symbol).await;
+            if !streamed.contains(&t.symbol) {
+                self.catch_up(&t.symbol, Timeframe::M15).await;
+            }
         }
         let ranked = self.pm.scan(&survivors);
         let before: BTreeSet<String> = self.candidates.iter().cloned().collect();
         self.candidates = ranked.iter().map(|c| c.symbol.clone()).collect();
         let after: BTreeSet<String> = self.candidates.iter().cloned().collect();
-        // Symbols that left the list keep nothing unless we hold them.
-        for gone in before.difference(&after) {
-            if !self.pm.has_position(gone) && !survivors.iter().any(|t| &t.symbol == gone) {
-                self.warmed.remove(gone);
-                self.pm.forget_symbol(gone);
+        // Symbols that no longer pass the ticker filters keep nothing unless we hold them:
+        // memory stays O(tracked symbols).
+        let keep: BTreeSet<&str> = survivors.iter().map(|t| t.symbol.as_str()).collect();
+        let tracked: Vec<String> = self.tracked.iter().cloned().collect();
+        for gone in tracked {
+            if !keep.contains(gone.as_str()) && !self.pm.has_position(&gone) {
+                self.tracked.remove(&gone);
+                self.pm.forget_symbol(&gone);
                 if let Ok(mut hub) = self.handles.hub.write() {
-                    hub.drop_candles(gone);
+                    hub.drop_candles(&gone);
                 }
             }
         }
-        // Survivors that are not streamed need a fresh 15m history next scan.
-        for t in &survivors {
-            if !after.contains(&t.symbol) && !self.pm.has_position(&t.symbol) {
-                self.warmed.remove(&t.symbol);
-            }
-        }
+        self.tracked.extend(keep.iter().map(|s| (*s).to_string()));
         tracing::info!(
             symbols = tickers.len(),
             prefiltered = survivors.len(),
@@ -674,9 +695,10 @@ impl<E: Exchange> Engine<E> {
             })).collect::<Vec<_>>(),
         }));
         self.update_kline_subscriptions();
-        // New candidates are evaluated at once on their latest closed candle.
+        // New candidates: bring 1h/4h up to date, then evaluate on the latest closed candle.
         let new: Vec<String> = after.difference(&before).cloned().collect();
         for s in new {
+            self.warm_up(&s).await;
             self.consider_entry(&s).await;
         }
     }
