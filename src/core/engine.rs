@@ -867,6 +867,7 @@ impl<E: Exchange> Engine<E> {
         }
         self.update_kline_subscriptions();
         self.place_stop(&symbol, plan.signal.direction.exit_side(), report.executed_qty, stop).await;
+        self.publish_status();
     }
 
     // ---------------------------------------------------------------------------------- exits
@@ -885,6 +886,9 @@ impl<E: Exchange> Engine<E> {
             match a {
                 ExitAction::Close { qty, reason, trigger_price } => {
                     tracing::info!(%symbol, %qty, level = %trigger_price, reason = reason.as_str(), "take-profit hit");
+                    // Write-ahead: the ladder's new stage is journaled before the close is sent,
+                    // so a crash in between can never make the same level fire twice.
+                    self.journal_position(symbol);
                     self.close_market(symbol, qty, reason, reason.as_str()).await;
                 }
                 ExitAction::MoveStop { stop_price, qty } => {
@@ -901,6 +905,7 @@ impl<E: Exchange> Engine<E> {
                 }
             }
         }
+        self.publish_status();
     }
 
     /// Reduce-only market close of `qty`, booked from the response.
@@ -967,6 +972,7 @@ impl<E: Exchange> Engine<E> {
         self.awaiting_stop.remove(&t.symbol);
         // Any stop left for the symbol is an orphan now; the audit cancels it.
         self.update_kline_subscriptions();
+        self.publish_status();
     }
 
     fn journal_closed_unknown(&mut self, symbol: &str) {

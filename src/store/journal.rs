@@ -194,7 +194,8 @@ pub struct EquitySnapshot {
     pub equity: Decimal,
 }
 
-/// The journal: one SQLite connection in WAL mode with `synchronous = FULL`.
+/// The journal: one SQLite connection in WAL mode, `synchronous = NORMAL` unless
+/// [`Journal::set_full_sync`] asks for `FULL` (`storage.sync`).
 pub struct Journal {
     conn: Connection,
 }
@@ -252,6 +253,24 @@ impl Journal {
         Self::init(conn)
     }
 
+    /// `true`: fsync every commit (`synchronous = FULL`, survives power loss); `false`:
+    /// `synchronous = NORMAL` (survives process crashes; the default).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn set_full_sync(&self, full: bool) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+        Ok(())
+    }
+
+    /// The current `synchronous` level (1 = NORMAL, 2 = FULL).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn sync_level(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+    }
+
     /// An in-memory journal (tests and backtests).
     ///
     /// # Errors
@@ -264,7 +283,7 @@ impl Journal {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // journal_mode returns a row; in-memory databases answer "memory".
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         let mut journal = Journal { conn };
         journal.migrate()?;
         Ok(journal)
