@@ -1,0 +1,637 @@
+//! Self-tests of the fake Binance server, driven with plain reqwest and tokio-tungstenite (not
+//! the project's client): signatures, Binance's rejections, the matching engine, user and market
+//! streams, and the fault switches.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use kinetic::core::models::Candle;
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::fake_binance::{DOC_API_KEY, DOC_API_SECRET, FakeBinance, FakeConfig, FaultAction, FaultScope, d};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A minimal signed REST client: parameters in the query for GET/DELETE and in a form body for
+/// POST/PUT, `timestamp` and `signature` appended last.
+struct Rest<'a> {
+    fake: &'a FakeBinance,
+    http: reqwest::Client,
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    fn code(&self) -> i64 {
+        self.body["code"].as_i64().unwrap_or(0)
+    }
+}
+
+impl<'a> Rest<'a> {
+    fn new(fake: &'a FakeBinance) -> Self {
+        Rest { fake, http: reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap() }
+    }
+
+    async fn raw(&self, method: Method, path: &str, query: &str, body: &str, key: Option<&str>) -> Answer {
+        let url = if query.is_empty() {
+            format!("{}{path}", self.fake.rest_url())
+        } else {
+            format!("{}{path}?{query}", self.fake.rest_url())
+        };
+        let mut req = self.http.request(method, url);
+        if let Some(k) = key {
+            req = req.header("X-MBX-APIKEY", k);
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", "application/x-www-form-urlencoded").body(body.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer { status, body, headers }
+    }
+
+    async fn public(&self, path: &str, params: &[(&str, &str)]) -> Answer {
+        let q = serde_urlencoded::to_string(params).unwrap();
+        self.raw(Method::GET, path, &q, "", None).await
+    }
+
+    async fn signed(&self, method: Method, path: &str, params: &[(&str, &str)]) -> Answer {
+        let mut q = serde_urlencoded::to_string(params).unwrap();
+        if !q.is_empty() {
+            q.push('&');
+        }
+        q.push_str(&format!("recvWindow=5000&timestamp={}", now_ms()));
+        let sig = self.fake.sign(&q);
+        let signed = format!("{q}&signature={sig}");
+        if method == Method::POST || method == Method::PUT {
+            self.raw(method, path, "", &signed, Some(DOC_API_KEY)).await
+        } else {
+            self.raw(method, path, &signed, "", Some(DOC_API_KEY)).await
+        }
+    }
+
+    async fn key_only(&self, method: Method, path: &str) -> Answer {
+        self.raw(method, path, "", "", Some(DOC_API_KEY)).await
+    }
+
+    async fn market(&self, symbol: &str, side: &str, qty: &str, cid: &str) -> Answer {
+        let p = [("symbol", symbol), ("side", side), ("type", "MARKET"), ("quantity", qty), ("newClientOrderId", cid)];
+        self.signed(Method::POST, "/fapi/v1/order", &p).await
+    }
+}
+
+async fn connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// Next text frame as JSON (pings are skipped), or `None` after `timeout` / on close.
+async fn next_json(ws: &mut Ws, timeout: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.checked_duration_since(tokio::time::Instant::now())?;
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(t.as_str()).ok(),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Reads frames until one satisfies `pred`; returns it (and everything seen before in `seen`).
+async fn wait_for(ws: &mut Ws, seen: &mut Vec<Value>, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let v = next_json(ws, left).await.unwrap_or_else(|| panic!("timed out; seen so far: {seen:#?}"));
+        seen.push(v.clone());
+        if pred(&v) {
+            return v;
+        }
+    }
+}
+
+async fn private_socket(fake: &FakeBinance, rest: &Rest<'_>) -> Ws {
+    let lk = rest.key_only(Method::POST, "/fapi/v1/listenKey").await;
+    assert_eq!(lk.status, 200, "{:?}", lk.body);
+    let key = lk.body["listenKey"].as_str().unwrap().to_string();
+    let ws = connect(&fake.private_ws_url(&key)).await;
+    assert!(fake.wait_for_ws_connections(1, Duration::from_secs(2)).await);
+    ws
+}
+
+fn candle(open_time: i64, close: f64) -> Candle {
+    Candle {
+        open_time,
+        close_time: open_time + 15 * 60_000 - 1,
+        open: close - 1.0,
+        high: close + 2.0,
+        low: close - 2.0,
+        close,
+        volume: 10.0,
+        quote_volume: 10.0 * close,
+        trades: 5,
+        taker_buy_volume: 4.0,
+        taker_buy_quote_volume: 4.0 * close,
+    }
+}
+
+fn quiet() -> FakeConfig {
+    FakeConfig::default().without_market_tick()
+}
+
+#[tokio::test]
+async fn documented_signature_example_is_accepted_and_tampering_is_refused() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let params = "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=9000&timeInForce=GTC&recvWindow=5000&timestamp=1591702613943";
+    assert_eq!(fake.sign(params), "3c661234138461fcc7a7d8746c6558c9842d4e10870d2ecbedf7777cad694af9");
+    assert_eq!(fake.api_secret(), DOC_API_SECRET);
+    // Put the server clock at the documented timestamp so the request is inside recvWindow.
+    fake.set_clock_skew_ms(1591702613943 + 200 - now_ms());
+
+    // All parameters in the body.
+    let body = format!("{params}&signature=3c661234138461fcc7a7d8746c6558c9842d4e10870d2ecbedf7777cad694af9");
+    let a = rest.raw(Method::POST, "/fapi/v1/order", "", &body, Some(DOC_API_KEY)).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["status"], "NEW");
+    assert_eq!(a.body["type"], "LIMIT");
+
+    // Mixed: query + body, signature over their direct concatenation (doc §2, corrected value).
+    let q = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC";
+    let b = "quantity=1&price=9000&recvWindow=5000&timestamp=1591702613943&signature=30baaf0fab549bbeda7f5ef201898b34122da25fd23c646cac2c529aebe670a4";
+    let a = rest.raw(Method::POST, "/fapi/v1/order", q, b, Some(DOC_API_KEY)).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+
+    // Same parameters re-ordered after signing → -1022.
+    let reordered = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=9000&recvWindow=5000&timestamp=1591702613943&signature=3c661234138461fcc7a7d8746c6558c9842d4e10870d2ecbedf7777cad694af9";
+    let a = rest.raw(Method::POST, "/fapi/v1/order", "", reordered, Some(DOC_API_KEY)).await;
+    assert_eq!((a.status, a.code()), (400, -1022));
+
+    // Key problems.
+    let a = rest.raw(Method::POST, "/fapi/v1/order", "", &body, None).await;
+    assert_eq!((a.status, a.code()), (401, -2014));
+    let a = rest.raw(Method::POST, "/fapi/v1/order", "", &body, Some("wrong-key")).await;
+    assert_eq!((a.status, a.code()), (401, -2015));
+
+    // Two LIMIT orders rest; the rejected ones left nothing behind.
+    assert_eq!(fake.open_orders().len(), 2);
+    let log = fake.requests_to("POST", "/fapi/v1/order");
+    assert_eq!(log.len(), 5);
+    assert!(log.iter().all(|r| r.signed));
+    assert_eq!(log[2].error_code, Some(-1022));
+}
+
+#[tokio::test]
+async fn timestamps_outside_recv_window_get_1021() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    assert_eq!(rest.signed(Method::GET, "/fapi/v3/account", &[]).await.status, 200);
+    // Server 10 s ahead: our timestamp is too old.
+    fake.set_clock_skew_ms(10_000);
+    let a = rest.signed(Method::GET, "/fapi/v3/account", &[]).await;
+    assert_eq!((a.status, a.code()), (400, -1021));
+    // Server 2 s behind: our timestamp is more than 1000 ms ahead.
+    fake.set_clock_skew_ms(-2_000);
+    let a = rest.signed(Method::GET, "/fapi/v3/account", &[]).await;
+    assert_eq!(a.code(), -1021);
+    assert!(a.body["msg"].as_str().unwrap().contains("ahead"));
+    // A client that syncs to /fapi/v1/time passes.
+    let t = rest.public("/fapi/v1/time", &[]).await.body["serverTime"].as_i64().unwrap();
+    assert!((t - now_ms() + 2_000).abs() < 500);
+    fake.set_clock_skew_ms(0);
+    // The fault switch: exactly the next signed call fails, public calls are untouched.
+    fake.invalid_timestamp_next(1);
+    assert_eq!(rest.public("/fapi/v1/time", &[]).await.status, 200);
+    assert_eq!(rest.signed(Method::GET, "/fapi/v3/account", &[]).await.code(), -1021);
+    assert_eq!(rest.signed(Method::GET, "/fapi/v3/account", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn conditional_types_on_order_endpoint_get_4120() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    for t in ["STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP", "TAKE_PROFIT", "TRAILING_STOP_MARKET"] {
+        let p = [("symbol", "BTCUSDT"), ("side", "SELL"), ("type", t), ("quantity", "0.01"), ("stopPrice", "60000")];
+        let a = rest.signed(Method::POST, "/fapi/v1/order", &p).await;
+        assert_eq!((a.status, a.code()), (400, -4120), "{t}: {:?}", a.body);
+    }
+    assert!(fake.orders().is_empty());
+}
+
+#[tokio::test]
+async fn precision_notional_and_format_rejections() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    // BTCUSDT: step 0.001, tick 0.10, min notional 100, mark 68000.
+    let a = rest.market("BTCUSDT", "BUY", "0.0015", "p1").await;
+    assert_eq!(a.code(), -1111, "{:?}", a.body);
+    let p = [
+        ("symbol", "BTCUSDT"),
+        ("side", "BUY"),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", "0.010"),
+        ("price", "67000.05"),
+    ];
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/order", &p).await.code(), -1111);
+    let a = rest.market("BTCUSDT", "BUY", "1e-3", "p2").await;
+    assert_eq!(a.code(), -1100);
+    // 0.001 × 68000 = 68 < 100.
+    let a = rest.market("BTCUSDT", "BUY", "0.001", "p3").await;
+    assert_eq!((a.status, a.code()), (400, -4164), "{:?}", a.body);
+    assert!(a.body["msg"].as_str().unwrap().contains("100"));
+    // Reduce-only is exempt from MIN_NOTIONAL (but needs a position to reduce).
+    let p =
+        [("symbol", "BTCUSDT"), ("side", "SELL"), ("type", "MARKET"), ("quantity", "0.001"), ("reduceOnly", "true")];
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/order", &p).await.code(), -2022);
+    assert_eq!(rest.market("BTCUSDT", "BUY", "0.002", "p4").await.status, 200);
+    let a = rest.signed(Method::POST, "/fapi/v1/order", &p).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(fake.position("BTCUSDT").unwrap().amount, d("0.001"));
+    // Unknown symbol, one-way positionSide, leverage cap.
+    assert_eq!(rest.market("NOPEUSDT", "BUY", "1", "p5").await.code(), -1121);
+    let p =
+        [("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "MARKET"), ("quantity", "0.01"), ("positionSide", "LONG")];
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/order", &p).await.code(), -4061);
+    let a = rest.signed(Method::POST, "/fapi/v1/leverage", &[("symbol", "SOLUSDT"), ("leverage", "101")]).await;
+    assert_eq!(a.code(), -4028);
+}
+
+#[tokio::test]
+async fn market_fill_updates_position_balance_and_pushes_user_events() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let mut ws = private_socket(&fake, &rest).await;
+
+    let a = rest.market("BTCUSDT", "BUY", "0.010", "entry-1").await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    // Default ACK answer: accepted, not yet reported as filled.
+    assert_eq!(a.body["status"], "NEW");
+    assert_eq!(a.body["clientOrderId"], "entry-1");
+    assert!(a.headers.contains_key("x-mbx-used-weight-1m"));
+    assert_eq!(a.headers["x-mbx-order-count-1m"], "1");
+
+    let mut seen = Vec::new();
+    let fill = wait_for(&mut ws, &mut seen, Duration::from_secs(3), |v| {
+        v["e"] == "ORDER_TRADE_UPDATE" && v["o"]["x"] == "TRADE"
+    })
+    .await;
+    assert_eq!(fill["o"]["X"], "FILLED");
+    assert_eq!(fill["o"]["c"], "entry-1");
+    assert_eq!(fill["o"]["L"], "68000.00");
+    assert_eq!(fill["o"]["z"], "0.010");
+    assert_eq!(fill["o"]["n"], "0.34000000"); // 680 × 0.05 %
+    assert_eq!(seen[0]["e"], "ORDER_TRADE_UPDATE");
+    assert_eq!(seen[0]["o"]["x"], "NEW");
+    let acct = wait_for(&mut ws, &mut seen, Duration::from_secs(3), |v| v["e"] == "ACCOUNT_UPDATE").await;
+    assert_eq!(acct["a"]["m"], "ORDER");
+    assert_eq!(acct["a"]["P"][0]["pa"], "0.01");
+    assert_eq!(acct["a"]["P"][0]["ep"], "68000");
+    assert_eq!(acct["a"]["P"][0]["mt"], "isolated");
+    assert_eq!(acct["a"]["B"][0]["wb"], "9999.66000000");
+    let times: Vec<i64> = seen.iter().map(|v| v["E"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "E strictly increasing: {times:?}");
+
+    // REST agrees.
+    let pr = rest.signed(Method::GET, "/fapi/v3/positionRisk", &[]).await;
+    assert_eq!(pr.body.as_array().unwrap().len(), 1);
+    assert_eq!(pr.body[0]["positionAmt"], "0.01");
+    let q =
+        rest.signed(Method::GET, "/fapi/v1/order", &[("symbol", "BTCUSDT"), ("origClientOrderId", "entry-1")]).await;
+    assert_eq!(q.body["status"], "FILLED");
+    assert_eq!(q.body["executedQty"], "0.010");
+
+    // Price up 1000, close with reduce-only more than the position: never flips.
+    fake.set_price("BTCUSDT", d("69000"));
+    let p = [
+        ("symbol", "BTCUSDT"),
+        ("side", "SELL"),
+        ("type", "MARKET"),
+        ("quantity", "0.020"),
+        ("reduceOnly", "true"),
+        ("newOrderRespType", "RESULT"),
+    ];
+    let a = rest.signed(Method::POST, "/fapi/v1/order", &p).await;
+    assert_eq!(a.body["executedQty"], "0.010", "{:?}", a.body);
+    assert!(fake.position("BTCUSDT").is_none());
+    let fills = fake.fills();
+    assert_eq!(fills.len(), 2);
+    assert_eq!(fills[1].realized_pnl, d("10"));
+    // 10000 − 0.34 − 0.345 + 10
+    assert_eq!(fake.balance().wallet_balance, d("10009.315"));
+}
+
+#[tokio::test]
+async fn protective_stop_triggers_on_mark_price() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let mut ws = private_socket(&fake, &rest).await;
+    assert_eq!(rest.market("ETHUSDT", "BUY", "1.000", "long-1").await.status, 200);
+    let stop = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "ETHUSDT"),
+        ("side", "SELL"),
+        ("type", "STOP_MARKET"),
+        ("quantity", "1.000"),
+        ("triggerPrice", "3400.00"),
+        ("workingType", "MARK_PRICE"),
+        ("reduceOnly", "true"),
+        ("clientAlgoId", "stop-1"),
+    ];
+    let a = rest.signed(Method::POST, "/fapi/v1/algoOrder", &stop).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["algoStatus"], "NEW");
+    let algo_id = a.body["algoId"].as_i64().unwrap();
+    // Stops are listed by openAlgoOrders, not openOrders.
+    let open = rest.signed(Method::GET, "/fapi/v1/openAlgoOrders", &[("symbol", "ETHUSDT")]).await;
+    assert_eq!(open.body.as_array().unwrap().len(), 1);
+    let open = rest.signed(Method::GET, "/fapi/v1/openOrders", &[("symbol", "ETHUSDT")]).await;
+    assert!(open.body.as_array().unwrap().is_empty());
+    // A stop that would fire at once is refused.
+    let mut bad = stop;
+    bad[5] = ("triggerPrice", "3600.00");
+    bad[8] = ("clientAlgoId", "stop-2");
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &bad).await.code(), -2021);
+
+    fake.set_mark_price("ETHUSDT", d("3450"));
+    assert!(fake.position("ETHUSDT").is_some());
+    fake.set_mark_price("ETHUSDT", d("3399.5"));
+    assert!(fake.position("ETHUSDT").is_none());
+
+    let mut seen = Vec::new();
+    let finished =
+        wait_for(&mut ws, &mut seen, Duration::from_secs(3), |v| v["e"] == "ALGO_UPDATE" && v["o"]["X"] == "FINISHED")
+            .await;
+    assert_eq!(finished["o"]["aid"], algo_id);
+    assert_eq!(finished["o"]["aq"], "1.000");
+    let statuses: Vec<String> =
+        seen.iter().filter(|v| v["e"] == "ALGO_UPDATE").map(|v| v["o"]["X"].as_str().unwrap().to_string()).collect();
+    assert_eq!(statuses, ["NEW", "TRIGGERING", "TRIGGERED", "FINISHED"]);
+    let trade =
+        seen.iter().find(|v| v["e"] == "ORDER_TRADE_UPDATE" && v["o"]["ot"] == "STOP_MARKET" && v["o"]["x"] == "TRADE");
+    assert_eq!(trade.unwrap()["o"]["L"], "3399.50");
+    let q = rest.signed(Method::GET, "/fapi/v1/algoOrder", &[("algoId", &algo_id.to_string())]).await;
+    assert_eq!(q.body["algoStatus"], "FINISHED");
+    assert_eq!(fake.open_algo_orders().len(), 0);
+}
+
+#[tokio::test]
+async fn unknown_outcome_5xx_still_executes_exactly_one_order() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    fake.fail_next_orders_after_execute(1);
+    let a = rest.market("SOLUSDT", "BUY", "2", "intent-42").await;
+    assert_eq!(a.status, 503);
+    assert_eq!(a.code(), -1000);
+    // The order exists: query by client id, and a blind resend is refused as a duplicate.
+    let q =
+        rest.signed(Method::GET, "/fapi/v1/order", &[("symbol", "SOLUSDT"), ("origClientOrderId", "intent-42")]).await;
+    assert_eq!(q.status, 200);
+    assert_eq!(q.body["status"], "FILLED");
+    let again = rest.market("SOLUSDT", "BUY", "2", "intent-42").await;
+    assert_eq!(again.code(), -4116);
+    assert_eq!(fake.orders_with_client_id("intent-42"), 1);
+    assert_eq!(fake.position("SOLUSDT").unwrap().amount, d("2"));
+    // Unknown ids.
+    let q = rest.signed(Method::GET, "/fapi/v1/order", &[("symbol", "SOLUSDT"), ("origClientOrderId", "nope")]).await;
+    assert_eq!(q.code(), -2013);
+    assert_eq!(fake.injected_faults().values().sum::<u64>(), 1);
+}
+
+#[tokio::test]
+async fn rate_limits_bans_and_other_faults() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    fake.rate_limit_next(1, 7);
+    let a = rest.public("/fapi/v1/time", &[]).await;
+    assert_eq!((a.status, a.code()), (429, -1003));
+    assert_eq!(a.headers["retry-after"], "7");
+    assert_eq!(rest.public("/fapi/v1/time", &[]).await.status, 200);
+
+    fake.ban_for(60);
+    let a = rest.public("/fapi/v1/time", &[]).await;
+    assert_eq!((a.status, a.code()), (418, -1003));
+    fake.clear_faults();
+
+    fake.insufficient_margin_once();
+    assert_eq!(rest.market("SOLUSDT", "BUY", "2", "m1").await.code(), -2019);
+    assert_eq!(rest.market("SOLUSDT", "BUY", "2", "m2").await.status, 200);
+    // A real -2019: 10 000 USDT at 20x cannot open 2 000 SOL (300 000 notional).
+    assert_eq!(rest.market("SOLUSDT", "BUY", "2000", "m3").await.code(), -2019);
+
+    fake.fail_next(1, FaultScope::Any, FaultAction::Html { http_status: 502 });
+    let a = rest.public("/fapi/v1/time", &[]).await;
+    assert_eq!(a.status, 502);
+    assert!(a.body.as_str().unwrap().contains("<html>"));
+
+    fake.timeout_next(1, 800, false);
+    let short = reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap();
+    let r = short.get(format!("{}/fapi/v1/time", fake.rest_url())).send().await;
+    assert!(r.unwrap_err().is_timeout());
+
+    // The real weight limit: exchangeInfo with 40-weight calls.
+    let fake2 = FakeBinance::start(FakeConfig { weight_limit_1m: Some(100), ..quiet() }).await;
+    let rest2 = Rest::new(&fake2);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(rest2.public("/fapi/v1/ticker/24hr", &[]).await.status);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert!(fake2.weight_used_1m() <= 100);
+}
+
+#[tokio::test]
+async fn random_failures_are_deterministic_for_a_seed() {
+    async fn run(seed: u64) -> Vec<u16> {
+        let fake = FakeBinance::start(quiet()).await;
+        let rest = Rest::new(&fake);
+        fake.set_random_failures(0.3, 0.5, seed);
+        let mut out = Vec::new();
+        for _ in 0..40 {
+            out.push(rest.public("/fapi/v1/time", &[]).await.status);
+        }
+        out
+    }
+    let a = run(7).await;
+    assert_eq!(a, run(7).await);
+    let failures = a.iter().filter(|s| **s == 503).count();
+    assert!((4..=20).contains(&failures), "{failures} of 40");
+}
+
+#[tokio::test]
+async fn exchange_info_klines_and_market_data() {
+    let fake = FakeBinance::start(quiet().with_generated_symbols(297)).await;
+    let rest = Rest::new(&fake);
+    let info = rest.public("/fapi/v1/exchangeInfo", &[]).await;
+    let symbols = info.body["symbols"].as_array().unwrap();
+    assert_eq!(symbols.len(), 300);
+    let btc = symbols.iter().find(|s| s["symbol"] == "BTCUSDT").unwrap();
+    assert_eq!(btc["contractType"], "PERPETUAL");
+    assert_eq!(btc["filters"][0]["tickSize"], "0.1");
+    assert_eq!(btc["filters"][4]["notional"], "100");
+
+    let t0: i64 = 1_700_000_100_000; // a 15m boundary
+    fake.set_klines("BTCUSDT", "15m", (0..10).map(|i| candle(t0 + i * 900_000, 100.0 + i as f64)).collect());
+    let k = rest.public("/fapi/v1/klines", &[("symbol", "BTCUSDT"), ("interval", "15m"), ("limit", "3")]).await;
+    let rows = k.body.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2][0], t0 + 9 * 900_000);
+    assert_eq!(rows[2][4], "109");
+    assert_eq!(rows[2][6], t0 + 10 * 900_000 - 1);
+    let start = (t0 + 2 * 900_000).to_string();
+    let end = (t0 + 4 * 900_000).to_string();
+    let k = rest
+        .public(
+            "/fapi/v1/klines",
+            &[("symbol", "BTCUSDT"), ("interval", "15m"), ("startTime", &start), ("endTime", &end)],
+        )
+        .await;
+    assert_eq!(k.body.as_array().unwrap().len(), 3);
+    let k = rest
+        .public("/fapi/v1/klines", &[("symbol", "BTCUSDT"), ("interval", "15m"), ("startTime", &start), ("limit", "2")])
+        .await;
+    assert_eq!(k.body[0][0], t0 + 2 * 900_000);
+    assert_eq!(k.body.as_array().unwrap().len(), 2);
+    assert_eq!(rest.public("/fapi/v1/klines", &[("symbol", "BTCUSDT"), ("interval", "7m")]).await.code(), -1120);
+
+    let t = rest.public("/fapi/v1/ticker/24hr", &[]).await;
+    assert_eq!(t.body.as_array().unwrap().len(), 300);
+    let p = rest.public("/fapi/v1/premiumIndex", &[("symbol", "ETHUSDT")]).await;
+    assert_eq!(p.body["markPrice"], "3500");
+    let b = rest.signed(Method::GET, "/fapi/v1/leverageBracket", &[("symbol", "BTCUSDT")]).await;
+    assert_eq!(b.body["brackets"][0]["initialLeverage"], 125);
+    assert_eq!(b.body["brackets"][1]["cum"], 50.0);
+    let mt =
+        rest.signed(Method::POST, "/fapi/v1/marginType", &[("symbol", "BTCUSDT"), ("marginType", "ISOLATED")]).await;
+    assert_eq!(mt.code(), -4046);
+    let dual = rest.signed(Method::POST, "/fapi/v1/positionSide/dual", &[("dualSidePosition", "false")]).await;
+    assert_eq!(dual.code(), -4059);
+    fake.set_symbol_locked("SOLUSDT", true);
+    let s = rest.signed(Method::GET, "/fapi/v1/apiTradingStatus", &[]).await;
+    assert_eq!(s.body["indicators"]["SOLUSDT"][0]["isLocked"], true);
+}
+
+#[tokio::test]
+async fn market_stream_subscribe_unsubscribe_and_routes() {
+    let fake = FakeBinance::start(quiet()).await;
+    let mut ws = connect(&format!("{}/market/ws", fake.ws_url())).await;
+    ws.send(Message::text(
+        json!({"method":"SUBSCRIBE","params":["BTCUSDT@kline_15m","!markPrice@arr@1s"],"id":1}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut ws, Duration::from_secs(2)).await.unwrap(), json!({"result":null,"id":1}));
+    fake.push_kline("BTCUSDT", "15m", candle(1_700_000_000_000 - 1_700_000_000_000 % 900_000, 101.5), false);
+    let k = next_json(&mut ws, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(k["e"], "kline");
+    assert_eq!(k["k"]["c"], "101.5");
+    assert_eq!(k["k"]["x"], false);
+    fake.set_mark_price("ETHUSDT", d("3600"));
+    let m = next_json(&mut ws, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(m[0]["e"], "markPriceUpdate");
+    assert_eq!(m[0]["p"], "3600");
+
+    ws.send(Message::text(r#"{"method":"LIST_SUBSCRIPTIONS","id":2}"#)).await.unwrap();
+    let l = next_json(&mut ws, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(l, json!({"result":["!markPrice@arr@1s","btcusdt@kline_15m"],"id":2}));
+    ws.send(Message::text(r#"{"method":"UNSUBSCRIBE","params":["btcusdt@kline_15m"],"id":3}"#)).await.unwrap();
+    assert_eq!(next_json(&mut ws, Duration::from_secs(2)).await.unwrap(), json!({"result":null,"id":3}));
+    fake.push_kline("BTCUSDT", "15m", candle(1_700_000_000_000 - 1_700_000_000_000 % 900_000, 102.0), true);
+    assert!(next_json(&mut ws, Duration::from_millis(300)).await.is_none());
+    ws.send(Message::text("not json")).await.unwrap();
+    assert_eq!(next_json(&mut ws, Duration::from_secs(2)).await.unwrap()["code"], 3);
+
+    // Combined mode wraps; a kline subscription on /public (wrong route) is ACKed and silent.
+    let mut comb = connect(&fake.market_stream_url(&["ethusdt@kline_1h"])).await;
+    let mut public = connect(&format!("{}/public/ws", fake.ws_url())).await;
+    public.send(Message::text(r#"{"method":"SUBSCRIBE","params":["ethusdt@kline_1h"],"id":9}"#)).await.unwrap();
+    assert_eq!(next_json(&mut public, Duration::from_secs(2)).await.unwrap(), json!({"result":null,"id":9}));
+    fake.push_kline("ETHUSDT", "1h", candle(1_699_999_200_000, 3500.0), true);
+    let c = next_json(&mut comb, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(c["stream"], "ethusdt@kline_1h");
+    assert_eq!(c["data"]["k"]["x"], true);
+    assert!(next_json(&mut public, Duration::from_millis(300)).await.is_none());
+    assert_eq!(fake.ws_connection_count(), 3);
+    // Stored for REST too.
+    assert_eq!(fake.klines("ETHUSDT", "1h").len(), 1);
+}
+
+#[tokio::test]
+async fn periodic_tick_pushes_all_market_arrays() {
+    let fake = FakeBinance::start(FakeConfig { market_tick_ms: Some(50), ..FakeConfig::default() }).await;
+    let mut ws = connect(&fake.market_stream_url(&["!markPrice@arr@1s", "!miniTicker@arr"])).await;
+    let mut seen = Vec::new();
+    let m = wait_for(&mut ws, &mut seen, Duration::from_secs(2), |v| v["stream"] == "!markPrice@arr@1s").await;
+    assert_eq!(m["data"].as_array().unwrap().len(), 3);
+    let t = wait_for(&mut ws, &mut seen, Duration::from_secs(2), |v| v["stream"] == "!miniTicker@arr").await;
+    assert_eq!(t["data"][0]["e"], "24hrMiniTicker");
+}
+
+#[tokio::test]
+async fn dropped_connections_reconnect_and_resubscribe() {
+    let fake = FakeBinance::start(quiet()).await;
+    let url = fake.market_stream_url(&["solusdt@kline_15m"]);
+    let mut ws = connect(&url).await;
+    assert!(fake.wait_for_ws_connections(1, Duration::from_secs(2)).await);
+    assert_eq!(fake.drop_ws_connections(), 1);
+    // The client sees the stream end without a close handshake.
+    let end = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap();
+    assert!(matches!(end, None | Some(Err(_))), "{end:?}");
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.ws_connection_count() == 0).await);
+
+    let mut ws = connect(&url).await;
+    assert!(fake.wait_for_subscription("solusdt@kline_15m", Duration::from_secs(2)).await);
+    assert_eq!(fake.ws_connects_total(), 2);
+    fake.push_kline("SOLUSDT", "15m", candle(1_699_999_200_000, 150.0), true);
+    let k = next_json(&mut ws, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(k["data"]["s"], "SOLUSDT");
+
+    // Silent mode: connected, ACKed, no data.
+    fake.set_ws_silent(true);
+    fake.push_kline("SOLUSDT", "15m", candle(1_699_999_200_000, 151.0), true);
+    assert!(next_json(&mut ws, Duration::from_millis(300)).await.is_none());
+    fake.set_ws_silent(false);
+
+    // Refused handshakes.
+    fake.set_ws_refuse(true);
+    assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_err());
+}
+
+#[tokio::test]
+async fn listen_key_expiry_is_pushed_once_then_silence() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let mut ws = private_socket(&fake, &rest).await;
+    let key = fake.listen_key().unwrap();
+    // POST again returns the same key; PUT keeps it alive.
+    let again = rest.key_only(Method::POST, "/fapi/v1/listenKey").await;
+    assert_eq!(again.body["listenKey"], key.as_str());
+    assert_eq!(rest.key_only(Method::PUT, "/fapi/v1/listenKey").await.status, 200);
+
+    fake.expire_listen_key();
+    let ev = next_json(&mut ws, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(ev["e"], "listenKeyExpired");
+    assert_eq!(ev["listenKey"], key.as_str());
+    assert_eq!(rest.market("SOLUSDT", "BUY", "1", "after-expiry").await.status, 200);
+    assert!(next_json(&mut ws, Duration::from_millis(300)).await.is_none());
+    assert_eq!(rest.key_only(Method::PUT, "/fapi/v1/listenKey").await.code(), -1125);
+    let new_key = rest.key_only(Method::POST, "/fapi/v1/listenKey").await;
+    assert_ne!(new_key.body["listenKey"], key.as_str());
+}

@@ -1,0 +1,745 @@
+//! The matching engine: order validation with Binance's error codes, immediate fills for MARKET
+//! orders at the last price, resting LIMIT orders, one-way (or hedge) positions with average entry
+//! price, realized PnL, fees, margin checks, conditional (algo) orders triggered by the mark or
+//! last price, funding, and the user-stream events all of that produces.
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use rust_decimal::Decimal;
+
+use super::json;
+use super::state::{AlgoOrder, FillRecord, Order, Position, State, fmt_dec};
+
+/// A Binance error answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub http_status: u16,
+    pub code: i64,
+    pub msg: String,
+}
+
+impl ApiError {
+    pub fn new(code: i64, msg: impl Into<String>) -> Self {
+        ApiError { http_status: 400, code, msg: msg.into() }
+    }
+
+    pub fn with_status(mut self, http_status: u16) -> Self {
+        self.http_status = http_status;
+        self
+    }
+
+    pub fn mandatory(name: &str) -> Self {
+        ApiError::new(-1102, format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed."))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Conditional types that `/fapi/v1/order` refuses since 2025-12-09.
+pub const CONDITIONAL_TYPES: [&str; 5] =
+    ["STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"];
+
+/// Parameters of a new order after decoding.
+#[derive(Debug, Clone, Default)]
+pub struct NewOrder {
+    pub symbol: String,
+    pub side: String,
+    pub position_side: Option<String>,
+    pub order_type: String,
+    pub time_in_force: Option<String>,
+    pub quantity: Option<Decimal>,
+    pub price: Option<Decimal>,
+    /// `Some` when the parameter was sent.
+    pub reduce_only: Option<bool>,
+    pub client_order_id: Option<String>,
+}
+
+/// Parameters of a new algo order after decoding.
+#[derive(Debug, Clone, Default)]
+pub struct NewAlgo {
+    pub algo_type: String,
+    pub symbol: String,
+    pub side: String,
+    pub position_side: Option<String>,
+    pub order_type: String,
+    pub time_in_force: Option<String>,
+    pub quantity: Option<Decimal>,
+    pub price: Option<Decimal>,
+    pub trigger_price: Option<Decimal>,
+    pub working_type: Option<String>,
+    pub close_position: Option<bool>,
+    pub reduce_only: Option<bool>,
+    pub price_protect: bool,
+    pub client_algo_id: Option<String>,
+}
+
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 36
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '/' | '_' | '-'))
+}
+
+fn random_id(st: &mut State, len: usize) -> String {
+    (&mut st.rng).sample_iter(Alphanumeric).take(len).map(char::from).collect()
+}
+
+fn sign_of(side: &str) -> Decimal {
+    if side == "BUY" { Decimal::ONE } else { Decimal::NEGATIVE_ONE }
+}
+
+/// Checks a quantity against LOT_SIZE (or MARKET_LOT_SIZE) rules.
+fn check_qty(st: &State, symbol: &str, qty: Decimal, market: bool) -> ApiResult<()> {
+    let Some(m) = st.markets.get(symbol) else { return Err(ApiError::new(-1121, "Invalid symbol.")) };
+    let s = &m.spec;
+    if qty <= Decimal::ZERO {
+        return Err(ApiError::new(-4003, "Quantity less than or equal to zero."));
+    }
+    if qty.normalize().scale() > s.step_size.normalize().scale() {
+        return Err(ApiError::new(-1111, "Precision is over the maximum defined for this asset."));
+    }
+    if !((qty - s.min_qty) % s.step_size).is_zero() {
+        return Err(ApiError::new(-4023, "Quantity not increased by step size."));
+    }
+    if qty < s.min_qty {
+        return Err(ApiError::new(-4004, "Quantity less than min qty."));
+    }
+    let max = if market { s.market_max_qty } else { s.max_qty };
+    if qty > max {
+        return Err(ApiError::new(-4005, "Quantity greater than max qty."));
+    }
+    Ok(())
+}
+
+/// Checks a price (or trigger price) against PRICE_FILTER.
+fn check_price(st: &State, symbol: &str, price: Decimal) -> ApiResult<()> {
+    let Some(m) = st.markets.get(symbol) else { return Err(ApiError::new(-1121, "Invalid symbol.")) };
+    let s = &m.spec;
+    if price <= Decimal::ZERO {
+        return Err(ApiError::new(-4001, "Price less than 0."));
+    }
+    if price.normalize().scale() > s.tick_size.normalize().scale() {
+        return Err(ApiError::new(-1111, "Precision is over the maximum defined for this asset."));
+    }
+    if !((price - s.min_price) % s.tick_size).is_zero() {
+        return Err(ApiError::new(-4014, "Price not increased by tick size."));
+    }
+    if price < s.min_price {
+        return Err(ApiError::new(-4013, "Price less than min price."));
+    }
+    if !s.max_price.is_zero() && price > s.max_price {
+        return Err(ApiError::new(-4016, "Price greater than max price."));
+    }
+    Ok(())
+}
+
+/// Position side to use, with the one-way/hedge rules (-4061, -1106).
+fn resolve_position_side(st: &State, ps: Option<&str>, reduce_only_sent: bool) -> ApiResult<String> {
+    if st.hedge_mode {
+        if reduce_only_sent {
+            return Err(ApiError::new(-1106, "Parameter 'reduceOnly' sent when not required."));
+        }
+        match ps {
+            Some("LONG") | Some("SHORT") => Ok(ps.unwrap_or_default().to_string()),
+            _ => Err(ApiError::new(-4061, "Order's position side does not match user's setting.")),
+        }
+    } else {
+        match ps {
+            None | Some("BOTH") => Ok("BOTH".into()),
+            _ => Err(ApiError::new(-4061, "Order's position side does not match user's setting.")),
+        }
+    }
+}
+
+/// Whether an order on `side`/`position_side` reduces the position, and how much it can close.
+fn reducible(st: &State, symbol: &str, side: &str, position_side: &str) -> Decimal {
+    let amt = st.position(symbol, position_side).map(|p| p.amount).unwrap_or_default();
+    let closes = match position_side {
+        "LONG" => side == "SELL",
+        "SHORT" => side == "BUY",
+        _ => (side == "SELL" && amt > Decimal::ZERO) || (side == "BUY" && amt < Decimal::ZERO),
+    };
+    if closes { amt.abs() } else { Decimal::ZERO }
+}
+
+/// True for orders that may only reduce: reduce-only in one-way mode, the closing side in hedge mode.
+fn is_closing(side: &str, position_side: &str, reduce_only: bool) -> bool {
+    match position_side {
+        "LONG" => side == "SELL",
+        "SHORT" => side == "BUY",
+        _ => reduce_only,
+    }
+}
+
+fn check_client_id(st: &mut State, given: Option<String>, algo: bool) -> ApiResult<String> {
+    match given {
+        Some(id) => {
+            if !valid_client_id(&id) {
+                return Err(ApiError::new(-4015, "Client order id is not valid."));
+            }
+            let dup = if algo {
+                st.algo_orders.values().any(|a| a.client_algo_id == id)
+            } else {
+                st.orders.values().any(|o| o.client_order_id == id)
+            };
+            if dup {
+                return Err(ApiError::new(-4116, "ClientOrderId is duplicated."));
+            }
+            Ok(id)
+        }
+        None => Ok(random_id(st, 22)),
+    }
+}
+
+fn count_order(st: &mut State) {
+    let now = st.now();
+    let (w10, w60) = (now / 10_000, now / 60_000);
+    st.order_count_10s = if st.order_count_10s.0 == w10 { (w10, st.order_count_10s.1 + 1) } else { (w10, 1) };
+    st.order_count_1m = if st.order_count_1m.0 == w60 { (w60, st.order_count_1m.1 + 1) } else { (w60, 1) };
+}
+
+/// Initial margin needed to open `open_qty` at `price`, plus the taker fee.
+fn margin_ok(st: &State, symbol: &str, open_qty: Decimal, price: Decimal) -> bool {
+    if open_qty.is_zero() {
+        return true;
+    }
+    let lev = st.markets.get(symbol).map(|m| m.leverage.max(1)).unwrap_or(1);
+    let need = open_qty * price / Decimal::from(lev) + open_qty * price * st.cfg.taker_fee_rate;
+    need <= st.available_balance()
+}
+
+/// `POST /fapi/v1/order`. Returns the order id.
+pub fn place_order(st: &mut State, req: NewOrder) -> ApiResult<i64> {
+    let Some(market) = st.markets.get(&req.symbol).cloned() else {
+        return Err(ApiError::new(-1121, "Invalid symbol."));
+    };
+    if req.side != "BUY" && req.side != "SELL" {
+        return Err(ApiError::new(-1117, "Invalid side."));
+    }
+    if CONDITIONAL_TYPES.contains(&req.order_type.as_str()) {
+        return Err(ApiError::new(
+            -4120,
+            "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.",
+        ));
+    }
+    if req.order_type != "MARKET" && req.order_type != "LIMIT" {
+        return Err(ApiError::new(-1116, "Invalid orderType."));
+    }
+    let position_side = resolve_position_side(st, req.position_side.as_deref(), req.reduce_only.is_some())?;
+    let reduce_only = req.reduce_only.unwrap_or(false);
+    let qty = req.quantity.ok_or_else(|| ApiError::mandatory("quantity"))?;
+    let is_market = req.order_type == "MARKET";
+    check_qty(st, &req.symbol, qty, is_market)?;
+    let tif = if is_market {
+        "GTC".to_string()
+    } else {
+        let tif = req.time_in_force.clone().ok_or_else(|| ApiError::mandatory("timeInForce"))?;
+        if !["GTC", "IOC", "FOK", "GTX", "GTD"].contains(&tif.as_str()) {
+            return Err(ApiError::new(-1115, "Invalid timeInForce."));
+        }
+        tif
+    };
+    let price = if is_market {
+        Decimal::ZERO
+    } else {
+        let p = req.price.ok_or_else(|| ApiError::mandatory("price"))?;
+        check_price(st, &req.symbol, p)?;
+        let s = &market.spec;
+        if req.side == "BUY" && p > market.mark_price * s.multiplier_up {
+            return Err(ApiError::new(
+                -4016,
+                format!(
+                    "Limit price can't be higher than {}.",
+                    fmt_dec((market.mark_price * s.multiplier_up).round_dp(s.tick_size.normalize().scale()))
+                ),
+            ));
+        }
+        if req.side == "SELL" && p < market.mark_price * s.multiplier_down {
+            return Err(ApiError::new(
+                -4024,
+                format!(
+                    "Limit price can't be lower than {}.",
+                    fmt_dec((market.mark_price * s.multiplier_down).round_dp(s.tick_size.normalize().scale()))
+                ),
+            ));
+        }
+        p
+    };
+    // A closing order (reduce-only, or the closing side in hedge mode) never opens or flips.
+    let closing = is_closing(&req.side, &position_side, reduce_only);
+    let closable = reducible(st, &req.symbol, &req.side, &position_side);
+    if !closing {
+        if market.spec.status != "TRADING" {
+            return Err(ApiError::new(-4140, "Invalid symbol status for opening position."));
+        }
+        if market.locked {
+            return Err(ApiError::new(
+                -4400,
+                "Futures Trading Quantitative Rules violated, only reduceOnly order is allowed, please try again later.",
+            ));
+        }
+    }
+    let ref_price = if is_market { market.mark_price } else { price };
+    if !reduce_only && qty * ref_price < market.spec.min_notional {
+        return Err(ApiError::new(
+            -4164,
+            format!(
+                "Order's notional must be no smaller than {} (unless you choose reduce only).",
+                fmt_dec(market.spec.min_notional)
+            ),
+        ));
+    }
+    if closing && closable.is_zero() {
+        return Err(ApiError::new(-2022, "ReduceOnly Order is rejected."));
+    }
+    let fill_price = if is_market { market.last_price } else { price };
+    let open_qty = if closing { Decimal::ZERO } else { (qty - closable).max(Decimal::ZERO) };
+    if !margin_ok(st, &req.symbol, open_qty, fill_price) {
+        return Err(ApiError::new(-2019, "Margin is insufficient."));
+    }
+    let marketable = is_market
+        || (req.side == "BUY" && market.last_price <= price)
+        || (req.side == "SELL" && market.last_price >= price);
+    if tif == "GTX" && marketable {
+        return Err(ApiError::new(
+            -5022,
+            "Due to the order could not be executed as maker, the Post Only order will be rejected. The order will not be recorded in the order history",
+        ));
+    }
+    let client_order_id = check_client_id(st, req.client_order_id.clone(), false)?;
+    count_order(st);
+    let now = st.now();
+    let order_id = st.next_order_id;
+    st.next_order_id += 1;
+    let order = Order {
+        order_id,
+        client_order_id,
+        symbol: req.symbol.clone(),
+        side: req.side.clone(),
+        position_side,
+        order_type: req.order_type.clone(),
+        orig_type: req.order_type.clone(),
+        time_in_force: tif.clone(),
+        price,
+        stop_price: Decimal::ZERO,
+        orig_qty: qty,
+        executed_qty: Decimal::ZERO,
+        cum_quote: Decimal::ZERO,
+        avg_price: Decimal::ZERO,
+        status: "NEW".into(),
+        reduce_only,
+        close_position: false,
+        working_type: "CONTRACT_PRICE".into(),
+        time: now,
+        update_time: now,
+        algo_id: None,
+    };
+    st.orders.insert(order_id, order);
+    emit_order_update(st, order_id, "NEW", None);
+    if marketable {
+        // Taker fill at the last price (a marketable LIMIT gets the better last price too).
+        execute(st, order_id, market.last_price, false);
+    } else if tif == "IOC" || tif == "FOK" {
+        finish_unfilled(st, order_id, "EXPIRED");
+    }
+    Ok(order_id)
+}
+
+fn emit_order_update(st: &mut State, order_id: i64, exec_type: &str, fill: Option<&FillRecord>) {
+    let Some(o) = st.orders.get(&order_id).cloned() else { return };
+    let t = st.event_time();
+    let ev = json::order_update_event(st, &o, exec_type, fill, t);
+    st.emit_user(ev);
+}
+
+fn finish_unfilled(st: &mut State, order_id: i64, status: &str) {
+    let now = st.now();
+    if let Some(o) = st.orders.get_mut(&order_id) {
+        o.status = status.to_string();
+        o.update_time = now;
+    }
+    emit_order_update(st, order_id, status, None);
+    finish_algo_of(st, order_id);
+}
+
+/// Fills (what can be filled of) an open order at `price`; reduce-only orders are clamped to the
+/// position and the remainder expires.
+fn execute(st: &mut State, order_id: i64, price: Decimal, maker: bool) {
+    let Some(o) = st.orders.get(&order_id).cloned() else { return };
+    let mut qty = o.orig_qty - o.executed_qty;
+    let closing = o.close_position || is_closing(&o.side, &o.position_side, o.reduce_only);
+    if closing {
+        qty = qty.min(reducible(st, &o.symbol, &o.side, &o.position_side));
+    }
+    if qty <= Decimal::ZERO {
+        finish_unfilled(st, order_id, "EXPIRED");
+        return;
+    }
+    let now = st.now();
+    let fee_rate = if maker { st.cfg.maker_fee_rate } else { st.cfg.taker_fee_rate };
+    let key = (o.symbol.clone(), o.position_side.clone());
+    let mut pos = st.positions.get(&key).cloned().unwrap_or_else(|| Position {
+        symbol: o.symbol.clone(),
+        position_side: o.position_side.clone(),
+        ..Position::default()
+    });
+    let delta = qty * sign_of(&o.side);
+    let a = pos.amount;
+    let mut realized = Decimal::ZERO;
+    if a.is_zero() || a.is_sign_positive() == delta.is_sign_positive() {
+        let new_abs = a.abs() + qty;
+        pos.entry_price = ((a.abs() * pos.entry_price + qty * price) / new_abs).round_dp(8);
+        pos.amount = a + delta;
+    } else {
+        let close_qty = qty.min(a.abs());
+        let dir = if a > Decimal::ZERO { Decimal::ONE } else { Decimal::NEGATIVE_ONE };
+        realized = (close_qty * (price - pos.entry_price) * dir).round_dp(8);
+        let rest = qty - close_qty;
+        if rest > Decimal::ZERO {
+            pos.amount = rest * sign_of(&o.side);
+            pos.entry_price = price;
+        } else {
+            pos.amount = a + delta;
+            if pos.amount.is_zero() {
+                pos.entry_price = Decimal::ZERO;
+            }
+        }
+    }
+    pos.accumulated_realized += realized;
+    pos.update_time = now;
+    let fee = (qty * price * fee_rate).round_dp(8);
+    st.wallet_balance += realized - fee;
+    st.positions.insert(key, pos.clone());
+    let trade_id = st.next_trade_id;
+    st.next_trade_id += 1;
+    let fill = FillRecord {
+        trade_id,
+        order_id,
+        client_order_id: o.client_order_id.clone(),
+        symbol: o.symbol.clone(),
+        side: o.side.clone(),
+        position_side: o.position_side.clone(),
+        price,
+        qty,
+        quote_qty: qty * price,
+        commission: fee,
+        realized_pnl: realized,
+        maker,
+        reduce_only: o.reduce_only,
+        time: now,
+    };
+    st.fills.push(fill.clone());
+    let done;
+    {
+        let Some(ord) = st.orders.get_mut(&order_id) else { return };
+        ord.executed_qty += qty;
+        ord.cum_quote += qty * price;
+        ord.avg_price = (ord.cum_quote / ord.executed_qty).round_dp(8);
+        ord.status = if ord.executed_qty >= ord.orig_qty { "FILLED".into() } else { "PARTIALLY_FILLED".into() };
+        ord.update_time = now;
+        done = ord.status == "FILLED";
+    }
+    let t = st.event_time();
+    if let Some(ord) = st.orders.get(&order_id).cloned() {
+        st.emit_user(json::trade_lite_event(&ord, &fill, t));
+    }
+    emit_order_update(st, order_id, "TRADE", Some(&fill));
+    let t = st.event_time();
+    let ev = json::account_update_event(st, "ORDER", &[pos], Decimal::ZERO, t);
+    st.emit_user(ev);
+    if done {
+        finish_algo_of(st, order_id);
+    } else if o.order_type == "MARKET" || closing {
+        // The part of a reduce-only/market order that could not be filled expires.
+        finish_unfilled(st, order_id, "EXPIRED");
+    }
+}
+
+/// Marks the algo order behind `order_id` FINISHED once that order is done.
+fn finish_algo_of(st: &mut State, order_id: i64) {
+    let Some(o) = st.orders.get(&order_id).cloned() else { return };
+    let Some(algo_id) = o.algo_id else { return };
+    let now = st.now();
+    if let Some(a) = st.algo_orders.get_mut(&algo_id) {
+        if a.status != "TRIGGERED" {
+            return;
+        }
+        a.status = "FINISHED".into();
+        a.actual_price = o.avg_price;
+        a.actual_qty = o.executed_qty;
+        a.update_time = now;
+    }
+    emit_algo_update(st, algo_id);
+}
+
+fn emit_algo_update(st: &mut State, algo_id: i64) {
+    let Some(a) = st.algo_orders.get(&algo_id).cloned() else { return };
+    let t = st.event_time();
+    let ev = json::algo_update_event(st, &a, t);
+    st.emit_user(ev);
+}
+
+/// Cancels an open order (`DELETE /fapi/v1/order`).
+pub fn cancel_order(st: &mut State, order_id: i64) -> ApiResult<()> {
+    match st.orders.get(&order_id) {
+        Some(o) if o.is_open() => {
+            finish_unfilled(st, order_id, "CANCELED");
+            Ok(())
+        }
+        _ => Err(ApiError::new(-2011, "Unknown order sent.")),
+    }
+}
+
+fn trigger_reached(a: &AlgoOrder, price: Decimal) -> bool {
+    let stop = a.order_type.starts_with("STOP");
+    match (stop, a.side.as_str()) {
+        (true, "BUY") => price >= a.trigger_price,
+        (true, _) => price <= a.trigger_price,
+        (false, "BUY") => price <= a.trigger_price,
+        (false, _) => price >= a.trigger_price,
+    }
+}
+
+fn working_price(st: &State, a: &AlgoOrder) -> Decimal {
+    match st.markets.get(&a.symbol) {
+        Some(m) if a.working_type == "MARK_PRICE" => m.mark_price,
+        Some(m) => m.last_price,
+        None => Decimal::ZERO,
+    }
+}
+
+/// `POST /fapi/v1/algoOrder`. Returns the algo id.
+pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
+    if req.algo_type != "CONDITIONAL" {
+        return Err(ApiError::new(-1130, "Data sent for parameter 'algoType' is not valid."));
+    }
+    let Some(market) = st.markets.get(&req.symbol).cloned() else {
+        return Err(ApiError::new(-1121, "Invalid symbol."));
+    };
+    if req.side != "BUY" && req.side != "SELL" {
+        return Err(ApiError::new(-1117, "Invalid side."));
+    }
+    match req.order_type.as_str() {
+        "STOP_MARKET" | "TAKE_PROFIT_MARKET" | "STOP" | "TAKE_PROFIT" => {}
+        // Trailing stops are valid on Binance but not simulated by this fake server.
+        _ => return Err(ApiError::new(-1116, "Invalid orderType.")),
+    }
+    let close_position = req.close_position.unwrap_or(false);
+    if close_position && req.reduce_only.is_some() {
+        return Err(ApiError::new(-1106, "Parameter 'reduceOnly' sent when not required."));
+    }
+    if close_position && req.quantity.is_some() {
+        return Err(ApiError::new(-4137, "Quantity must be zero with closePosition equals true."));
+    }
+    let position_side = resolve_position_side(st, req.position_side.as_deref(), req.reduce_only.is_some())?;
+    let reduce_only = req.reduce_only.unwrap_or(false);
+    let trigger = req.trigger_price.ok_or_else(|| ApiError::mandatory("triggerPrice"))?;
+    check_price(st, &req.symbol, trigger)?;
+    let qty = if close_position {
+        Decimal::ZERO
+    } else {
+        let q = req.quantity.ok_or_else(|| ApiError::mandatory("quantity"))?;
+        check_qty(st, &req.symbol, q, req.order_type.ends_with("_MARKET"))?;
+        q
+    };
+    let with_price = req.order_type == "STOP" || req.order_type == "TAKE_PROFIT";
+    let price = if with_price {
+        let p = req.price.ok_or_else(|| ApiError::mandatory("price"))?;
+        check_price(st, &req.symbol, p)?;
+        p
+    } else {
+        Decimal::ZERO
+    };
+    let working_type = req.working_type.clone().unwrap_or_else(|| "CONTRACT_PRICE".into());
+    if working_type != "MARK_PRICE" && working_type != "CONTRACT_PRICE" {
+        return Err(ApiError::new(-1130, "Data sent for parameter 'workingType' is not valid."));
+    }
+    if !reduce_only && !close_position && qty * trigger < market.spec.min_notional {
+        return Err(ApiError::new(
+            -4164,
+            format!(
+                "Order's notional must be no smaller than {} (unless you choose reduce only).",
+                fmt_dec(market.spec.min_notional)
+            ),
+        ));
+    }
+    let mut algo = AlgoOrder {
+        algo_id: 0,
+        client_algo_id: String::new(),
+        symbol: req.symbol.clone(),
+        side: req.side.clone(),
+        position_side,
+        order_type: req.order_type.clone(),
+        time_in_force: req.time_in_force.clone().unwrap_or_else(|| "GTC".into()),
+        quantity: qty,
+        trigger_price: trigger,
+        price,
+        working_type,
+        close_position,
+        reduce_only,
+        price_protect: req.price_protect,
+        status: "NEW".into(),
+        create_time: 0,
+        update_time: 0,
+        trigger_time: 0,
+        actual_order_id: None,
+        actual_price: Decimal::ZERO,
+        actual_qty: Decimal::ZERO,
+        reject_reason: String::new(),
+    };
+    if trigger_reached(&algo, working_price(st, &algo)) {
+        return Err(ApiError::new(-2021, "Order would immediately trigger."));
+    }
+    if st.open_algo_count() >= st.cfg.max_algo_orders {
+        return Err(ApiError::new(-4045, "Reach max stop order limit."));
+    }
+    algo.client_algo_id = check_client_id(st, req.client_algo_id.clone(), true)?;
+    count_order(st);
+    let now = st.now();
+    algo.algo_id = st.next_algo_id;
+    st.next_algo_id += 1;
+    algo.create_time = now;
+    algo.update_time = now;
+    let id = algo.algo_id;
+    st.algo_orders.insert(id, algo);
+    emit_algo_update(st, id);
+    Ok(id)
+}
+
+/// Cancels an open algo order.
+pub fn cancel_algo(st: &mut State, algo_id: i64) -> ApiResult<()> {
+    let now = st.now();
+    match st.algo_orders.get_mut(&algo_id) {
+        Some(a) if a.is_open() => {
+            a.status = "CANCELED".into();
+            a.update_time = now;
+        }
+        _ => return Err(ApiError::new(-2011, "Unknown order sent.")),
+    }
+    emit_algo_update(st, algo_id);
+    Ok(())
+}
+
+fn reject_algo(st: &mut State, algo_id: i64, reason: &str) {
+    let now = st.now();
+    if let Some(a) = st.algo_orders.get_mut(&algo_id) {
+        a.status = "REJECTED".into();
+        a.reject_reason = reason.to_string();
+        a.update_time = now;
+    }
+    emit_algo_update(st, algo_id);
+}
+
+/// Fires one algo order: TRIGGERING → TRIGGERED (order placed) → FINISHED when it fills, or
+/// REJECTED (reduce-only with nothing to reduce, margin).
+fn trigger_algo(st: &mut State, algo_id: i64) {
+    let Some(a) = st.algo_orders.get(&algo_id).cloned() else { return };
+    let now = st.now();
+    if let Some(x) = st.algo_orders.get_mut(&algo_id) {
+        x.status = "TRIGGERING".into();
+        x.trigger_time = now;
+        x.update_time = now;
+    }
+    emit_algo_update(st, algo_id);
+    let closable = reducible(st, &a.symbol, &a.side, &a.position_side);
+    let reducing = a.close_position || is_closing(&a.side, &a.position_side, a.reduce_only);
+    let qty = if a.close_position {
+        closable
+    } else if a.reduce_only {
+        a.quantity.min(closable)
+    } else {
+        a.quantity
+    };
+    if reducing && qty.is_zero() {
+        reject_algo(st, algo_id, "Reduce Only reject");
+        return;
+    }
+    let last = st.markets.get(&a.symbol).map(|m| m.last_price).unwrap_or_default();
+    if !reducing && !margin_ok(st, &a.symbol, (a.quantity - closable).max(Decimal::ZERO), last) {
+        reject_algo(st, algo_id, "Margin is insufficient.");
+        return;
+    }
+    let market_type = a.order_type.ends_with("_MARKET");
+    let order_id = st.next_order_id;
+    st.next_order_id += 1;
+    let order = Order {
+        order_id,
+        client_order_id: a.client_algo_id.clone(),
+        symbol: a.symbol.clone(),
+        side: a.side.clone(),
+        position_side: a.position_side.clone(),
+        order_type: if market_type { "MARKET".into() } else { "LIMIT".into() },
+        orig_type: a.order_type.clone(),
+        time_in_force: a.time_in_force.clone(),
+        price: a.price,
+        stop_price: a.trigger_price,
+        orig_qty: qty,
+        executed_qty: Decimal::ZERO,
+        cum_quote: Decimal::ZERO,
+        avg_price: Decimal::ZERO,
+        status: "NEW".into(),
+        reduce_only: a.reduce_only,
+        close_position: a.close_position,
+        working_type: a.working_type.clone(),
+        time: now,
+        update_time: now,
+        algo_id: Some(algo_id),
+    };
+    st.orders.insert(order_id, order);
+    if let Some(x) = st.algo_orders.get_mut(&algo_id) {
+        x.status = "TRIGGERED".into();
+        x.actual_order_id = Some(order_id);
+        x.update_time = now;
+    }
+    emit_algo_update(st, algo_id);
+    emit_order_update(st, order_id, "NEW", None);
+    let marketable = market_type || (a.side == "BUY" && last <= a.price) || (a.side == "SELL" && last >= a.price);
+    if marketable {
+        execute(st, order_id, last, false);
+    }
+}
+
+/// After a price change: fills crossing LIMIT orders and fires reached triggers.
+pub fn on_price_change(st: &mut State, symbol: &str) {
+    let last = st.markets.get(symbol).map(|m| m.last_price).unwrap_or_default();
+    let crossing: Vec<(i64, Decimal)> = st
+        .orders
+        .values()
+        .filter(|o| o.symbol == symbol && o.is_open() && o.order_type == "LIMIT")
+        .filter(|o| (o.side == "BUY" && last <= o.price) || (o.side == "SELL" && last >= o.price))
+        .map(|o| (o.order_id, o.price))
+        .collect();
+    for (id, px) in crossing {
+        execute(st, id, px, true);
+    }
+    let fired: Vec<i64> = st
+        .algo_orders
+        .values()
+        .filter(|a| a.symbol == symbol && a.is_open() && trigger_reached(a, working_price(st, a)))
+        .map(|a| a.algo_id)
+        .collect();
+    for id in fired {
+        // An earlier trigger may have changed the picture; re-check before firing.
+        if st.algo_orders.get(&id).is_some_and(|a| a.is_open()) {
+            trigger_algo(st, id);
+        }
+    }
+}
+
+/// Funding payment on every position of `symbol` at the current mark and funding rate
+/// (longs pay when the rate is positive); ACCOUNT_UPDATE with reason FUNDING_FEE.
+pub fn apply_funding(st: &mut State, symbol: &str) -> Decimal {
+    let Some(m) = st.markets.get(symbol).cloned() else { return Decimal::ZERO };
+    let positions: Vec<Position> =
+        st.positions.values().filter(|p| p.symbol == symbol && !p.amount.is_zero()).cloned().collect();
+    let mut total = Decimal::ZERO;
+    for p in positions {
+        let payment = (p.amount * m.mark_price * m.funding_rate).round_dp(8);
+        st.wallet_balance -= payment;
+        total -= payment;
+        let t = st.event_time();
+        let shown: Vec<Position> = if m.margin_type == "ISOLATED" { vec![p.clone()] } else { vec![] };
+        let ev = json::account_update_event(st, "FUNDING_FEE", &shown, -payment, t);
+        st.emit_user(ev);
+    }
+    total
+}

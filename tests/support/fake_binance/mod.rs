@@ -1,0 +1,697 @@
+//! A fake Binance USDⓈ-M futures exchange for integration tests: real HTTP and WebSocket servers
+//! on 127.0.0.1 (random ports) that behave like Binance as described in
+//! `shared/docs/binance-usdm-futures.md`, with a small matching engine and fault switches.
+//!
+//! # Starting
+//! ```ignore
+//! mod support;
+//! use support::fake_binance::{FakeBinance, FakeConfig, FaultAction, FaultScope};
+//! let fake = FakeBinance::start(FakeConfig::default()).await;      // inside a tokio runtime
+//! fake.rest_url();   // "http://127.0.0.1:PORT"  (REST base; paths /fapi/...)
+//! fake.ws_url();     // "ws://127.0.0.1:PORT"    (WS base without route)
+//! // dropped → both servers and all connections shut down
+//! ```
+//! `FakeConfig::default()`: API key/secret = Binance's documented HMAC example pair
+//! ([`DOC_API_KEY`], [`DOC_API_SECRET`]); symbols BTCUSDT (68000), ETHUSDT (3500), SOLUSDT (150)
+//! with the real filters and leverage brackets; `.with_generated_symbols(n)` adds `GEN000USDT`..;
+//! 10 000 USDT; taker 0.05 % / maker 0.02 %; one-way mode; 20x ISOLATED; weight limit 2400/min;
+//! a market tick every 1000 ms (`.without_market_tick()` for fully test-driven streams);
+//! listenKey TTL 60 min; 200 open algo orders max; WS ping every 3 min.
+//!
+//! # WebSocket routes (the 2026-04-23 split; `ws_url()` + path)
+//! - `/market/ws/<s1>/<s2>` (raw payloads) and `/market/stream?streams=<s1>/<s2>` (combined:
+//!   `{"stream":..,"data":..}`): kline, markPrice, `!markPrice@arr[@1s]`, miniTicker,
+//!   `!miniTicker@arr`, ticker, `!ticker@arr`, and anything pushed with `push_raw`.
+//! - `/public/ws|stream...`: book streams (`@bookTicker`, `@depth..`, `@trade`).
+//! - `/private/ws?listenKey=K[&events=A/B]`, `/private/ws/<K>`, `/private/stream?listenKey=K`:
+//!   user data (ORDER_TRADE_UPDATE, TRADE_LITE, ACCOUNT_UPDATE, ALGO_UPDATE,
+//!   ACCOUNT_CONFIG_UPDATE, listenKeyExpired). An unknown/expired key is accepted and silent.
+//! - Legacy `/ws...` and `/stream...` (unrouted) deliver only `/public` streams; a market
+//!   subscription there (or on `/public`) is ACKed and stays silent, as on Binance.
+//! - Control frames: SUBSCRIBE / UNSUBSCRIBE → `{"result":null,"id":N}`, LIST_SUBSCRIPTIONS,
+//!   SET_PROPERTY/GET_PROPERTY `combined`; errors `{"code":0..3,"msg":..,"id":..}`. More than 10
+//!   incoming messages in one second closes the connection. The server pings every
+//!   `ws_ping_interval_ms` and drops a client silent for `ws_pong_timeout_ms`.
+//!
+//! # REST endpoints
+//! Public: `GET /fapi/v1/{ping,time,exchangeInfo,klines,ticker/24hr,premiumIndex}`.
+//! Signed (key + HMAC + timestamp): `GET /fapi/v1/{leverageBracket,apiTradingStatus,
+//! positionSide/dual,order,openOrder,openOrders,allOrders,algoOrder,openAlgoOrders,allAlgoOrders,
+//! symbolConfig,accountConfig,commissionRate,userTrades}`, `GET /fapi/v2|v3/{positionRisk,account,
+//! balance}`, `POST /fapi/v1/{positionSide/dual,marginType,leverage,order,algoOrder}`,
+//! `DELETE /fapi/v1/{order,allOpenOrders,algoOrder,algoOpenOrders}`.
+//! Key only: `POST/PUT/DELETE /fapi/v1/listenKey`. Anything else: 404 `{"code":-5000,..}`.
+//!
+//! # Binance behaviour enforced
+//! - Auth: missing key -2014 (401), wrong key -2015 (401), signature = HMAC-SHA256 over the raw
+//!   query string concatenated with the raw body, `signature` last, else -1022; missing
+//!   signature/timestamp -1102; `timestamp` ≥ server+1000 or older than `recvWindow` (default
+//!   5000, max 60000) → -1021. Duplicate parameter -1101; query wins over body.
+//! - Numbers must be plain decimals (`1e-5` → -1100). Price/qty: more decimals than tick/step →
+//!   -1111, not a multiple → -4014/-4023, below min/above max → -4013/-4016, -4004/-4005
+//!   (MARKET uses MARKET_LOT_SIZE), qty ≤ 0 → -4003; LIMIT outside PERCENT_PRICE → -4016/-4024.
+//! - `/fapi/v1/order`: only LIMIT/MARKET; conditional types → -4120; `stopPrice` → -1106;
+//!   one-way mode needs positionSide BOTH/absent (else -4061), hedge mode needs LONG/SHORT and
+//!   no reduceOnly (-1106); notional (mark × qty for MARKET) below MIN_NOTIONAL and not
+//!   reduce-only → -4164; reduce-only with nothing to reduce → -2022; initial margin + fee >
+//!   available → -2019; duplicate `newClientOrderId` of any known order → -4116; bad id →
+//!   -4015; symbol not TRADING → -4140; quantitative lock → -4400; GTX that would take → -5022.
+//!   `newOrderRespType` ACK (default) answers status NEW before the fill; RESULT answers FILLED.
+//!   GET by orderId/origClientOrderId, unknown → -2013; DELETE unknown/closed → -2011.
+//! - Algo API: `algoType=CONDITIONAL`, STOP_MARKET/TAKE_PROFIT_MARKET/STOP/TAKE_PROFIT with
+//!   `triggerPrice`, `workingType` MARK_PRICE or CONTRACT_PRICE (default), `closePosition`
+//!   (not with quantity -4137 or reduceOnly -1106), would trigger at once → -2021, more than
+//!   `max_algo_orders` open → -4045, duplicate clientAlgoId → -4116. No margin check before the
+//!   trigger. Algo orders are not in `openOrders` and `allOpenOrders` does not cancel them.
+//! - Matching: MARKET fills at once at the last price (which follows the mark unless set apart);
+//!   positions carry average entry price; reduce-only never flips (clamped, remainder EXPIRED);
+//!   a plain order larger than the position flips it; taker fee on every fill; realized PnL into
+//!   the wallet; LIMIT orders rest and fill as maker when the last price crosses.
+//!   A stop fires when its working price crosses the trigger: ALGO_UPDATE TRIGGERING →
+//!   TRIGGERED (with `ai`) → order NEW/TRADE → FINISHED (with `ap`/`aq`), or REJECTED with
+//!   `rm` ("Reduce Only reject" when there is nothing left to close). Reduce-only stops stay
+//!   resting after their position closed (Binance does not clean them up).
+//! - Events per fill: ORDER_TRADE_UPDATE NEW, TRADE_LITE, ORDER_TRADE_UPDATE TRADE,
+//!   ACCOUNT_UPDATE (m=ORDER, balance + the changed position); `E` strictly increases.
+//! - listenKey: POST returns the live key (extended) or a new one; PUT of an expired/unknown key →
+//!   -1125; on expiry `listenKeyExpired` is pushed once, then silence.
+//! - Weight: `X-MBX-USED-WEIGHT-1M` on every answer (Binance weights), `X-MBX-ORDER-COUNT-10S/1M`
+//!   on order answers; over `weight_limit_1m` → 429 -1003 with `Retry-After`; continuing past
+//!   `requests_429_before_ban` 429s → 418 ban for `ban_secs`.
+//!
+//! # Test controls (all `&self`, thread-safe)
+//! Market: `set_mark_price`, `set_last_price`, `set_price` (both; each runs stop triggers and
+//! limit fills and pushes markPrice), `set_funding_rate`, `apply_funding`, `set_ticker_stats`,
+//! `set_klines`, `push_kline(symbol, interval, candle, closed)` (stores it for REST and pushes
+//! it), `push_market_tick`, `push_raw(stream, payload)`, `add_symbol`, `set_symbol_status`,
+//! `set_symbol_locked`. Account: `set_wallet_balance`, `set_position`, `set_hedge_mode`.
+//! Clock: `set_clock_skew_ms` (server time = wall clock + skew).
+//!
+//! # Fault switches
+//! `fail_next(n, scope, action)` queues a fault for the next `n` requests in `scope`
+//! ([`FaultScope`]: Any, Signed, OrderPlacement, MarketOrder, AlgoOrder, Endpoint(method, path));
+//! actions ([`FaultAction`]): `unknown_after_execute()` (503 after really placing the order),
+//! `service_unavailable()`, `internal_error()`, `backend_timeout_after_execute()` (408/-1007),
+//! `overloaded()` (-1008), `Html{..}` (proxy page), `TruncatedBody`, `TimeoutNotExecuted{ms}`,
+//! `TimeoutAfterExecute{ms}`, `Latency{ms}`, `RateLimited{retry_after_secs}`, `Ban{secs}`,
+//! `InvalidTimestamp` (-1021, signed only), `InsufficientMargin` (-2019, non-reduce-only
+//! orders only). Shorthands: `fail_next_orders_after_execute(n)`, `timeout_next(n, ms,
+//! executed)`, `rate_limit_next(n, secs)`, `ban_for(secs)`, `invalid_timestamp_next(n)`,
+//! `insufficient_margin_once()`, `latency_spike_next(n, ms)`, `set_latency_ms(ms)`,
+//! `set_random_failures(fraction, after_execute_fraction, seed)` (seeded), `clear_faults()`,
+//! `injected_faults()` (counts by kind). WebSocket: `drop_ws_connections()` (no close frame),
+//! `close_ws_connections()`, `set_ws_silent(bool)` (ACKs but no data: wrong-route
+//! simulation), `set_ws_refuse(bool)` (handshake 503), `expire_listen_key()`.
+//!
+//! # Inspection
+//! `requests()` ([`RequestRecord`]: method, path, query, body, signed, api_key_present, time,
+//! status, error code, fault), `signed_request_count()`, `requests_to(method, path)`,
+//! `clear_requests()`, `orders()`, `open_orders()`, `order_by_client_id`,
+//! `orders_with_client_id(cid)` (count), `algo_orders()`, `open_algo_orders()`, `fills()`,
+//! `positions()` (non-zero), `position(symbol)`, `balance()`, `leverage(symbol)`,
+//! `margin_type(symbol)`, `hedge_mode()`, `mark_price(symbol)`, `listen_key()`,
+//! `ws_connection_count()`, `ws_connections()`, `ws_connects_total()`, `subscriptions()`,
+//! `weight_used_1m()`, `server_time()`, `sign(payload)`; async waits `wait_for_ws_connections`,
+//! `wait_for_subscription`, `wait_until`.
+//!
+//! Not simulated: trailing stops (-1116), liquidation, batch orders, order modify (PUT),
+//! countdownCancelAll, income history, depth/bookTicker data (use `push_raw`), multi-assets mode.
+
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+
+mod config;
+mod endpoints;
+mod engine;
+mod faults;
+mod json;
+mod rest;
+mod state;
+mod ws;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kinetic::core::models::Candle;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{
+    Bracket, DOC_API_KEY, DOC_API_SECRET, FakeConfig, SymbolSpec, brackets_from, default_symbols, generated_brackets,
+    generated_symbols,
+};
+pub use engine::ApiError;
+pub use faults::{FaultAction, FaultScope, QueuedFault, RandomFailures};
+pub use state::{AlgoOrder, FillRecord, Order, Position, RequestRecord, Route};
+
+use state::{State, WsOut, market_from_spec};
+
+/// State shared by the servers and the handle.
+pub(crate) struct Shared {
+    pub config: FakeConfig,
+    pub state: Mutex<State>,
+    pub cancel: CancellationToken,
+}
+
+impl Shared {
+    /// Locks the state (a poisoned lock is still usable: the state is plain data).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Account balance snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceSnapshot {
+    pub wallet_balance: Decimal,
+    pub unrealized_pnl: Decimal,
+    pub equity: Decimal,
+    pub available_balance: Decimal,
+}
+
+/// One live WebSocket connection as seen by the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WsConnectionInfo {
+    pub id: u64,
+    pub route: Route,
+    /// Path and query the client connected to.
+    pub path: String,
+    pub combined: bool,
+    pub subscriptions: BTreeSet<String>,
+    pub listen_key: Option<String>,
+    pub connected_at: i64,
+}
+
+/// The running fake exchange. Dropping it stops both servers.
+pub struct FakeBinance {
+    shared: Arc<Shared>,
+    rest_addr: SocketAddr,
+    ws_addr: SocketAddr,
+}
+
+impl Drop for FakeBinance {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+/// Parses a decimal literal for tests (`d("68000.5")`); panics on a typo.
+pub fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).expect("decimal literal")
+}
+
+impl FakeBinance {
+    /// Binds REST and WS on 127.0.0.1 with random ports and starts serving (needs a tokio runtime).
+    pub async fn start(config: FakeConfig) -> FakeBinance {
+        let rest_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind REST");
+        let ws_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind WS");
+        let rest_addr = rest_listener.local_addr().expect("REST addr");
+        let ws_addr = ws_listener.local_addr().expect("WS addr");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(config.clone())),
+            config,
+            cancel: CancellationToken::new(),
+        });
+        let app = rest::router(shared.clone());
+        let cancel = shared.cancel.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(rest_listener, app).with_graceful_shutdown(cancel.cancelled_owned()).await;
+        });
+        tokio::spawn(ws::serve(ws_listener, shared.clone()));
+        tokio::spawn(ws::background(shared.clone()));
+        FakeBinance { shared, rest_addr, ws_addr }
+    }
+
+    /// `start(FakeConfig::default())`.
+    pub async fn start_default() -> FakeBinance {
+        Self::start(FakeConfig::default()).await
+    }
+
+    fn st(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    // ---- addresses and credentials ----
+
+    /// REST base, e.g. `http://127.0.0.1:41234`.
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.rest_addr)
+    }
+
+    /// WebSocket base without route, e.g. `ws://127.0.0.1:41235`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.ws_addr)
+    }
+
+    /// `ws_url()/market/stream?streams=a/b` (combined mode).
+    pub fn market_stream_url(&self, streams: &[&str]) -> String {
+        format!("{}/market/stream?streams={}", self.ws_url(), streams.join("/"))
+    }
+
+    /// `ws_url()/private/ws?listenKey=K&events=...` with every user event type.
+    pub fn private_ws_url(&self, listen_key: &str) -> String {
+        format!(
+            "{}/private/ws?listenKey={listen_key}&events=ORDER_TRADE_UPDATE/ACCOUNT_UPDATE/ALGO_UPDATE/TRADE_LITE/MARGIN_CALL/ACCOUNT_CONFIG_UPDATE/listenKeyExpired",
+            self.ws_url()
+        )
+    }
+
+    pub fn config(&self) -> &FakeConfig {
+        &self.shared.config
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.shared.config.api_key
+    }
+
+    pub fn api_secret(&self) -> &str {
+        &self.shared.config.api_secret
+    }
+
+    /// Hex HMAC-SHA256 of `payload` with the configured secret (what a client must send).
+    pub fn sign(&self, payload: &str) -> String {
+        rest::hmac_hex(&self.shared.config.api_secret, payload)
+    }
+
+    /// Server time in ms (wall clock + skew).
+    pub fn server_time(&self) -> i64 {
+        self.st().now()
+    }
+
+    // ---- market controls ----
+
+    /// Sets the mark price (the last price follows it unless set apart with `set_last_price`),
+    /// fills crossing limit orders, fires reached stops and pushes markPrice to subscribers.
+    pub fn set_mark_price(&self, symbol: &str, price: Decimal) {
+        let mut st = self.st();
+        if let Some(m) = st.markets.get_mut(symbol) {
+            m.mark_price = price;
+            m.index_price = price;
+            if m.last_follows_mark {
+                m.last_price = price;
+            }
+        }
+        st.push_mark(symbol);
+        engine::on_price_change(&mut st, symbol);
+    }
+
+    /// Sets the last (contract) price only; market orders fill here from now on.
+    pub fn set_last_price(&self, symbol: &str, price: Decimal) {
+        let mut st = self.st();
+        if let Some(m) = st.markets.get_mut(symbol) {
+            m.last_price = price;
+            m.last_follows_mark = false;
+        }
+        engine::on_price_change(&mut st, symbol);
+    }
+
+    /// Sets mark and last price together (and lets the last price follow the mark again).
+    pub fn set_price(&self, symbol: &str, price: Decimal) {
+        if let Some(m) = self.st().markets.get_mut(symbol) {
+            m.last_follows_mark = true;
+        }
+        self.set_mark_price(symbol, price);
+    }
+
+    pub fn mark_price(&self, symbol: &str) -> Option<Decimal> {
+        self.st().markets.get(symbol).map(|m| m.mark_price)
+    }
+
+    pub fn set_funding_rate(&self, symbol: &str, rate: Decimal) {
+        if let Some(m) = self.st().markets.get_mut(symbol) {
+            m.funding_rate = rate;
+        }
+    }
+
+    /// Charges/pays funding on `symbol`'s positions now; returns the wallet change.
+    pub fn apply_funding(&self, symbol: &str) -> Decimal {
+        engine::apply_funding(&mut self.st(), symbol)
+    }
+
+    /// 24 h quote volume and change % served by `ticker/24hr` and the ticker streams.
+    pub fn set_ticker_stats(&self, symbol: &str, quote_volume: Decimal, change_pct: Decimal) {
+        if let Some(m) = self.st().markets.get_mut(symbol) {
+            m.spec.quote_volume_24h = quote_volume;
+            m.spec.price_change_pct_24h = change_pct;
+        }
+    }
+
+    /// Replaces the stored candles of `symbol`/`interval` (served by `/fapi/v1/klines`).
+    pub fn set_klines(&self, symbol: &str, interval: &str, candles: Vec<Candle>) {
+        let series: BTreeMap<i64, Candle> = candles.into_iter().map(|c| (c.open_time, c)).collect();
+        self.st().klines.insert((symbol.to_string(), interval.to_string()), series);
+    }
+
+    /// Stores `candle` (replacing one with the same open time) and pushes a kline event to
+    /// `<symbol>@kline_<interval>` subscribers.
+    pub fn push_kline(&self, symbol: &str, interval: &str, candle: Candle, closed: bool) {
+        let mut st = self.st();
+        let stream = format!("{}@kline_{interval}", symbol.to_lowercase());
+        let t = st.event_time();
+        let ev = json::kline_event(symbol, interval, &candle, closed, t);
+        st.klines.entry((symbol.to_string(), interval.to_string())).or_default().insert(candle.open_time, candle);
+        st.emit_market(&stream, &ev);
+    }
+
+    /// Stored candles, oldest first.
+    pub fn klines(&self, symbol: &str, interval: &str) -> Vec<Candle> {
+        self.st()
+            .klines
+            .get(&(symbol.to_string(), interval.to_string()))
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// One market tick right now (all-market mark prices and tickers, per-symbol streams).
+    pub fn push_market_tick(&self) {
+        self.st().market_tick(0);
+    }
+
+    /// Pushes any payload on any stream name (e.g. `btcusdt@bookTicker` on `/public`).
+    pub fn push_raw(&self, stream: &str, payload: Value) {
+        self.st().emit_market(&ws::normalize_stream(stream), &payload);
+    }
+
+    pub fn add_symbol(&self, spec: SymbolSpec) {
+        let mut st = self.st();
+        let m = market_from_spec(&spec, &self.shared.config);
+        st.markets.insert(spec.symbol.clone(), m);
+    }
+
+    /// Sets exchangeInfo `status` (e.g. "SETTLING"); opening orders need TRADING.
+    pub fn set_symbol_status(&self, symbol: &str, status: &str) {
+        if let Some(m) = self.st().markets.get_mut(symbol) {
+            m.spec.status = status.to_string();
+        }
+    }
+
+    /// Quantitative-rules lock (`apiTradingStatus`); locked symbols accept reduce-only only.
+    pub fn set_symbol_locked(&self, symbol: &str, locked: bool) {
+        if let Some(m) = self.st().markets.get_mut(symbol) {
+            m.locked = locked;
+        }
+    }
+
+    // ---- account controls ----
+
+    pub fn set_wallet_balance(&self, balance: Decimal) {
+        self.st().wallet_balance = balance;
+    }
+
+    /// Seeds a one-way position (signed amount) without events, e.g. for adoption tests.
+    pub fn set_position(&self, symbol: &str, amount: Decimal, entry_price: Decimal) {
+        let mut st = self.st();
+        let now = st.now();
+        st.positions.insert(
+            (symbol.to_string(), "BOTH".to_string()),
+            Position {
+                symbol: symbol.to_string(),
+                position_side: "BOTH".into(),
+                amount,
+                entry_price,
+                accumulated_realized: Decimal::ZERO,
+                update_time: now,
+            },
+        );
+    }
+
+    pub fn set_hedge_mode(&self, hedge: bool) {
+        self.st().hedge_mode = hedge;
+    }
+
+    pub fn hedge_mode(&self) -> bool {
+        self.st().hedge_mode
+    }
+
+    pub fn leverage(&self, symbol: &str) -> Option<u32> {
+        self.st().markets.get(symbol).map(|m| m.leverage)
+    }
+
+    /// "ISOLATED" or "CROSSED".
+    pub fn margin_type(&self, symbol: &str) -> Option<String> {
+        self.st().markets.get(symbol).map(|m| m.margin_type.clone())
+    }
+
+    /// Server clock = wall clock + `skew_ms` (negative: server behind the client).
+    pub fn set_clock_skew_ms(&self, skew_ms: i64) {
+        self.st().clock_skew_ms = skew_ms;
+    }
+
+    // ---- REST faults ----
+
+    /// Queues `action` for the next `n` requests matching `scope`.
+    pub fn fail_next(&self, n: u32, scope: FaultScope, action: FaultAction) {
+        if n > 0 {
+            self.st().faults.queue.push_back(QueuedFault { scope, action, remaining: n });
+        }
+    }
+
+    /// Next `n` order placements (`/order`, `/algoOrder`) are executed, then answered 503.
+    pub fn fail_next_orders_after_execute(&self, n: u32) {
+        self.fail_next(n, FaultScope::OrderPlacement, FaultAction::unknown_after_execute());
+    }
+
+    /// Next `n` requests hang for `ms` (executed first when `executed`).
+    pub fn timeout_next(&self, n: u32, ms: u64, executed: bool) {
+        let action =
+            if executed { FaultAction::TimeoutAfterExecute { ms } } else { FaultAction::TimeoutNotExecuted { ms } };
+        self.fail_next(n, FaultScope::Any, action);
+    }
+
+    /// Next `n` requests get 429 -1003 with `Retry-After: secs`.
+    pub fn rate_limit_next(&self, n: u32, retry_after_secs: u64) {
+        self.fail_next(n, FaultScope::Any, FaultAction::RateLimited { retry_after_secs });
+    }
+
+    /// Bans the IP (418) for `secs` from now.
+    pub fn ban_for(&self, secs: u64) {
+        let mut st = self.st();
+        let until = st.now() + secs as i64 * 1000;
+        st.ban_until = Some(until);
+    }
+
+    /// Next `n` signed requests get -1021.
+    pub fn invalid_timestamp_next(&self, n: u32) {
+        self.fail_next(n, FaultScope::Signed, FaultAction::InvalidTimestamp);
+    }
+
+    /// The next non-reduce-only `POST /fapi/v1/order` gets -2019.
+    pub fn insufficient_margin_once(&self) {
+        self.fail_next(1, FaultScope::MarketOrder, FaultAction::InsufficientMargin);
+    }
+
+    /// Next `n` requests are delayed by `ms` and then processed normally.
+    pub fn latency_spike_next(&self, n: u32, ms: u64) {
+        self.fail_next(n, FaultScope::Any, FaultAction::Latency { ms });
+    }
+
+    /// Constant added latency on every REST request.
+    pub fn set_latency_ms(&self, ms: u64) {
+        self.st().faults.base_latency_ms = ms;
+    }
+
+    /// A `fraction` of all REST requests fail with 503; of the failing mutating ones,
+    /// `after_execute_fraction` are executed first. Deterministic for a given seed and request
+    /// sequence. `fraction = 0` turns it off.
+    pub fn set_random_failures(&self, fraction: f64, after_execute_fraction: f64, seed: u64) {
+        let mut st = self.st();
+        st.rng = StdRng::seed_from_u64(seed);
+        st.faults.random = (fraction > 0.0).then_some(RandomFailures { fraction, after_execute_fraction });
+    }
+
+    /// Removes queued and random faults, latency and any ban.
+    pub fn clear_faults(&self) {
+        let mut st = self.st();
+        st.faults.queue.clear();
+        st.faults.random = None;
+        st.faults.base_latency_ms = 0;
+        st.ban_until = None;
+    }
+
+    /// Faults injected so far, by kind.
+    pub fn injected_faults(&self) -> BTreeMap<String, u64> {
+        self.st().faults.injected.clone()
+    }
+
+    // ---- WebSocket faults ----
+
+    /// Drops every WS connection without a close frame; returns how many.
+    pub fn drop_ws_connections(&self) -> usize {
+        let st = self.st();
+        for c in st.conns.values() {
+            let _ = c.tx.send(WsOut::Drop);
+        }
+        st.conns.len()
+    }
+
+    /// Closes every WS connection with a close frame (as at the 24 h limit).
+    pub fn close_ws_connections(&self) -> usize {
+        let st = self.st();
+        for c in st.conns.values() {
+            let _ = c.tx.send(WsOut::Close);
+        }
+        st.conns.len()
+    }
+
+    /// Sends a ping frame to every connection now.
+    pub fn ping_ws_clients(&self) {
+        let st = self.st();
+        for c in st.conns.values() {
+            let _ = c.tx.send(WsOut::Ping);
+        }
+    }
+
+    /// While on, connections are accepted and control messages ACKed, but no data is sent.
+    pub fn set_ws_silent(&self, silent: bool) {
+        self.st().ws_silent = silent;
+    }
+
+    /// While on, WS handshakes are refused with HTTP 503.
+    pub fn set_ws_refuse(&self, refuse: bool) {
+        self.st().ws_refuse = refuse;
+    }
+
+    /// Expires the listenKey now: `listenKeyExpired` to its connections, then silence; PUT → -1125.
+    pub fn expire_listen_key(&self) {
+        self.st().check_listen_key_expiry(true);
+    }
+
+    // ---- inspection ----
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.st().requests.clone()
+    }
+
+    pub fn requests_to(&self, method: &str, path: &str) -> Vec<RequestRecord> {
+        self.st().requests.iter().filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path).cloned().collect()
+    }
+
+    pub fn signed_request_count(&self) -> usize {
+        self.st().requests.iter().filter(|r| r.signed).count()
+    }
+
+    pub fn clear_requests(&self) {
+        self.st().requests.clear();
+    }
+
+    pub fn orders(&self) -> Vec<Order> {
+        self.st().orders.values().cloned().collect()
+    }
+
+    pub fn open_orders(&self) -> Vec<Order> {
+        self.st().orders.values().filter(|o| o.is_open()).cloned().collect()
+    }
+
+    pub fn order_by_client_id(&self, client_order_id: &str) -> Option<Order> {
+        self.st().orders.values().rev().find(|o| o.client_order_id == client_order_id).cloned()
+    }
+
+    /// How many orders carry `client_order_id` (an idempotent client makes this ≤ 1).
+    pub fn orders_with_client_id(&self, client_order_id: &str) -> usize {
+        self.st().orders.values().filter(|o| o.client_order_id == client_order_id && o.algo_id.is_none()).count()
+    }
+
+    pub fn algo_orders(&self) -> Vec<AlgoOrder> {
+        self.st().algo_orders.values().cloned().collect()
+    }
+
+    pub fn open_algo_orders(&self) -> Vec<AlgoOrder> {
+        self.st().algo_orders.values().filter(|a| a.is_open()).cloned().collect()
+    }
+
+    pub fn fills(&self) -> Vec<FillRecord> {
+        self.st().fills.clone()
+    }
+
+    /// Non-zero positions.
+    pub fn positions(&self) -> Vec<Position> {
+        self.st().positions.values().filter(|p| !p.amount.is_zero()).cloned().collect()
+    }
+
+    /// The one-way (BOTH) position of `symbol`, if non-zero.
+    pub fn position(&self, symbol: &str) -> Option<Position> {
+        self.st().position(symbol, "BOTH").filter(|p| !p.amount.is_zero()).cloned()
+    }
+
+    pub fn balance(&self) -> BalanceSnapshot {
+        let st = self.st();
+        let unrealized = st.total_unrealized();
+        BalanceSnapshot {
+            wallet_balance: st.wallet_balance,
+            unrealized_pnl: unrealized,
+            equity: st.wallet_balance + unrealized,
+            available_balance: st.available_balance(),
+        }
+    }
+
+    /// The current listenKey, if one was created and is still alive.
+    pub fn listen_key(&self) -> Option<String> {
+        self.st().listen_key.as_ref().filter(|k| !k.dead).map(|k| k.key.clone())
+    }
+
+    pub fn ws_connection_count(&self) -> usize {
+        self.st().conns.len()
+    }
+
+    pub fn ws_connections(&self) -> Vec<WsConnectionInfo> {
+        self.st()
+            .conns
+            .values()
+            .map(|c| WsConnectionInfo {
+                id: c.id,
+                route: c.route,
+                path: c.path.clone(),
+                combined: c.combined,
+                subscriptions: c.subscriptions.clone(),
+                listen_key: c.listen_key.clone(),
+                connected_at: c.connected_at,
+            })
+            .collect()
+    }
+
+    /// WS handshakes completed since start (reconnect counting).
+    pub fn ws_connects_total(&self) -> u64 {
+        self.st().ws_connects_total
+    }
+
+    /// Union of all connections' subscriptions.
+    pub fn subscriptions(&self) -> BTreeSet<String> {
+        self.st().conns.values().flat_map(|c| c.subscriptions.iter().cloned()).collect()
+    }
+
+    pub fn weight_used_1m(&self) -> u32 {
+        let st = self.st();
+        if st.weight_window.0 == st.now() / 60_000 { st.weight_window.1 } else { 0 }
+    }
+
+    // ---- waits ----
+
+    /// Polls `cond` every 10 ms until true or `timeout`; returns the last result.
+    pub async fn wait_until(&self, timeout: Duration, mut cond: impl FnMut(&FakeBinance) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn wait_for_ws_connections(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |f| f.ws_connection_count() >= n).await
+    }
+
+    pub async fn wait_for_subscription(&self, stream: &str, timeout: Duration) -> bool {
+        let s = ws::normalize_stream(stream);
+        self.wait_until(timeout, |f| f.subscriptions().contains(&s)).await
+    }
+}
