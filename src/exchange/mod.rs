@@ -228,10 +228,19 @@ pub struct MarkPriceUpdate {
 /// Health change of one stream (for `/health`, `/metrics` and the hub).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum StreamEvent {
-    Connected { stream: String, reconnect: bool },
-    Disconnected { stream: String, reason: String },
+    Connected {
+        stream: String,
+        reconnect: bool,
+    },
+    Disconnected {
+        stream: String,
+        reason: String,
+    },
     /// No message for too long; the connection is being recycled.
-    Stale { stream: String, silent_ms: u64 },
+    Stale {
+        stream: String,
+        silent_ms: u64,
+    },
 }
 
 /// Everything an exchange pushes to the engine. Market and user-stream events share one
@@ -239,20 +248,39 @@ pub enum StreamEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExchangeEvent {
     /// A kline update; `closed` is true for the final update of the candle.
-    Kline { symbol: String, timeframe: Timeframe, candle: Candle, closed: bool },
+    Kline {
+        symbol: String,
+        timeframe: Timeframe,
+        candle: Candle,
+        closed: bool,
+    },
     /// Candles fetched over REST to fill a gap after a reconnect (closed candles only).
-    Backfill { symbol: String, timeframe: Timeframe, candles: Vec<Candle> },
+    Backfill {
+        symbol: String,
+        timeframe: Timeframe,
+        candles: Vec<Candle>,
+    },
     MarkPrices(Vec<MarkPriceUpdate>),
     Tickers(Vec<Ticker>),
     /// A (non-conditional) order changed state; `fill` is set when this update was a trade.
-    OrderUpdate { report: OrderReport, fill: Option<Fill> },
+    OrderUpdate {
+        report: OrderReport,
+        fill: Option<Fill>,
+    },
     /// A conditional (algo) order changed state. Deduplicated by algo id + status.
     StopUpdate(StopOrder),
     /// Balance and positions changed (ACCOUNT_UPDATE). Positions listed are the changed ones;
     /// a zero-size position is reported with `qty == 0`.
-    AccountUpdate { balance: Option<AccountBalance>, positions: Vec<ExchangePosition>, time: TimestampMs },
+    AccountUpdate {
+        balance: Option<AccountBalance>,
+        positions: Vec<ExchangePosition>,
+        time: TimestampMs,
+    },
     /// The exchange warns that margin is running out.
-    MarginCall { symbols: Vec<String>, time: TimestampMs },
+    MarginCall {
+        symbols: Vec<String>,
+        time: TimestampMs,
+    },
     Stream(StreamEvent),
 }
 
