@@ -635,3 +635,293 @@ async fn listen_key_expiry_is_pushed_once_then_silence() {
     let new_key = rest.key_only(Method::POST, "/fapi/v1/listenKey").await;
     assert_ne!(new_key.body["listenKey"], key.as_str());
 }
+
+#[tokio::test]
+async fn limit_orders_flips_cancels_and_close_position_stops() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    // A resting LIMIT buy fills as maker when the price comes down to it.
+    let p = [
+        ("symbol", "ETHUSDT"),
+        ("side", "BUY"),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", "0.100"),
+        ("price", "3450.00"),
+        ("newClientOrderId", "lim-1"),
+    ];
+    let a = rest.signed(Method::POST, "/fapi/v1/order", &p).await;
+    assert_eq!(a.body["status"], "NEW", "{:?}", a.body);
+    assert_eq!(fake.open_orders().len(), 1);
+    // PERCENT_PRICE: a BUY above mark × 1.05 is refused.
+    let hi = [
+        ("symbol", "ETHUSDT"),
+        ("side", "BUY"),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", "0.100"),
+        ("price", "3700.00"),
+    ];
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/order", &hi).await.code(), -4016);
+    fake.set_price("ETHUSDT", d("3440"));
+    let f = fake.fills();
+    assert_eq!((f.len(), f[0].price, f[0].maker), (1, d("3450.00"), true));
+    assert_eq!(f[0].commission, d("0.069")); // 345 × 0.02 %
+    // Cancel: a filled order is "Unknown order sent."
+    let c =
+        rest.signed(Method::DELETE, "/fapi/v1/order", &[("symbol", "ETHUSDT"), ("origClientOrderId", "lim-1")]).await;
+    assert_eq!(c.code(), -2011);
+    let p2 = [
+        ("symbol", "ETHUSDT"),
+        ("side", "SELL"),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", "0.100"),
+        ("price", "3500.00"),
+        ("newClientOrderId", "lim-2"),
+    ];
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/order", &p2).await.status, 200);
+    let all = rest.signed(Method::DELETE, "/fapi/v1/allOpenOrders", &[("symbol", "ETHUSDT")]).await;
+    assert_eq!(all.body["code"], 200);
+    assert_eq!(fake.order_by_client_id("lim-2").unwrap().status, "CANCELED");
+
+    // A plain SELL larger than the long flips it to a short at the fill price.
+    assert_eq!(rest.market("ETHUSDT", "SELL", "0.300", "flip").await.status, 200);
+    let pos = fake.position("ETHUSDT").unwrap();
+    assert_eq!((pos.amount, pos.entry_price), (d("-0.2"), d("3440")));
+    assert_eq!(fake.fills()[1].realized_pnl, d("-1")); // 0.1 × (3440 − 3450)
+
+    // closePosition stop (BUY side for a short) closes whatever is open when it fires.
+    let stop = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "ETHUSDT"),
+        ("side", "BUY"),
+        ("type", "STOP_MARKET"),
+        ("triggerPrice", "3500.00"),
+        ("closePosition", "true"),
+        ("workingType", "MARK_PRICE"),
+    ];
+    let a = rest.signed(Method::POST, "/fapi/v1/algoOrder", &stop).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let mut with_qty = stop.to_vec();
+    with_qty.push(("quantity", "0.2"));
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &with_qty).await.code(), -4137);
+    // A second stop, then cancel it by clientAlgoId; cancelling again is -2011.
+    let s2 = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "ETHUSDT"),
+        ("side", "BUY"),
+        ("type", "STOP_MARKET"),
+        ("triggerPrice", "3600.00"),
+        ("quantity", "0.200"),
+        ("reduceOnly", "true"),
+        ("clientAlgoId", "s2"),
+    ];
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &s2).await.status, 200);
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &s2).await.code(), -4116);
+    let c = rest.signed(Method::DELETE, "/fapi/v1/algoOrder", &[("clientAlgoId", "s2")]).await;
+    assert_eq!((c.body["code"].as_str(), c.body["msg"].as_str()), (Some("200"), Some("success")));
+    assert_eq!(rest.signed(Method::DELETE, "/fapi/v1/algoOrder", &[("clientAlgoId", "s2")]).await.code(), -2011);
+    fake.set_mark_price("ETHUSDT", d("3501"));
+    assert!(fake.position("ETHUSDT").is_none());
+    // A reduce-only stop left behind after the position closed is rejected when it fires.
+    let s3 = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "ETHUSDT"),
+        ("side", "SELL"),
+        ("type", "STOP_MARKET"),
+        ("triggerPrice", "3400.00"),
+        ("quantity", "0.100"),
+        ("reduceOnly", "true"),
+        ("clientAlgoId", "orphan"),
+    ];
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &s3).await.status, 200);
+    fake.set_mark_price("ETHUSDT", d("3390"));
+    let orphan = fake.algo_orders().into_iter().find(|a| a.client_algo_id == "orphan").unwrap();
+    assert_eq!((orphan.status.as_str(), orphan.reject_reason.as_str()), ("REJECTED", "Reduce Only reject"));
+    assert!(fake.position("ETHUSDT").is_none());
+}
+
+#[tokio::test]
+async fn algo_order_budget_is_200_per_account() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    for i in 0..200 {
+        let id = format!("tp-{i}");
+        let sym = ["BTCUSDT", "ETHUSDT"][i % 2];
+        let (trig, qty) = if sym == "BTCUSDT" { ("90000.0", "0.002") } else { ("4000.00", "0.030") };
+        let p = [
+            ("algoType", "CONDITIONAL"),
+            ("symbol", sym),
+            ("side", "SELL"),
+            ("type", "TAKE_PROFIT_MARKET"),
+            ("triggerPrice", trig),
+            ("quantity", qty),
+            ("reduceOnly", "true"),
+            ("clientAlgoId", id.as_str()),
+        ];
+        let a = rest.signed(Method::POST, "/fapi/v1/algoOrder", &p).await;
+        assert_eq!(a.status, 200, "{i}: {:?}", a.body);
+    }
+    let p = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "SOLUSDT"),
+        ("side", "SELL"),
+        ("type", "STOP_MARKET"),
+        ("triggerPrice", "100.0000"),
+        ("quantity", "1"),
+        ("reduceOnly", "true"),
+    ];
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &p).await.code(), -4045);
+    let all = rest.signed(Method::GET, "/fapi/v1/openAlgoOrders", &[]).await;
+    assert_eq!(all.body.as_array().unwrap().len(), 200);
+    let c = rest.signed(Method::DELETE, "/fapi/v1/algoOpenOrders", &[("symbol", "BTCUSDT")]).await;
+    assert_eq!(c.body["code"], 200);
+    assert_eq!(fake.open_algo_orders().len(), 100);
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &p).await.status, 200);
+}
+
+#[tokio::test]
+async fn private_url_forms_and_event_filter() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let key = rest.key_only(Method::POST, "/fapi/v1/listenKey").await.body["listenKey"].as_str().unwrap().to_string();
+    let mut path_form = connect(&format!("{}/private/ws/{key}", fake.ws_url())).await;
+    let mut only_account =
+        connect(&format!("{}/private/ws?listenKey={key}&events=ACCOUNT_UPDATE", fake.ws_url())).await;
+    let mut combined = connect(&format!("{}/private/stream?listenKey={key}", fake.ws_url())).await;
+    let mut wrong_key = connect(&format!("{}/private/ws?listenKey=nope", fake.ws_url())).await;
+    let mut unrouted = connect(&format!("{}/ws/{key}", fake.ws_url())).await;
+    assert!(fake.wait_for_ws_connections(5, Duration::from_secs(2)).await);
+    assert_eq!(rest.market("SOLUSDT", "BUY", "1", "ev").await.status, 200);
+    assert_eq!(next_json(&mut path_form, Duration::from_secs(2)).await.unwrap()["e"], "ORDER_TRADE_UPDATE");
+    assert_eq!(next_json(&mut only_account, Duration::from_secs(2)).await.unwrap()["e"], "ACCOUNT_UPDATE");
+    let c = next_json(&mut combined, Duration::from_secs(2)).await.unwrap();
+    assert_eq!((c["stream"].as_str(), c["data"]["e"].as_str()), (Some(key.as_str()), Some("ORDER_TRADE_UPDATE")));
+    assert!(next_json(&mut wrong_key, Duration::from_millis(200)).await.is_none());
+    assert!(next_json(&mut unrouted, Duration::from_millis(100)).await.is_none());
+    // Unknown WS path: handshake refused.
+    assert!(tokio_tungstenite::connect_async(format!("{}/nowhere", fake.ws_url())).await.is_err());
+    // Leverage change → ACCOUNT_CONFIG_UPDATE.
+    let lv = rest.signed(Method::POST, "/fapi/v1/leverage", &[("symbol", "SOLUSDT"), ("leverage", "5")]).await;
+    assert_eq!(lv.body["leverage"], 5);
+    let mut seen = Vec::new();
+    let cfg = wait_for(&mut path_form, &mut seen, Duration::from_secs(2), |v| v["e"] == "ACCOUNT_CONFIG_UPDATE").await;
+    assert_eq!(cfg["ac"]["l"], 5);
+    assert_eq!(fake.leverage("SOLUSDT"), Some(5));
+}
+
+#[tokio::test]
+async fn ws_pings_lifetime_and_message_rate() {
+    let cfg = FakeConfig { ws_ping_interval_ms: 50, ws_max_lifetime_ms: Some(1500), ..quiet() };
+    let fake = FakeBinance::start(cfg).await;
+    let mut ws = connect(&format!("{}/market/ws", fake.ws_url())).await;
+    // Pings arrive (tungstenite answers them with pongs while we read).
+    let got_ping = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            if let Some(Ok(Message::Ping(_))) = ws.next().await {
+                return true;
+            }
+        }
+    })
+    .await;
+    assert_eq!(got_ping, Ok(true));
+    // More than 10 messages in a second → disconnected.
+    let mut ws2 = connect(&format!("{}/market/ws", fake.ws_url())).await;
+    for i in 0..12 {
+        let _ = ws2.send(Message::text(json!({"method":"LIST_SUBSCRIPTIONS","id":i}).to_string())).await;
+    }
+    let mut replies = 0;
+    while let Some(v) = next_json(&mut ws2, Duration::from_secs(1)).await {
+        assert!(v.get("result").is_some());
+        replies += 1;
+    }
+    assert_eq!(replies, 10);
+    // The lifetime limit closes the first connection.
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return true,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true));
+}
+
+#[tokio::test]
+async fn funding_hedge_mode_and_body_faults() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let mut ws = private_socket(&fake, &rest).await;
+    assert_eq!(rest.market("BTCUSDT", "BUY", "0.100", "f1").await.status, 200);
+    fake.set_funding_rate("BTCUSDT", d("0.0001"));
+    let before = fake.balance().wallet_balance;
+    assert_eq!(fake.apply_funding("BTCUSDT"), d("-0.68")); // 6800 × 0.01 %
+    assert_eq!(fake.balance().wallet_balance, before - d("0.68"));
+    let mut seen = Vec::new();
+    let ev = wait_for(&mut ws, &mut seen, Duration::from_secs(2), |v| v["a"]["m"] == "FUNDING_FEE").await;
+    assert_eq!(ev["a"]["B"][0]["bc"], "-0.68000000");
+
+    // Hedge mode cannot be switched on with a position; without one it can, and then orders
+    // need LONG/SHORT and no reduceOnly.
+    let a = rest.signed(Method::POST, "/fapi/v1/positionSide/dual", &[("dualSidePosition", "true")]).await;
+    assert_eq!(a.code(), -4068);
+    let fake2 = FakeBinance::start(quiet()).await;
+    let rest2 = Rest::new(&fake2);
+    assert_eq!(
+        rest2.signed(Method::POST, "/fapi/v1/positionSide/dual", &[("dualSidePosition", "true")]).await.body["code"],
+        200
+    );
+    assert_eq!(rest2.signed(Method::GET, "/fapi/v1/positionSide/dual", &[]).await.body["dualSidePosition"], true);
+    assert_eq!(rest2.market("SOLUSDT", "BUY", "1", "h1").await.code(), -4061);
+    let long =
+        [("symbol", "SOLUSDT"), ("side", "BUY"), ("type", "MARKET"), ("quantity", "2"), ("positionSide", "LONG")];
+    assert_eq!(rest2.signed(Method::POST, "/fapi/v1/order", &long).await.status, 200);
+    let ro = [
+        ("symbol", "SOLUSDT"),
+        ("side", "SELL"),
+        ("type", "MARKET"),
+        ("quantity", "1"),
+        ("positionSide", "LONG"),
+        ("reduceOnly", "true"),
+    ];
+    assert_eq!(rest2.signed(Method::POST, "/fapi/v1/order", &ro).await.code(), -1106);
+    let close =
+        [("symbol", "SOLUSDT"), ("side", "SELL"), ("type", "MARKET"), ("quantity", "5"), ("positionSide", "LONG")];
+    assert_eq!(rest2.signed(Method::POST, "/fapi/v1/order", &close).await.status, 200);
+    let rows = rest2.signed(Method::GET, "/fapi/v2/positionRisk", &[("symbol", "SOLUSDT")]).await;
+    assert_eq!(rows.body.as_array().unwrap().len(), 2);
+    assert!(rows.body.as_array().unwrap().iter().all(|r| r["positionAmt"] == "0"));
+
+    // Truncated JSON after executing; a timeout after executing.
+    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::TruncatedBody);
+    let a = rest.market("BTCUSDT", "SELL", "0.050", "t1").await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.is_string(), "not JSON: {:?}", a.body);
+    assert_eq!(fake.orders_with_client_id("t1"), 1);
+    fake.timeout_next(1, 600, true);
+    let short = reqwest::Client::builder().timeout(Duration::from_millis(150)).build().unwrap();
+    let q = format!("symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.050&newClientOrderId=t2&timestamp={}", now_ms());
+    let body = format!("{q}&signature={}", fake.sign(&q));
+    let r = short
+        .post(format!("{}/fapi/v1/order", fake.rest_url()))
+        .header("X-MBX-APIKEY", DOC_API_KEY)
+        .body(body)
+        .send()
+        .await;
+    assert!(r.unwrap_err().is_timeout());
+    assert_eq!(fake.orders_with_client_id("t2"), 1);
+    assert!(fake.position("BTCUSDT").is_none());
+    // The account endpoints agree with the matching engine.
+    let acct = rest.signed(Method::GET, "/fapi/v3/account", &[]).await;
+    assert_eq!(
+        acct.body["totalWalletBalance"].as_str().unwrap().parse::<f64>().unwrap(),
+        fake.balance().wallet_balance.to_string().parse::<f64>().unwrap()
+    );
+    let bal = rest.signed(Method::GET, "/fapi/v2/balance", &[]).await;
+    assert_eq!(bal.body[0]["asset"], "USDT");
+    let trades = rest.signed(Method::GET, "/fapi/v1/userTrades", &[("symbol", "BTCUSDT")]).await;
+    assert_eq!(trades.body.as_array().unwrap().len(), 3);
+}
