@@ -925,3 +925,23 @@ async fn funding_hedge_mode_and_body_faults() {
     let trades = rest.signed(Method::GET, "/fapi/v1/userTrades", &[("symbol", "BTCUSDT")]).await;
     assert_eq!(trades.body.as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn price_walk_and_auto_klines_stream_by_themselves() {
+    let fake = FakeBinance::start(FakeConfig { market_tick_ms: Some(30), ..FakeConfig::default() }).await;
+    fake.set_price_walk(Some((20, 1)));
+    fake.set_auto_klines(true);
+    let mut ws = connect(&fake.market_stream_url(&["btcusdt@kline_1m", "!markPrice@arr@1s"])).await;
+    let mut seen = Vec::new();
+    let k = wait_for(&mut ws, &mut seen, Duration::from_secs(2), |v| v["stream"] == "btcusdt@kline_1m").await;
+    assert_eq!(k["data"]["k"]["x"], false);
+    assert_eq!(k["data"]["k"]["t"].as_i64().unwrap() % 60_000, 0);
+    let before = fake.mark_price("BTCUSDT").unwrap();
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.mark_price("BTCUSDT") != Some(before)).await);
+    // Still on the tick grid.
+    let p = fake.mark_price("BTCUSDT").unwrap();
+    assert_eq!(p % d("0.1"), d("0"));
+    assert!(!fake.klines("BTCUSDT", "1m").is_empty());
+    let series = support::fake_binance::trend_candles(0, 900_000, 5, 100.0, 1.0);
+    assert!((series[4].close - 105.101).abs() < 0.01);
+}

@@ -119,6 +119,7 @@
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+mod candles;
 mod config;
 mod endpoints;
 mod engine;
@@ -142,10 +143,12 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use candles::{align, candle_at, random_walk_candles, trend_candles};
 pub use config::{
     Bracket, DOC_API_KEY, DOC_API_SECRET, FakeConfig, SymbolSpec, brackets_from, default_symbols, generated_brackets,
     generated_symbols,
 };
+pub use endpoints::interval_ms;
 pub use engine::ApiError;
 pub use faults::{FaultAction, FaultScope, QueuedFault, RandomFailures};
 pub use state::{AlgoOrder, FillRecord, Order, Position, RequestRecord, Route};
@@ -366,6 +369,20 @@ impl FakeBinance {
             .get(&(symbol.to_string(), interval.to_string()))
             .map(|s| s.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Every market tick moves every mark (and following last) price by a seeded random step of
+    /// up to `max_step_bps` basis points (stops fire as usual); `None` stops the walk.
+    pub fn set_price_walk(&self, walk: Option<(u32, u64)>) {
+        let mut st = self.st();
+        st.price_walk = walk.map(|(bps, seed)| (bps, StdRng::seed_from_u64(seed)));
+    }
+
+    /// While on, every market tick streams the current candle of each subscribed
+    /// `<symbol>@kline_<interval>` from the last price (x=false), closes it (x=true) when its
+    /// interval has passed in server time and opens the next one; stored for REST as well.
+    pub fn set_auto_klines(&self, on: bool) {
+        self.st().auto_klines = on;
     }
 
     /// One market tick right now (all-market mark prices and tickers, per-symbol streams).

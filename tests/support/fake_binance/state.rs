@@ -254,6 +254,10 @@ pub struct State {
     pub ws_silent: bool,
     /// Refuse WS handshakes (HTTP 503).
     pub ws_refuse: bool,
+    /// Random walk of prices on each market tick: (max step in bps, RNG).
+    pub price_walk: Option<(u32, StdRng)>,
+    /// Stream the current candle of subscribed kline streams on each tick.
+    pub auto_klines: bool,
 }
 
 impl State {
@@ -291,6 +295,8 @@ impl State {
             last_event_time: 0,
             ws_silent: false,
             ws_refuse: false,
+            price_walk: None,
+            auto_klines: false,
             cfg,
         }
     }

@@ -15,7 +15,15 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{StatusCode, Uri};
 
+use kinetic::core::models::Candle;
+use rand::Rng;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
 use super::Shared;
+use super::candles::{align, candle_at};
+use super::endpoints::interval_ms;
+use super::engine;
 use super::json;
 use super::state::{Conn, Route, State, WsOut, system_ms};
 
@@ -172,6 +180,8 @@ impl State {
 
     /// One market tick: mark-price and ticker arrays plus per-symbol streams that have subscribers.
     pub fn market_tick(&mut self, tick_no: u64) {
+        self.walk_prices();
+        self.auto_kline_tick();
         let t = self.event_time();
         let every_3 = tick_no % 3 == 0;
         for (stream, due) in [("!markPrice@arr@1s", true), ("!markPrice@arr", every_3)] {
@@ -200,6 +210,81 @@ impl State {
                 _ => continue,
             };
             self.emit_market(&s, &payload);
+        }
+    }
+
+    /// Moves every price by a seeded random step (see `FakeBinance::set_price_walk`).
+    fn walk_prices(&mut self) {
+        let Some((bps, mut rng)) = self.price_walk.take() else { return };
+        let symbols: Vec<String> = self.markets.keys().cloned().collect();
+        let max = i64::from(bps);
+        for s in &symbols {
+            let step: i64 = rng.random_range(-max..=max);
+            if let Some(m) = self.markets.get_mut(s) {
+                let tick = m.spec.tick_size;
+                let moved = m.mark_price * (Decimal::ONE + Decimal::new(step, 4));
+                let rounded = ((moved / tick).round() * tick).max(tick);
+                m.mark_price = rounded;
+                m.index_price = rounded;
+                if m.last_follows_mark {
+                    m.last_price = rounded;
+                }
+            }
+            engine::on_price_change(self, s);
+        }
+        self.price_walk = Some((bps, rng));
+    }
+
+    /// Streams the current candle of every subscribed kline stream (see `set_auto_klines`).
+    fn auto_kline_tick(&mut self) {
+        if !self.auto_klines {
+            return;
+        }
+        let now = self.now();
+        let subs: BTreeSet<String> = self
+            .conns
+            .values()
+            .filter(|c| c.route == Route::Market)
+            .flat_map(|c| c.subscriptions.iter().filter(|s| s.contains("@kline_")).cloned())
+            .collect();
+        for stream in subs {
+            let Some((sym, kind)) = stream.split_once('@') else { continue };
+            let Some(interval) = kind.strip_prefix("kline_") else { continue };
+            let Some(ims) = interval_ms(interval) else { continue };
+            let symbol = sym.to_uppercase();
+            let Some(last) = self.markets.get(&symbol).and_then(|m| m.last_price.to_f64()) else { continue };
+            let aligned = align(now, ims);
+            let series = self.klines.entry((symbol.clone(), interval.to_string())).or_default();
+            let latest = series.values().next_back().cloned();
+            let mut out: Vec<(Candle, bool)> = Vec::new();
+            match latest {
+                Some(mut c) if c.open_time == aligned => {
+                    c.close = last;
+                    c.high = c.high.max(last);
+                    c.low = c.low.min(last);
+                    c.volume += 1.0;
+                    c.quote_volume += last;
+                    c.trades += 1;
+                    series.insert(c.open_time, c.clone());
+                    out.push((c, false));
+                }
+                Some(c) if c.open_time > aligned => continue,
+                previous => {
+                    if let Some(prev) = previous
+                        && prev.open_time + ims == aligned
+                    {
+                        out.push((prev, true));
+                    }
+                    let c = candle_at(aligned, ims, last, last, 0.0);
+                    series.insert(aligned, c.clone());
+                    out.push((c, false));
+                }
+            }
+            for (c, closed) in out {
+                let t = self.event_time();
+                let ev = json::kline_event(&symbol, interval, &c, closed, t);
+                self.emit_market(&stream, &ev);
+            }
         }
     }
 
