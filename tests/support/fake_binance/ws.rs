@@ -265,7 +265,7 @@ impl State {
                     c.volume += 1.0;
                     c.quote_volume += last;
                     c.trades += 1;
-                    series.insert(c.open_time, c.clone());
+                    series.insert(c.open_time, c);
                     out.push((c, false));
                 }
                 Some(c) if c.open_time > aligned => continue,
@@ -276,7 +276,7 @@ impl State {
                         out.push((prev, true));
                     }
                     let c = candle_at(aligned, ims, last, last, 0.0);
-                    series.insert(aligned, c.clone());
+                    series.insert(aligned, c);
                     out.push((c, false));
                 }
             }
