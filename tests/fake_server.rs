@@ -945,3 +945,177 @@ async fn price_walk_and_auto_klines_stream_by_themselves() {
     let series = support::fake_binance::trend_candles(0, 900_000, 5, 100.0, 1.0);
     assert!((series[4].close - 105.101).abs() < 0.01);
 }
+
+/// Seeded garbage against every endpoint, correctly signed: always a Binance error JSON or a
+/// success, never a 5xx, a panic or a dropped connection.
+#[tokio::test]
+async fn garbage_parameters_get_binance_errors_never_panics() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let fake = FakeBinance::start(FakeConfig { weight_limit_1m: None, ..quiet() }).await;
+    let rest = Rest::new(&fake);
+    let mut ws = private_socket(&fake, &rest).await;
+    let endpoints = [
+        (Method::GET, "/fapi/v1/klines"),
+        (Method::GET, "/fapi/v1/ticker/24hr"),
+        (Method::GET, "/fapi/v1/premiumIndex"),
+        (Method::GET, "/fapi/v1/leverageBracket"),
+        (Method::POST, "/fapi/v1/order"),
+        (Method::GET, "/fapi/v1/order"),
+        (Method::DELETE, "/fapi/v1/order"),
+        (Method::POST, "/fapi/v1/algoOrder"),
+        (Method::DELETE, "/fapi/v1/algoOrder"),
+        (Method::GET, "/fapi/v1/openAlgoOrders"),
+        (Method::DELETE, "/fapi/v1/allOpenOrders"),
+        (Method::POST, "/fapi/v1/leverage"),
+        (Method::POST, "/fapi/v1/marginType"),
+        (Method::POST, "/fapi/v1/positionSide/dual"),
+        (Method::GET, "/fapi/v3/positionRisk"),
+        (Method::GET, "/fapi/v1/userTrades"),
+    ];
+    let names = [
+        "symbol",
+        "side",
+        "type",
+        "quantity",
+        "price",
+        "triggerPrice",
+        "reduceOnly",
+        "closePosition",
+        "positionSide",
+        "timeInForce",
+        "newClientOrderId",
+        "clientAlgoId",
+        "algoType",
+        "algoId",
+        "orderId",
+        "origClientOrderId",
+        "leverage",
+        "marginType",
+        "dualSidePosition",
+        "interval",
+        "limit",
+        "startTime",
+        "endTime",
+        "workingType",
+        "newOrderRespType",
+    ];
+    let values = [
+        "",
+        "-1",
+        "0",
+        "1e-5",
+        "0.001",
+        "1",
+        "2",
+        "68000.1",
+        "3400.00",
+        "99999999999999999999.99999999999999999999",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "NaN",
+        "BTCUSDT",
+        "ETHUSDT",
+        "SOLUSDT",
+        "币安人生USDT",
+        "true",
+        "TRUE",
+        "false",
+        "MARKET",
+        "LIMIT",
+        "STOP_MARKET",
+        "TAKE_PROFIT_MARKET",
+        "CONDITIONAL",
+        "BUY",
+        "SELL",
+        "BOTH",
+        "LONG",
+        "GTC",
+        "GTX",
+        "MARK_PRICE",
+        "15m",
+        "1M",
+        "RESULT",
+        "ISOLATED",
+        "CROSSED",
+        "x".repeat(40).leak(),
+    ];
+    let mut rng = StdRng::seed_from_u64(99);
+    for i in 0..400 {
+        let (method, path) = endpoints[rng.random_range(0..endpoints.len())].clone();
+        let n = rng.random_range(0..9);
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        for _ in 0..n {
+            let name = names[rng.random_range(0..names.len())];
+            if params.iter().any(|(k, _)| *k == name) {
+                continue;
+            }
+            params.push((name, values[rng.random_range(0..values.len())]));
+        }
+        if rng.random_bool(0.7) && !params.iter().any(|(k, _)| *k == "symbol") {
+            params.push(("symbol", ["BTCUSDT", "ETHUSDT", "SOLUSDT"][rng.random_range(0..3)]));
+        }
+        let a = if path.starts_with("/fapi/v1/klines") || path.contains("ticker") || path.contains("premium") {
+            rest.public(path, &params).await
+        } else {
+            rest.signed(method.clone(), path, &params).await
+        };
+        assert!(
+            a.status == 200 || (400..500).contains(&a.status),
+            "#{i} {method} {path} {params:?} → {} {:?}",
+            a.status,
+            a.body
+        );
+        if a.status != 200 {
+            assert!(a.body["code"].as_i64().unwrap() < 0 && a.body["msg"].is_string(), "#{i} {:?}", a.body);
+        }
+        if i % 50 == 0 {
+            fake.set_price("ETHUSDT", d(["3300", "3500", "3700"][rng.random_range(0..3)]));
+        }
+    }
+    assert_eq!(fake.panicked_requests(), 0);
+    // Raw garbage in query strings and bodies.
+    for raw in ["%", "&&&", "a=%ZZ", "symbol=BTCUSDT&symbol=ETHUSDT", "signature=", "=&=", "timestamp=abc&signature=00"]
+    {
+        let a = rest.raw(Method::POST, "/fapi/v1/order", raw, raw, Some(DOC_API_KEY)).await;
+        assert!((400..500).contains(&a.status), "{raw}: {} {:?}", a.status, a.body);
+    }
+    let a = rest.raw(Method::GET, "/fapi/v9/nothing", "", "", None).await;
+    assert_eq!(a.status, 404);
+    // The user stream kept working throughout.
+    assert!(next_json(&mut ws, Duration::from_secs(1)).await.is_some() || fake.orders().is_empty());
+}
+
+#[tokio::test]
+async fn margin_call_and_periodic_ws_drops() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let mut ws = private_socket(&fake, &rest).await;
+    assert_eq!(rest.market("SOLUSDT", "BUY", "3", "mc").await.status, 200);
+    fake.push_margin_call("SOLUSDT");
+    let mut seen = Vec::new();
+    let mc = wait_for(&mut ws, &mut seen, Duration::from_secs(2), |v| v["e"] == "MARGIN_CALL").await;
+    assert_eq!(mc["p"][0]["pa"], "3");
+    assert_eq!(mc["p"][0]["mt"], "ISOLATED");
+
+    fake.set_ws_drop_interval(Some(Duration::from_millis(150)));
+    let url = fake.market_stream_url(&["btcusdt@kline_1m"]);
+    let mut drops = 0;
+    for _ in 0..3 {
+        let mut c = connect(&url).await;
+        let end = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match c.next().await {
+                    None | Some(Err(_)) => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok());
+        drops += 1;
+    }
+    fake.set_ws_drop_interval(None);
+    assert_eq!(drops, 3);
+    assert!(fake.ws_connects_total() >= 4);
+}

@@ -83,6 +83,11 @@ fn random_id(st: &mut State, len: usize) -> String {
     (&mut st.rng).sample_iter(Alphanumeric).take(len).map(char::from).collect()
 }
 
+/// `a × b`, saturating instead of panicking on overflow (absurd inputs are refused later).
+fn mul(a: Decimal, b: Decimal) -> Decimal {
+    a.checked_mul(b).unwrap_or(Decimal::MAX)
+}
+
 fn sign_of(side: &str) -> Decimal {
     if side == "BUY" { Decimal::ONE } else { Decimal::NEGATIVE_ONE }
 }
@@ -94,17 +99,17 @@ fn check_qty(st: &State, symbol: &str, qty: Decimal, market: bool) -> ApiResult<
     if qty <= Decimal::ZERO {
         return Err(ApiError::new(-4003, "Quantity less than or equal to zero."));
     }
-    if qty.normalize().scale() > s.step_size.normalize().scale() {
+    if !s.step_size.is_zero() && qty.normalize().scale() > s.step_size.normalize().scale() {
         return Err(ApiError::new(-1111, "Precision is over the maximum defined for this asset."));
     }
-    if !((qty - s.min_qty) % s.step_size).is_zero() {
+    if !s.step_size.is_zero() && !((qty - s.min_qty) % s.step_size).is_zero() {
         return Err(ApiError::new(-4023, "Quantity not increased by step size."));
     }
     if qty < s.min_qty {
         return Err(ApiError::new(-4004, "Quantity less than min qty."));
     }
     let max = if market { s.market_max_qty } else { s.max_qty };
-    if qty > max {
+    if !max.is_zero() && qty > max {
         return Err(ApiError::new(-4005, "Quantity greater than max qty."));
     }
     Ok(())
@@ -117,10 +122,10 @@ fn check_price(st: &State, symbol: &str, price: Decimal) -> ApiResult<()> {
     if price <= Decimal::ZERO {
         return Err(ApiError::new(-4001, "Price less than 0."));
     }
-    if price.normalize().scale() > s.tick_size.normalize().scale() {
+    if !s.tick_size.is_zero() && price.normalize().scale() > s.tick_size.normalize().scale() {
         return Err(ApiError::new(-1111, "Precision is over the maximum defined for this asset."));
     }
-    if !((price - s.min_price) % s.tick_size).is_zero() {
+    if !s.tick_size.is_zero() && !((price - s.min_price) % s.tick_size).is_zero() {
         return Err(ApiError::new(-4014, "Price not increased by tick size."));
     }
     if price < s.min_price {
@@ -203,7 +208,8 @@ fn margin_ok(st: &State, symbol: &str, open_qty: Decimal, price: Decimal) -> boo
         return true;
     }
     let lev = st.markets.get(symbol).map(|m| m.leverage.max(1)).unwrap_or(1);
-    let need = open_qty * price / Decimal::from(lev) + open_qty * price * st.cfg.taker_fee_rate;
+    let notional = mul(open_qty, price);
+    let need = (notional / Decimal::from(lev)).saturating_add(mul(notional, st.cfg.taker_fee_rate));
     need <= st.available_balance()
 }
 
@@ -244,7 +250,7 @@ pub fn place_order(st: &mut State, req: NewOrder) -> ApiResult<i64> {
         let p = req.price.ok_or_else(|| ApiError::mandatory("price"))?;
         check_price(st, &req.symbol, p)?;
         let s = &market.spec;
-        if req.side == "BUY" && p > market.mark_price * s.multiplier_up {
+        if req.side == "BUY" && !s.multiplier_up.is_zero() && p > mul(market.mark_price, s.multiplier_up) {
             return Err(ApiError::new(
                 -4016,
                 format!(
@@ -253,7 +259,7 @@ pub fn place_order(st: &mut State, req: NewOrder) -> ApiResult<i64> {
                 ),
             ));
         }
-        if req.side == "SELL" && p < market.mark_price * s.multiplier_down {
+        if req.side == "SELL" && p < mul(market.mark_price, s.multiplier_down) {
             return Err(ApiError::new(
                 -4024,
                 format!(
@@ -279,7 +285,7 @@ pub fn place_order(st: &mut State, req: NewOrder) -> ApiResult<i64> {
         }
     }
     let ref_price = if is_market { market.mark_price } else { price };
-    if !reduce_only && qty * ref_price < market.spec.min_notional {
+    if !reduce_only && mul(qty, ref_price) < market.spec.min_notional {
         return Err(ApiError::new(
             -4164,
             format!(
@@ -553,7 +559,7 @@ pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
     if working_type != "MARK_PRICE" && working_type != "CONTRACT_PRICE" {
         return Err(ApiError::new(-1130, "Data sent for parameter 'workingType' is not valid."));
     }
-    if !reduce_only && !close_position && qty * trigger < market.spec.min_notional {
+    if !reduce_only && !close_position && mul(qty, trigger) < market.spec.min_notional {
         return Err(ApiError::new(
             -4164,
             format!(

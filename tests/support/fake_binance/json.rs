@@ -368,7 +368,9 @@ pub struct Stats {
 
 pub fn stats(m: &Market) -> Stats {
     let last = m.last_price;
-    let open = (last / (Decimal::ONE + m.spec.price_change_pct_24h / Decimal::ONE_HUNDRED))
+    let open = last
+        .checked_div(Decimal::ONE + m.spec.price_change_pct_24h / Decimal::ONE_HUNDRED)
+        .unwrap_or(last)
         .round_dp(m.spec.tick_size.normalize().scale());
     let high = last.max(open) * Decimal::new(1010, 3);
     let low = last.min(open) * Decimal::new(990, 3);

@@ -574,6 +574,40 @@ impl FakeBinance {
         self.st().ws_refuse = refuse;
     }
 
+    /// Drops every WS connection (no close frame) every `interval` until set to `None` (chaos runs).
+    pub fn set_ws_drop_interval(&self, interval: Option<Duration>) {
+        self.st().ws_drop_interval_ms = interval.map(|d| d.as_millis() as u64);
+    }
+
+    /// Pushes any user-data event to the `/private` connections of the live listenKey.
+    pub fn push_user_event(&self, event: Value) {
+        self.st().emit_user(event);
+    }
+
+    /// Pushes a MARGIN_CALL for the open one-way position of `symbol` (advisory, nothing changes).
+    pub fn push_margin_call(&self, symbol: &str) {
+        let mut st = self.st();
+        let Some(p) = st.position(symbol, "BOTH").cloned() else { return };
+        let mark = st.markets.get(symbol).map(|m| m.mark_price).unwrap_or_default();
+        let t = st.event_time();
+        let ev = serde_json::json!({
+            "e": "MARGIN_CALL",
+            "E": t,
+            "cw": state::fmt_dp(st.wallet_balance, 8),
+            "p": [{
+                "s": symbol,
+                "ps": "BOTH",
+                "pa": state::fmt_dec(p.amount),
+                "mt": st.markets.get(symbol).map(|m| m.margin_type.clone()).unwrap_or_default(),
+                "iw": "0",
+                "mp": state::fmt_dec(mark),
+                "up": state::fmt_dp(st.unrealized(&p), 8),
+                "mm": state::fmt_dp(st.maint_margin(&p), 8),
+            }]
+        });
+        st.emit_user(ev);
+    }
+
     /// Expires the listenKey now: `listenKeyExpired` to its connections, then silence; PUT → -1125.
     pub fn expire_listen_key(&self) {
         self.st().check_listen_key_expiry(true);
@@ -587,6 +621,11 @@ impl FakeBinance {
 
     pub fn requests_to(&self, method: &str, path: &str) -> Vec<RequestRecord> {
         self.st().requests.iter().filter(|r| r.method.eq_ignore_ascii_case(method) && r.path == path).cloned().collect()
+    }
+
+    /// Requests whose handling panicked inside the fake server (should always be 0).
+    pub fn panicked_requests(&self) -> usize {
+        self.st().requests.iter().filter(|r| r.fault.as_deref() == Some(rest::PANIC_LABEL)).count()
     }
 
     pub fn signed_request_count(&self) -> usize {

@@ -3,6 +3,7 @@
 //! window), and dispatches to the endpoint implementations in `endpoints.rs`.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State as AxState;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
+use futures_util::FutureExt;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -21,6 +23,9 @@ use super::endpoints;
 use super::engine::ApiError;
 use super::faults::{FaultAction, FaultScope};
 use super::state::{RequestRecord, State};
+
+/// `RequestRecord::fault` of a request whose handling panicked.
+pub const PANIC_LABEL: &str = "fake server panic";
 
 /// Security type of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,10 +239,10 @@ fn authenticate(
         return Err(ApiError::new(-1022, "Signature for this request is not valid."));
     }
     let server = st.now();
-    if ts >= server + 1000 {
+    if ts >= server.saturating_add(1000) {
         return Err(ApiError::new(-1021, "Timestamp for this request was 1000ms ahead of the server's time."));
     }
-    if server - ts > recv_window {
+    if server.saturating_sub(ts) > recv_window {
         return Err(ApiError::new(-1021, "Timestamp for this request is outside of the recvWindow."));
     }
     Ok(())
@@ -322,7 +327,13 @@ async fn handle(
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let (resp, status, code, fault) = process(&shared, &method, &path, &query, &body, &headers).await;
+    // A bug in the fake must not look like a network failure: answer 500 and log it.
+    let outcome = AssertUnwindSafe(process(&shared, &method, &path, &query, &body, &headers)).catch_unwind().await;
+    let (resp, status, code, fault) = outcome.unwrap_or_else(|_| {
+        let st = shared.lock();
+        let e = ApiError::new(-1000, "fake server panicked while handling this request (a bug in tests/support)");
+        (json_response(500, error_body(&e), &st, false), 500, Some(-1000), Some(PANIC_LABEL.to_string()))
+    });
     finish(&shared, arrival, status, code, fault);
     resp
 }

@@ -258,6 +258,8 @@ pub struct State {
     pub price_walk: Option<(u32, StdRng)>,
     /// Stream the current candle of subscribed kline streams on each tick.
     pub auto_klines: bool,
+    /// Drop all WS connections periodically (ms).
+    pub ws_drop_interval_ms: Option<u64>,
 }
 
 impl State {
@@ -297,6 +299,7 @@ impl State {
             ws_refuse: false,
             price_walk: None,
             auto_klines: false,
+            ws_drop_interval_ms: None,
             cfg,
         }
     }

@@ -329,6 +329,7 @@ pub async fn background(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut expiry = tokio::time::interval(Duration::from_millis(100));
     let mut tick_no: u64 = 0;
+    let mut last_drop = system_ms();
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => break,
@@ -338,7 +339,19 @@ pub async fn background(shared: Arc<Shared>) {
                     shared.lock().market_tick(tick_no);
                 }
             }
-            _ = expiry.tick() => shared.lock().check_listen_key_expiry(false),
+            _ = expiry.tick() => {
+                let mut st = shared.lock();
+                st.check_listen_key_expiry(false);
+                if let Some(every) = st.ws_drop_interval_ms {
+                    let now = system_ms();
+                    if now - last_drop >= every as i64 {
+                        last_drop = now;
+                        for c in st.conns.values() {
+                            let _ = c.tx.send(WsOut::Drop);
+                        }
+                    }
+                }
+            }
         }
     }
 }
