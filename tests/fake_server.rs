@@ -344,6 +344,7 @@ async fn protective_stop_triggers_on_mark_price() {
     let rest = Rest::new(&fake);
     let mut ws = private_socket(&fake, &rest).await;
     assert_eq!(rest.market("ETHUSDT", "BUY", "1.000", "long-1").await.status, 200);
+    assert_eq!(fake.unprotected_positions(), ["ETHUSDT"]);
     let stop = [
         ("algoType", "CONDITIONAL"),
         ("symbol", "ETHUSDT"),
@@ -359,6 +360,7 @@ async fn protective_stop_triggers_on_mark_price() {
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["algoStatus"], "NEW");
     let algo_id = a.body["algoId"].as_i64().unwrap();
+    assert!(fake.unprotected_positions().is_empty());
     // Stops are listed by openAlgoOrders, not openOrders.
     let open = rest.signed(Method::GET, "/fapi/v1/openAlgoOrders", &[("symbol", "ETHUSDT")]).await;
     assert_eq!(open.body.as_array().unwrap().len(), 1);
@@ -1118,4 +1120,57 @@ async fn margin_call_and_periodic_ws_drops() {
     fake.set_ws_drop_interval(None);
     assert_eq!(drops, 3);
     assert!(fake.ws_connects_total() >= 4);
+}
+
+#[tokio::test]
+async fn seeded_chaos_mixes_fault_kinds_and_never_duplicates() {
+    use support::fake_binance::Chaos;
+    let fake = std::sync::Arc::new(FakeBinance::start(FakeConfig { weight_limit_1m: None, ..quiet() }).await);
+    let chaos = Chaos {
+        p_5xx: 0.08,
+        p_5xx_after_execute: 0.08,
+        p_timeout: 0.04,
+        timeout_ms: 400,
+        p_rate_limit: 0.04,
+        retry_after_secs: 1,
+        p_invalid_timestamp: 0.04,
+        p_latency_spike: 0.04,
+        latency_spike_ms: 20,
+    };
+    fake.set_chaos(Some(chaos), 2026);
+    let rest =
+        Rest { fake: &fake, http: reqwest::Client::builder().timeout(Duration::from_millis(200)).build().unwrap() };
+    let mut sent = 0;
+    for i in 0..150 {
+        let cid = format!("chaos-{i}");
+        let p = [
+            ("symbol", "SOLUSDT"),
+            ("side", if i % 2 == 0 { "BUY" } else { "SELL" }),
+            ("type", "MARKET"),
+            ("quantity", "1"),
+            ("newClientOrderId", cid.as_str()),
+        ];
+        let mut q = serde_urlencoded::to_string(p).unwrap();
+        q.push_str(&format!("&timestamp={}", now_ms()));
+        let body = format!("{q}&signature={}", fake.sign(&q));
+        let _ = rest
+            .http
+            .post(format!("{}/fapi/v1/order", fake.rest_url()))
+            .header("X-MBX-APIKEY", DOC_API_KEY)
+            .body(body)
+            .send()
+            .await;
+        sent += 1;
+        assert!(fake.orders_with_client_id(&cid) <= 1);
+    }
+    fake.set_chaos(None, 0);
+    let kinds = fake.injected_faults();
+    assert!(kinds.len() >= 5, "{kinds:?}");
+    assert!(fake.orders().len() < sent);
+    assert_eq!(fake.panicked_requests(), 0);
+    // Positions are the signed sum of fills.
+    let net: rust_decimal::Decimal = fake.fills().iter().map(|f| if f.side == "BUY" { f.qty } else { -f.qty }).sum();
+    assert_eq!(fake.position("SOLUSDT").map(|p| p.amount).unwrap_or_default(), net);
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&*fake);
 }

@@ -123,20 +123,89 @@ pub struct QueuedFault {
     pub remaining: u32,
 }
 
-/// Random 5xx failures with a seed (the seed lives in the server's RNG).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RandomFailures {
-    /// Probability that a request fails.
-    pub fraction: f64,
-    /// Of the failing requests, the probability that a mutating one was executed first.
-    pub after_execute_fraction: f64,
+/// Random faults with a seed (the seed lives in the server's RNG): each REST request draws one
+/// number and gets at most one fault; the probabilities are per request and must sum to ≤ 1.
+/// Deterministic for a given seed and request order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Chaos {
+    /// 503 "Service Unavailable." without executing.
+    pub p_5xx: f64,
+    /// Mutating requests: executed, then 503 "Unknown error" (unknown outcome); reads: plain 503.
+    pub p_5xx_after_execute: f64,
+    /// Hang `timeout_ms`: mutating requests are executed first, others are not.
+    pub p_timeout: f64,
+    pub timeout_ms: u64,
+    /// 429 -1003 with `Retry-After: retry_after_secs`.
+    pub p_rate_limit: f64,
+    pub retry_after_secs: u64,
+    /// -1021 (signed requests only).
+    pub p_invalid_timestamp: f64,
+    /// Delay by `latency_spike_ms`, then process normally.
+    pub p_latency_spike: f64,
+    pub latency_spike_ms: u64,
+}
+
+impl Chaos {
+    /// The mix of issue 7's chaos run: 10 % 5xx (a third of them on mutating calls after
+    /// executing), 1 % timeouts of `timeout_ms`, 1 % 429, 1 % -1021, 2 % 2 s latency spikes.
+    pub fn issue7(timeout_ms: u64) -> Self {
+        Chaos {
+            p_5xx: 0.0667,
+            p_5xx_after_execute: 0.0333,
+            p_timeout: 0.01,
+            timeout_ms,
+            p_rate_limit: 0.01,
+            retry_after_secs: 1,
+            p_invalid_timestamp: 0.01,
+            p_latency_spike: 0.02,
+            latency_spike_ms: 2000,
+        }
+    }
+
+    /// The fault for one draw `r` in [0, 1).
+    pub fn pick(&self, r: f64, mutating: bool, signed: bool) -> Option<FaultAction> {
+        let mut acc = 0.0;
+        let mut hit = |p: f64| {
+            acc += p.max(0.0);
+            r < acc
+        };
+        if hit(self.p_5xx) {
+            return Some(FaultAction::service_unavailable());
+        }
+        if hit(self.p_5xx_after_execute) {
+            // A read has nothing to execute: it is a plain 503 then.
+            return Some(if mutating {
+                FaultAction::unknown_after_execute()
+            } else {
+                FaultAction::service_unavailable()
+            });
+        }
+        if hit(self.p_timeout) {
+            let ms = self.timeout_ms;
+            return Some(if mutating {
+                FaultAction::TimeoutAfterExecute { ms }
+            } else {
+                FaultAction::TimeoutNotExecuted { ms }
+            });
+        }
+        if hit(self.p_rate_limit) {
+            return Some(FaultAction::RateLimited { retry_after_secs: self.retry_after_secs });
+        }
+        if hit(self.p_invalid_timestamp) {
+            return signed.then_some(FaultAction::InvalidTimestamp);
+        }
+        if hit(self.p_latency_spike) {
+            return Some(FaultAction::Latency { ms: self.latency_spike_ms });
+        }
+        None
+    }
 }
 
 /// All REST fault switches.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     pub queue: VecDeque<QueuedFault>,
-    pub random: Option<RandomFailures>,
+    pub random: Option<Chaos>,
     /// Added to every REST request.
     pub base_latency_ms: u64,
     /// Counts of injected faults by label (for chaos-run reports).

@@ -69,8 +69,9 @@
 //!   the wallet; LIMIT orders rest and fill as maker when the last price crosses.
 //!   A stop fires when its working price crosses the trigger: ALGO_UPDATE TRIGGERING →
 //!   TRIGGERED (with `ai`) → order NEW/TRADE → FINISHED (with `ap`/`aq`), or REJECTED with
-//!   `rm` ("Reduce Only reject" when there is nothing left to close). Reduce-only stops stay
-//!   resting after their position closed (Binance does not clean them up).
+//!   `rm` ("Reduce Only reject" when there is nothing left to close). The triggered order
+//!   carries the clientAlgoId as its `c`/clientOrderId and `ot` = the algo type. Reduce-only
+//!   stops stay resting after their position closed (Binance does not clean them up).
 //! - Events per fill: ORDER_TRADE_UPDATE NEW, TRADE_LITE, ORDER_TRADE_UPDATE TRADE,
 //!   ACCOUNT_UPDATE (m=ORDER, balance + the changed position); `E` strictly increases.
 //! - listenKey: POST returns the live key (extended) or a new one; PUT of an expired/unknown key →
@@ -84,8 +85,14 @@
 //! limit fills and pushes markPrice), `set_funding_rate`, `apply_funding`, `set_ticker_stats`,
 //! `set_klines`, `push_kline(symbol, interval, candle, closed)` (stores it for REST and pushes
 //! it), `push_market_tick`, `push_raw(stream, payload)`, `add_symbol`, `set_symbol_status`,
-//! `set_symbol_locked`. Account: `set_wallet_balance`, `set_position`, `set_hedge_mode`.
+//! `set_symbol_locked`, `set_price_walk(Some((max_bps, seed)))` (seeded random walk of every
+//! price on each tick), `set_auto_klines(true)` (each tick streams the current candle of every
+//! subscribed kline stream from the last price and closes it at the interval boundary).
+//! Candle generators: `trend_candles`, `random_walk_candles`, `candle_at`, `align`,
+//! `interval_ms`. Account: `set_wallet_balance`, `set_position`, `set_hedge_mode`.
+//! User stream: `push_margin_call(symbol)`, `push_user_event(json)`.
 //! Clock: `set_clock_skew_ms` (server time = wall clock + skew).
+//! `FakeBinance` is `Send + Sync`: wrap it in an `Arc` to drive it from another task.
 //!
 //! # Fault switches
 //! `fail_next(n, scope, action)` queues a fault for the next `n` requests in `scope`
@@ -98,20 +105,26 @@
 //! orders only). Shorthands: `fail_next_orders_after_execute(n)`, `timeout_next(n, ms,
 //! executed)`, `rate_limit_next(n, secs)`, `ban_for(secs)`, `invalid_timestamp_next(n)`,
 //! `insufficient_margin_once()`, `latency_spike_next(n, ms)`, `set_latency_ms(ms)`,
-//! `set_random_failures(fraction, after_execute_fraction, seed)` (seeded), `clear_faults()`,
-//! `injected_faults()` (counts by kind). WebSocket: `drop_ws_connections()` (no close frame),
-//! `close_ws_connections()`, `set_ws_silent(bool)` (ACKs but no data: wrong-route
-//! simulation), `set_ws_refuse(bool)` (handshake 503), `expire_listen_key()`.
+//! `set_random_failures(fraction, after_execute_fraction, seed)` and
+//! `set_chaos(Some(Chaos { p_5xx, p_5xx_after_execute, p_timeout, p_rate_limit,
+//! p_invalid_timestamp, p_latency_spike, .. }), seed)` (seeded, one draw per request;
+//! `Chaos::issue7(timeout_ms)` is the issue-7 mix), `clear_faults()`, `injected_faults()`
+//! (counts by kind, for reports). WebSocket: `drop_ws_connections()` (no close frame),
+//! `set_ws_drop_interval(Some(d))` (drop everything every `d`), `close_ws_connections()`,
+//! `set_ws_silent(bool)` (ACKs but no data: wrong-route simulation), `set_ws_refuse(bool)`
+//! (handshake 503), `expire_listen_key()`, `ping_ws_clients()`.
 //!
 //! # Inspection
 //! `requests()` ([`RequestRecord`]: method, path, query, body, signed, api_key_present, time,
 //! status, error code, fault), `signed_request_count()`, `requests_to(method, path)`,
 //! `clear_requests()`, `orders()`, `open_orders()`, `order_by_client_id`,
 //! `orders_with_client_id(cid)` (count), `algo_orders()`, `open_algo_orders()`, `fills()`,
-//! `positions()` (non-zero), `position(symbol)`, `balance()`, `leverage(symbol)`,
+//! `positions()` (non-zero), `position(symbol)`, `unprotected_positions()` (positions not
+//! covered by resting reduce-only/closePosition stops), `balance()`, `leverage(symbol)`,
 //! `margin_type(symbol)`, `hedge_mode()`, `mark_price(symbol)`, `listen_key()`,
 //! `ws_connection_count()`, `ws_connections()`, `ws_connects_total()`, `subscriptions()`,
-//! `weight_used_1m()`, `server_time()`, `sign(payload)`; async waits `wait_for_ws_connections`,
+//! `weight_used_1m()`, `server_time()`, `sign(payload)`, `panicked_requests()` (bugs in the
+//! fake answered 500; always 0); async waits `wait_for_ws_connections`,
 //! `wait_for_subscription`, `wait_until`.
 //!
 //! Not simulated: trailing stops (-1116), liquidation, batch orders, order modify (PUT),
@@ -150,7 +163,7 @@ pub use config::{
 };
 pub use endpoints::interval_ms;
 pub use engine::ApiError;
-pub use faults::{FaultAction, FaultScope, QueuedFault, RandomFailures};
+pub use faults::{Chaos, FaultAction, FaultScope, QueuedFault};
 pub use state::{AlgoOrder, FillRecord, Order, Position, RequestRecord, Route};
 
 use state::{State, WsOut, market_from_spec};
@@ -513,13 +526,23 @@ impl FakeBinance {
         self.st().faults.base_latency_ms = ms;
     }
 
-    /// A `fraction` of all REST requests fail with 503; of the failing mutating ones,
-    /// `after_execute_fraction` are executed first. Deterministic for a given seed and request
-    /// sequence. `fraction = 0` turns it off.
+    /// A `fraction` of all REST requests fail with 503; `after_execute_fraction` of that share
+    /// goes to mutating requests that are executed first (unknown outcome). Deterministic for a
+    /// given seed and request order. `fraction = 0` turns it off.
     pub fn set_random_failures(&self, fraction: f64, after_execute_fraction: f64, seed: u64) {
+        let chaos = Chaos {
+            p_5xx: fraction * (1.0 - after_execute_fraction),
+            p_5xx_after_execute: fraction * after_execute_fraction,
+            ..Chaos::default()
+        };
+        self.set_chaos((fraction > 0.0).then_some(chaos), seed);
+    }
+
+    /// Seeded random faults of several kinds on every REST request (see [`Chaos`]); `None` off.
+    pub fn set_chaos(&self, chaos: Option<Chaos>, seed: u64) {
         let mut st = self.st();
         st.rng = StdRng::seed_from_u64(seed);
-        st.faults.random = (fraction > 0.0).then_some(RandomFailures { fraction, after_execute_fraction });
+        st.faults.random = chaos;
     }
 
     /// Removes queued and random faults, latency and any ban.
@@ -673,6 +696,30 @@ impl FakeBinance {
     /// The one-way (BOTH) position of `symbol`, if non-zero.
     pub fn position(&self, symbol: &str) -> Option<Position> {
         self.st().position(symbol, "BOTH").filter(|p| !p.amount.is_zero()).cloned()
+    }
+
+    /// Symbols whose non-zero position is not fully covered by resting stop-type algo orders
+    /// (STOP_MARKET/STOP on the closing side, reduce-only or closePosition). Issue 5/7 audits.
+    pub fn unprotected_positions(&self) -> Vec<String> {
+        let st = self.st();
+        st.positions
+            .values()
+            .filter(|p| !p.amount.is_zero())
+            .filter(|p| {
+                let closing_side = if p.amount > Decimal::ZERO { "SELL" } else { "BUY" };
+                let stops = st.algo_orders.values().filter(|a| {
+                    a.is_open()
+                        && a.symbol == p.symbol
+                        && a.side == closing_side
+                        && a.order_type.starts_with("STOP")
+                        && (a.reduce_only || a.close_position)
+                });
+                let covered = stops.clone().any(|a| a.close_position)
+                    || stops.map(|a| a.quantity).sum::<Decimal>() >= p.amount.abs();
+                !covered
+            })
+            .map(|p| p.symbol.clone())
+            .collect()
     }
 
     pub fn balance(&self) -> BalanceSnapshot {

@@ -135,15 +135,9 @@ fn take_fault(st: &mut State, method: &Method, path: &str, signed: bool, params:
         }
         return Some(action);
     }
-    let random = st.faults.random.clone()?;
-    if !st.rng.random_bool(random.fraction.clamp(0.0, 1.0)) {
-        return None;
-    }
-    if is_mutating(method) && st.rng.random_bool(random.after_execute_fraction.clamp(0.0, 1.0)) {
-        Some(FaultAction::unknown_after_execute())
-    } else {
-        Some(FaultAction::service_unavailable())
-    }
+    let chaos = st.faults.random.clone()?;
+    let r: f64 = st.rng.random();
+    chaos.pick(r, is_mutating(method), signed)
 }
 
 fn parse_pairs(s: &str) -> Vec<(String, String)> {
