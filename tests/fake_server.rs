@@ -251,6 +251,8 @@ async fn precision_notional_and_format_rejections() {
         ("price", "67000.05"),
     ];
     assert_eq!(rest.signed(Method::POST, "/fapi/v1/order", &p).await.code(), -1111);
+    let p = [("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "MARKET"), ("timeInForce", "GTC"), ("quantity", "0.010")];
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/order", &p).await.code(), -1106);
     let a = rest.market("BTCUSDT", "BUY", "1e-3", "p2").await;
     assert_eq!(a.code(), -1100);
     // 0.001 × 68000 = 68 < 100.

@@ -236,6 +236,9 @@ pub fn place_order(st: &mut State, req: NewOrder) -> ApiResult<i64> {
     let is_market = req.order_type == "MARKET";
     check_qty(st, &req.symbol, qty, is_market)?;
     let tif = if is_market {
+        if req.time_in_force.is_some() {
+            return Err(ApiError::new(-1106, "Parameter 'timeInForce' sent when not required."));
+        }
         "GTC".to_string()
     } else {
         let tif = req.time_in_force.clone().ok_or_else(|| ApiError::mandatory("timeInForce"))?;

@@ -51,6 +51,7 @@
 //!   -1111, not a multiple → -4014/-4023, below min/above max → -4013/-4016, -4004/-4005
 //!   (MARKET uses MARKET_LOT_SIZE), qty ≤ 0 → -4003; LIMIT outside PERCENT_PRICE → -4016/-4024.
 //! - `/fapi/v1/order`: only LIMIT/MARKET; conditional types → -4120; `stopPrice` → -1106;
+//!   MARKET with `timeInForce` → -1106;
 //!   one-way mode needs positionSide BOTH/absent (else -4061), hedge mode needs LONG/SHORT and
 //!   no reduceOnly (-1106); notional (mark × qty for MARKET) below MIN_NOTIONAL and not
 //!   reduce-only → -4164; reduce-only with nothing to reduce → -2022; initial margin + fee >
