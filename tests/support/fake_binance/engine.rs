@@ -175,20 +175,26 @@ fn is_closing(side: &str, position_side: &str, reduce_only: bool) -> bool {
     }
 }
 
+/// A client-chosen id must be well-formed (-4015) and not used by a known order (-4116).
+fn check_client_id_free(st: &State, id: &str, algo: bool) -> ApiResult<()> {
+    if !valid_client_id(id) {
+        return Err(ApiError::new(-4015, "Client order id is not valid."));
+    }
+    let dup = if algo {
+        st.algo_orders.values().any(|a| a.client_algo_id == id)
+    } else {
+        st.orders.values().any(|o| o.client_order_id == id && o.algo_id.is_none())
+    };
+    if dup {
+        return Err(ApiError::new(-4116, "ClientOrderId is duplicated."));
+    }
+    Ok(())
+}
+
 fn check_client_id(st: &mut State, given: Option<String>, algo: bool) -> ApiResult<String> {
     match given {
         Some(id) => {
-            if !valid_client_id(&id) {
-                return Err(ApiError::new(-4015, "Client order id is not valid."));
-            }
-            let dup = if algo {
-                st.algo_orders.values().any(|a| a.client_algo_id == id)
-            } else {
-                st.orders.values().any(|o| o.client_order_id == id)
-            };
-            if dup {
-                return Err(ApiError::new(-4116, "ClientOrderId is duplicated."));
-            }
+            check_client_id_free(st, &id, algo)?;
             Ok(id)
         }
         None => Ok(random_id(st, 22)),
@@ -229,6 +235,10 @@ pub fn place_order(st: &mut State, req: NewOrder) -> ApiResult<i64> {
     }
     if req.order_type != "MARKET" && req.order_type != "LIMIT" {
         return Err(ApiError::new(-1116, "Invalid orderType."));
+    }
+    // Id checks first, so that a blind resend of an order that landed always gets -4116.
+    if let Some(id) = &req.client_order_id {
+        check_client_id_free(st, id, false)?;
     }
     let position_side = resolve_position_side(st, req.position_side.as_deref(), req.reduce_only.is_some())?;
     let reduce_only = req.reduce_only.unwrap_or(false);
@@ -288,7 +298,7 @@ pub fn place_order(st: &mut State, req: NewOrder) -> ApiResult<i64> {
         }
     }
     let ref_price = if is_market { market.mark_price } else { price };
-    if !reduce_only && mul(qty, ref_price) < market.spec.min_notional {
+    if !closing && mul(qty, ref_price) < market.spec.min_notional {
         return Err(ApiError::new(
             -4164,
             format!(
@@ -531,6 +541,9 @@ pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
         "STOP_MARKET" | "TAKE_PROFIT_MARKET" | "STOP" | "TAKE_PROFIT" => {}
         // Trailing stops are valid on Binance but not simulated by this fake server.
         _ => return Err(ApiError::new(-1116, "Invalid orderType.")),
+    }
+    if let Some(id) = &req.client_algo_id {
+        check_client_id_free(st, id, true)?;
     }
     let close_position = req.close_position.unwrap_or(false);
     if close_position && req.reduce_only.is_some() {
