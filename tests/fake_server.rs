@@ -1176,3 +1176,163 @@ async fn seeded_chaos_mixes_fault_kinds_and_never_duplicates() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     send_sync(&*fake);
 }
+
+fn fixture(path: &str) -> Value {
+    let full = format!("{}/tests/fixtures/binance/{path}", env!("CARGO_MANIFEST_DIR"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap();
+    // Some captures are wrapped as {"stream":..,"data":..}.
+    if v.get("data").is_some() && v.get("stream").is_some() { v["data"].clone() } else { v }
+}
+
+/// Every key of `template` exists in `actual` with the same JSON type (recursively; arrays are
+/// compared on their first elements; `null` in the template matches anything).
+fn assert_shape(actual: &Value, template: &Value, at: &str) {
+    match (actual, template) {
+        (_, Value::Null) => {}
+        (Value::Object(a), Value::Object(t)) => {
+            for (k, tv) in t {
+                let av = a.get(k).unwrap_or_else(|| panic!("{at}.{k} missing; actual keys: {:?}", a.keys()));
+                assert_shape(av, tv, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(a), Value::Array(t)) => {
+            if let (Some(a0), Some(t0)) = (a.first(), t.first()) {
+                assert_shape(a0, t0, &format!("{at}[0]"));
+            }
+        }
+        (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_))
+        | (Value::Number(_), Value::Number(_)) => {}
+        _ => panic!("{at}: type differs: actual {actual} vs recorded {template}"),
+    }
+}
+
+/// The fake's answers and events have the shapes of the recorded Binance payloads.
+#[tokio::test]
+async fn responses_and_events_have_the_recorded_shapes() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let mut ws = private_socket(&fake, &rest).await;
+    let mut market = connect(&format!("{}/market/ws/btcusdt@kline_1m/btcusdt@markPrice@1s", fake.ws_url())).await;
+
+    let info = rest.public("/fapi/v1/exchangeInfo", &[]).await.body;
+    let recorded = fixture("rest/exchangeInfo_trimmed.json");
+    let mut rec_btc =
+        recorded["symbols"].as_array().unwrap().iter().find(|s| s["symbol"] == "BTCUSDT").unwrap().clone();
+    rec_btc.as_object_mut().unwrap().remove("underlyingSubType");
+    let btc = info["symbols"].as_array().unwrap().iter().find(|s| s["symbol"] == "BTCUSDT").unwrap();
+    assert_shape(btc, &rec_btc, "exchangeInfo.BTCUSDT");
+    for (i, f) in rec_btc["filters"].as_array().unwrap().iter().enumerate() {
+        assert_shape(&btc["filters"][i], f, "filter");
+    }
+    assert_shape(&info["rateLimits"], &recorded["rateLimits"], "rateLimits");
+
+    let k = candle(1_700_000_100_000, 100.0);
+    fake.set_klines("BTCUSDT", "1m", vec![k]);
+    let rows = rest.public("/fapi/v1/klines", &[("symbol", "BTCUSDT"), ("interval", "1m")]).await.body;
+    assert_shape(&rows, &fixture("rest/klines_BTCUSDT_1m.json"), "klines");
+    assert_eq!(rows[0].as_array().unwrap().len(), 12);
+    let t = rest.public("/fapi/v1/ticker/24hr", &[("symbol", "BTCUSDT")]).await.body;
+    assert_shape(&t, &fixture("rest/ticker_24hr_BTCUSDT.json"), "ticker");
+    let p = rest.public("/fapi/v1/premiumIndex", &[("symbol", "BTCUSDT")]).await.body;
+    assert_shape(&p, &fixture("rest/premiumIndex_BTCUSDT.json"), "premiumIndex");
+    let all = rest.public("/fapi/v1/premiumIndex", &[]).await.body;
+    assert_shape(&all, &fixture("rest/premiumIndex_all.json"), "premiumIndex[]");
+    let b = rest.signed(Method::GET, "/fapi/v1/leverageBracket", &[]).await.body;
+    assert_shape(&b, &fixture("rest/leverageBracket_trimmed.json"), "leverageBracket");
+    let lk = rest.key_only(Method::POST, "/fapi/v1/listenKey").await.body;
+    assert_shape(&lk, &fixture("rest/listenKey.json"), "listenKey");
+
+    let o = rest.market("BTCUSDT", "BUY", "0.010", "shape-1").await.body;
+    assert_shape(&o, &fixture("rest/order_limit_new.json"), "order");
+    let q = rest
+        .signed(Method::GET, "/fapi/v1/order", &[("symbol", "BTCUSDT"), ("origClientOrderId", "shape-1")])
+        .await
+        .body;
+    assert_shape(&q, &fixture("rest/order_docs_limit_new.json"), "order query");
+    let pr = rest.signed(Method::GET, "/fapi/v3/positionRisk", &[]).await.body;
+    assert_shape(&pr, &fixture("rest/positionRisk_v3.json"), "positionRisk v3");
+    let pr2 = rest.signed(Method::GET, "/fapi/v2/positionRisk", &[("symbol", "BTCUSDT")]).await.body;
+    assert_shape(&pr2, &fixture("rest/positionRisk_v2.json"), "positionRisk v2");
+    let acct = rest.signed(Method::GET, "/fapi/v3/account", &[]).await.body;
+    let mut rec_acct = fixture("rest/account_v3.json");
+    rec_acct["assets"] = json!([rec_acct["assets"][0].clone()]);
+    assert_shape(&acct, &rec_acct, "account v3");
+    let acct2 = rest.signed(Method::GET, "/fapi/v2/account", &[]).await.body;
+    assert_shape(&acct2, &fixture("rest/account_v2.json"), "account v2");
+    let bal = rest.signed(Method::GET, "/fapi/v2/balance", &[]).await.body;
+    assert_shape(&bal, &fixture("rest/balance_v2.json"), "balance");
+    let sc = rest.signed(Method::GET, "/fapi/v1/symbolConfig", &[("symbol", "BTCUSDT")]).await.body;
+    assert_shape(&sc, &fixture("rest/symbolConfig.json"), "symbolConfig");
+    let ut = rest.signed(Method::GET, "/fapi/v1/userTrades", &[("symbol", "BTCUSDT")]).await.body;
+    assert_shape(&ut, &fixture("rest/userTrades.json"), "userTrades");
+    let stop = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "BTCUSDT"),
+        ("side", "SELL"),
+        ("type", "STOP_MARKET"),
+        ("quantity", "0.010"),
+        ("triggerPrice", "67000.0"),
+        ("reduceOnly", "true"),
+        ("workingType", "MARK_PRICE"),
+    ];
+    let a = rest.signed(Method::POST, "/fapi/v1/algoOrder", &stop).await.body;
+    let aq = rest.signed(Method::GET, "/fapi/v1/algoOrder", &[("algoId", &a["algoId"].to_string())]).await.body;
+    assert_shape(&aq, &fixture("rest/algoOrder_stop_market.json"), "algoOrder");
+    let open = rest.signed(Method::GET, "/fapi/v1/openAlgoOrders", &[]).await.body;
+    let mut rec_open = fixture("rest/algoOrder_open_list.json");
+    rec_open[0].as_object_mut().unwrap().remove("type"); // docs example; the live field is orderType
+    assert_shape(&open, &rec_open, "openAlgoOrders");
+    for code in ["1021", "1111", "2019"] {
+        let e = fixture(&format!("rest/error_{code}.json"));
+        assert_eq!(e["code"].as_i64().unwrap(), -code.parse::<i64>().unwrap());
+    }
+
+    fake.set_mark_price("BTCUSDT", d("66900"));
+    let mut seen = Vec::new();
+    wait_for(&mut ws, &mut seen, Duration::from_secs(2), |v| v["e"] == "ALGO_UPDATE" && v["o"]["X"] == "FINISHED")
+        .await;
+    let by = |e: &str, x: &str| {
+        seen.iter().find(|v| v["e"] == e && (x.is_empty() || v["o"]["x"] == x || v["o"]["X"] == x)).cloned().unwrap()
+    };
+    assert_shape(&by("ORDER_TRADE_UPDATE", "TRADE"), &fixture("ws/ORDER_TRADE_UPDATE_trade_filled.json"), "OTU trade");
+    assert_shape(&by("ORDER_TRADE_UPDATE", "NEW"), &fixture("ws/ORDER_TRADE_UPDATE_new.json"), "OTU new");
+    assert_shape(&by("TRADE_LITE", ""), &fixture("ws/TRADE_LITE.json"), "TRADE_LITE");
+    assert_shape(&by("ACCOUNT_UPDATE", ""), &fixture("ws/ACCOUNT_UPDATE.json"), "ACCOUNT_UPDATE");
+    assert_shape(&by("ALGO_UPDATE", "TRIGGERED"), &fixture("ws/ALGO_UPDATE_triggered.json"), "ALGO_UPDATE triggered");
+    assert_shape(&by("ALGO_UPDATE", "FINISHED"), &fixture("ws/ALGO_UPDATE_finished.json"), "ALGO_UPDATE finished");
+    let mut rec_new = fixture("ws/ALGO_UPDATE_new.json");
+    rec_new["o"].as_object_mut().unwrap().remove("rm"); // only on rejects
+    assert_shape(&by("ALGO_UPDATE", "NEW"), &rec_new, "ALGO_UPDATE new");
+    fake.push_margin_call("BTCUSDT");
+    fake.expire_listen_key();
+    let mc = wait_for(&mut ws, &mut seen, Duration::from_secs(2), |v| v["e"] == "listenKeyExpired").await;
+    let mut rec_exp = fixture("ws/listenKeyExpired_with_key.json");
+    rec_exp["E"] = json!(0); // numeric since 2026-05 (doc §7.5)
+    assert_shape(&mc, &rec_exp, "listenKeyExpired");
+
+    let mark = wait_for(&mut market, &mut seen, Duration::from_secs(2), |v| v["e"] == "markPriceUpdate").await;
+    assert_shape(
+        &mark,
+        &fixture("ws/markPriceUpdate.json")
+            .as_object()
+            .map(|o| {
+                let mut o = o.clone();
+                o.remove("st");
+                Value::Object(o)
+            })
+            .unwrap(),
+        "markPrice",
+    );
+    fake.push_kline("BTCUSDT", "1m", k, true);
+    let kl = wait_for(&mut market, &mut seen, Duration::from_secs(2), |v| v["e"] == "kline").await;
+    assert_shape(&kl, &fixture("ws/kline_closed.json"), "kline");
+    fake.set_ticker_stats("BTCUSDT", d("1000000"), d("2.5"));
+    let mut tick = connect(&fake.market_stream_url(&["btcusdt@ticker"])).await;
+    assert!(fake.wait_for_subscription("btcusdt@ticker", Duration::from_secs(2)).await);
+    fake.push_market_tick();
+    let tv = next_json(&mut tick, Duration::from_secs(2)).await.unwrap();
+    let mut rec_t = fixture("ws/24hrTicker.json");
+    rec_t.as_object_mut().unwrap().remove("st");
+    assert_shape(&tv["data"], &rec_t, "24hrTicker");
+}

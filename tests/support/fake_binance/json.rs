@@ -499,6 +499,8 @@ pub fn order_update_event(st: &State, o: &Order, exec_type: &str, fill: Option<&
             "ot": o.orig_type,
             "ps": o.position_side,
             "cp": o.close_position,
+            "AP": "0",
+            "cr": "0",
             "rp": fmt_dp(rp, 8),
             "pP": false,
             "si": 0,
