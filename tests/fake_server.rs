@@ -1336,3 +1336,28 @@ async fn responses_and_events_have_the_recorded_shapes() {
     rec_t.as_object_mut().unwrap().remove("st");
     assert_shape(&tv["data"], &rec_t, "24hrTicker");
 }
+
+#[tokio::test]
+async fn order_rate_limit_and_generated_history() {
+    let fake = FakeBinance::start(FakeConfig { order_limits: (3, 1200), ..quiet().with_generated_symbols(5) }).await;
+    let rest = Rest::new(&fake);
+    for i in 0..3 {
+        assert_eq!(rest.market("SOLUSDT", "BUY", "1", &format!("r{i}")).await.status, 200);
+    }
+    let a = rest.market("SOLUSDT", "BUY", "1", "r3").await;
+    assert_eq!((a.status, a.code()), (429, -1015));
+    let info = rest.public("/fapi/v1/exchangeInfo", &[]).await.body;
+    assert_eq!(info["rateLimits"][2]["limit"], 3);
+
+    fake.fill_history("15m", 200, 5);
+    let now = fake.server_time();
+    for sym in ["BTCUSDT", "GEN004USDT"] {
+        let k = fake.klines(sym, "15m");
+        assert_eq!(k.len(), 200);
+        assert_eq!(k[199].open_time, now - now % 900_000);
+        assert!(k.windows(2).all(|w| w[1].open_time - w[0].open_time == 900_000));
+        let last = fake.mark_price(sym).unwrap().to_string().parse::<f64>().unwrap();
+        assert!((k[199].close - last).abs() < 1e-6 * last);
+    }
+    assert_ne!(fake.klines("ETHUSDT", "15m")[10].close / 3500.0, fake.klines("BTCUSDT", "15m")[10].close / 68000.0);
+}

@@ -260,6 +260,8 @@ pub struct FakeConfig {
     /// REQUEST_WEIGHT per minute (Binance: 2400); `None` disables the limit (weights are still
     /// counted and reported in `X-MBX-USED-WEIGHT-1M`).
     pub weight_limit_1m: Option<u32>,
+    /// ORDERS limits: (per 10 s, per minute); Binance: 300 and 1200. Over → -1015.
+    pub order_limits: (u32, u32),
     /// Requests answered while already rate limited (429) before the IP gets a 418 ban.
     pub requests_429_before_ban: u32,
     /// Length of an automatic 418 ban.
@@ -293,6 +295,7 @@ impl Default for FakeConfig {
             seed: 42,
             market_tick_ms: Some(1000),
             weight_limit_1m: Some(2400),
+            order_limits: (300, 1200),
             requests_429_before_ban: 20,
             ban_secs: 120,
             listen_key_ttl_ms: 60 * 60 * 1000,

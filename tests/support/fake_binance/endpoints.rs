@@ -308,8 +308,8 @@ fn exchange_info(st: &State) -> Value {
         "futuresType": "U_MARGINED",
         "rateLimits": [
             { "rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": limit },
-            { "rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200 },
-            { "rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300 }
+            { "rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": st.cfg.order_limits.1 },
+            { "rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": st.cfg.order_limits.0 }
         ],
         "exchangeFilters": [],
         "assets": [

@@ -201,6 +201,27 @@ fn check_client_id(st: &mut State, given: Option<String>, algo: bool) -> ApiResu
     }
 }
 
+/// ORDERS rate limits (300 per 10 s, 1200 per minute by default): -1015 (HTTP 429).
+fn check_order_rate(st: &State) -> ApiResult<()> {
+    let now = st.now();
+    let (limit_10s, limit_1m) = st.cfg.order_limits;
+    if st.order_count_10s.0 == now / 10_000 && st.order_count_10s.1 >= limit_10s {
+        return Err(ApiError::new(
+            -1015,
+            format!("Too many new orders; current limit is {limit_10s} orders per TEN_SECONDS."),
+        )
+        .with_status(429));
+    }
+    if st.order_count_1m.0 == now / 60_000 && st.order_count_1m.1 >= limit_1m {
+        return Err(ApiError::new(
+            -1015,
+            format!("Too many new orders; current limit is {limit_1m} orders per MINUTE."),
+        )
+        .with_status(429));
+    }
+    Ok(())
+}
+
 fn count_order(st: &mut State) {
     let now = st.now();
     let (w10, w60) = (now / 10_000, now / 60_000);
@@ -236,6 +257,7 @@ pub fn place_order(st: &mut State, req: NewOrder) -> ApiResult<i64> {
     if req.order_type != "MARKET" && req.order_type != "LIMIT" {
         return Err(ApiError::new(-1116, "Invalid orderType."));
     }
+    check_order_rate(st)?;
     // Id checks first, so that a blind resend of an order that landed always gets -4116.
     if let Some(id) = &req.client_order_id {
         check_client_id_free(st, id, false)?;
@@ -542,6 +564,7 @@ pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
         // Trailing stops are valid on Binance but not simulated by this fake server.
         _ => return Err(ApiError::new(-1116, "Invalid orderType.")),
     }
+    check_order_rate(st)?;
     if let Some(id) = &req.client_algo_id {
         check_client_id_free(st, id, true)?;
     }

@@ -77,6 +77,8 @@
 //!   ACCOUNT_UPDATE (m=ORDER, balance + the changed position); `E` strictly increases.
 //! - listenKey: POST returns the live key (extended) or a new one; PUT of an expired/unknown key →
 //!   -1125; on expiry `listenKeyExpired` is pushed once, then silence.
+//! - ORDERS limits (`order_limits`, default 300/10 s and 1200/min, counted on accepted orders):
+//!   over → 429 -1015.
 //! - Weight: `X-MBX-USED-WEIGHT-1M` on every answer (Binance weights), `X-MBX-ORDER-COUNT-10S/1M`
 //!   on order answers; over `weight_limit_1m` → 429 -1003 with `Retry-After`; continuing past
 //!   `requests_429_before_ban` 429s → 418 ban for `ban_secs`.
@@ -89,7 +91,8 @@
 //! `set_symbol_locked`, `set_price_walk(Some((max_bps, seed)))` (seeded random walk of every
 //! price on each tick), `set_auto_klines(true)` (each tick streams the current candle of every
 //! subscribed kline stream from the last price and closes it at the interval boundary).
-//! Candle generators: `trend_candles`, `random_walk_candles`, `candle_at`, `align`,
+//! `fill_history(interval, n, seed)` (seeded candle history for every symbol, ending now at
+//! the current price). Candle generators: `trend_candles`, `random_walk_candles`, `candle_at`, `align`,
 //! `interval_ms`. Account: `set_wallet_balance`, `set_position`, `set_hedge_mode`.
 //! User stream: `push_margin_call(symbol)`, `push_user_event(json)`.
 //! Clock: `set_clock_skew_ms` (server time = wall clock + skew).
@@ -374,6 +377,34 @@ impl FakeBinance {
         let ev = json::kline_event(symbol, interval, &candle, closed, t);
         st.klines.entry((symbol.to_string(), interval.to_string())).or_default().insert(candle.open_time, candle);
         st.emit_market(&stream, &ev);
+    }
+
+    /// For every symbol: `n` random-walk candles of `interval` (seeded, different per symbol)
+    /// ending with the candle that contains the current server time, scaled so that the last
+    /// close equals the symbol's current last price. Replaces stored candles.
+    pub fn fill_history(&self, interval: &str, n: usize, seed: u64) {
+        let Some(ims) = endpoints::interval_ms(interval) else { return };
+        let mut st = self.st();
+        let first = candles::align(st.now(), ims) - (n.saturating_sub(1) as i64) * ims;
+        let symbols: Vec<(String, f64)> = st
+            .markets
+            .values()
+            .map(|m| (m.spec.symbol.clone(), m.last_price.to_string().parse::<f64>().unwrap_or(1.0)))
+            .collect();
+        for (i, (symbol, last)) in symbols.into_iter().enumerate() {
+            let mut series = candles::random_walk_candles(first, ims, n, 100.0, 0.8, seed.wrapping_add(i as u64));
+            let scale = series.last().map(|c| last / c.close).unwrap_or(1.0);
+            for c in &mut series {
+                c.open *= scale;
+                c.high *= scale;
+                c.low *= scale;
+                c.close *= scale;
+                c.quote_volume *= scale;
+                c.taker_buy_quote_volume *= scale;
+            }
+            let map: BTreeMap<i64, Candle> = series.into_iter().map(|c| (c.open_time, c)).collect();
+            st.klines.insert((symbol, interval.to_string()), map);
+        }
     }
 
     /// Stored candles, oldest first.
