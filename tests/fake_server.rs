@@ -1361,3 +1361,30 @@ async fn order_rate_limit_and_generated_history() {
     }
     assert_ne!(fake.klines("ETHUSDT", "15m")[10].close / 3500.0, fake.klines("BTCUSDT", "15m")[10].close / 68000.0);
 }
+
+#[tokio::test]
+async fn liquidation_closes_the_position_and_loses_its_margin() {
+    let fake = FakeBinance::start(FakeConfig { liquidation: true, ..quiet() }).await;
+    let rest = Rest::new(&fake);
+    let mut ws = private_socket(&fake, &rest).await;
+    // 1 ETH long at 3500, 20x isolated: margin 175, maintenance 3500 × 0.4 % = 14.
+    assert_eq!(rest.market("ETHUSDT", "BUY", "1.000", "liq").await.status, 200);
+    let wallet = fake.balance().wallet_balance;
+    fake.set_mark_price("ETHUSDT", d("3400"));
+    assert!(fake.position("ETHUSDT").is_some());
+    fake.set_mark_price("ETHUSDT", d("3330"));
+    assert!(fake.position("ETHUSDT").is_none());
+    assert_eq!(fake.balance().wallet_balance, wallet - d("175"));
+    let mut seen = Vec::new();
+    let liq = wait_for(&mut ws, &mut seen, Duration::from_secs(2), |v| {
+        v["e"] == "ORDER_TRADE_UPDATE" && v["o"]["x"] == "CALCULATED" && v["o"]["X"] == "FILLED"
+    })
+    .await;
+    assert!(liq["o"]["c"].as_str().unwrap().starts_with("autoclose-"));
+    assert_eq!(liq["o"]["rp"], "-170.00000000");
+    let acct = wait_for(&mut ws, &mut seen, Duration::from_secs(2), |v| {
+        v["e"] == "ACCOUNT_UPDATE" && v["a"]["P"][0]["pa"] == "0"
+    })
+    .await;
+    assert_eq!(acct["a"]["P"][0]["s"], "ETHUSDT");
+}

@@ -278,6 +278,9 @@ pub struct FakeConfig {
     pub ws_max_lifetime_ms: Option<u64>,
     /// Disconnect a client that sends more than 10 messages in one second (Binance's rule).
     pub ws_enforce_msg_rate: bool,
+    /// Liquidate positions whose margin falls to the maintenance margin (off by default so
+    /// that tests moving prices far do not lose positions by surprise).
+    pub liquidation: bool,
 }
 
 impl Default for FakeConfig {
@@ -304,6 +307,7 @@ impl Default for FakeConfig {
             ws_pong_timeout_ms: 600_000,
             ws_max_lifetime_ms: None,
             ws_enforce_msg_rate: true,
+            liquidation: false,
         }
     }
 }

@@ -405,6 +405,12 @@ fn finish_unfilled(st: &mut State, order_id: i64, status: &str) {
 /// Fills (what can be filled of) an open order at `price`; reduce-only orders are clamped to the
 /// position and the remainder expires.
 fn execute(st: &mut State, order_id: i64, price: Decimal, maker: bool) {
+    execute_as(st, order_id, price, maker, None);
+}
+
+/// `execute`; with `liquidation_fee` the fill is a liquidation: x=CALCULATED, no TRADE_LITE, and
+/// the given clearance fee instead of the trading fee.
+fn execute_as(st: &mut State, order_id: i64, price: Decimal, maker: bool, liquidation_fee: Option<Decimal>) {
     let Some(o) = st.orders.get(&order_id).cloned() else { return };
     let mut qty = o.orig_qty - o.executed_qty;
     let closing = o.close_position || is_closing(&o.side, &o.position_side, o.reduce_only);
@@ -447,7 +453,10 @@ fn execute(st: &mut State, order_id: i64, price: Decimal, maker: bool) {
     }
     pos.accumulated_realized += realized;
     pos.update_time = now;
-    let fee = (qty * price * fee_rate).round_dp(8);
+    let fee = match liquidation_fee {
+        Some(f) => f.max(Decimal::ZERO).round_dp(8),
+        None => (qty * price * fee_rate).round_dp(8),
+    };
     st.wallet_balance += realized - fee;
     st.positions.insert(key, pos.clone());
     let trade_id = st.next_trade_id;
@@ -479,11 +488,15 @@ fn execute(st: &mut State, order_id: i64, price: Decimal, maker: bool) {
         ord.update_time = now;
         done = ord.status == "FILLED";
     }
-    let t = st.event_time();
-    if let Some(ord) = st.orders.get(&order_id).cloned() {
-        st.emit_user(json::trade_lite_event(&ord, &fill, t));
+    if liquidation_fee.is_some() {
+        emit_order_update(st, order_id, "CALCULATED", Some(&fill));
+    } else {
+        let t = st.event_time();
+        if let Some(ord) = st.orders.get(&order_id).cloned() {
+            st.emit_user(json::trade_lite_event(&ord, &fill, t));
+        }
+        emit_order_update(st, order_id, "TRADE", Some(&fill));
     }
-    emit_order_update(st, order_id, "TRADE", Some(&fill));
     let t = st.event_time();
     let ev = json::account_update_event(st, "ORDER", &[pos], Decimal::ZERO, t);
     st.emit_user(ev);
@@ -767,6 +780,65 @@ pub fn on_price_change(st: &mut State, symbol: &str) {
         if st.algo_orders.get(&id).is_some_and(|a| a.is_open()) {
             trigger_algo(st, id);
         }
+    }
+    check_liquidations(st, symbol);
+}
+
+/// Liquidates (opt-in, `FakeBinance::set_liquidation`) every position of `symbol` whose margin —
+/// initial margin at entry plus unrealized PnL at the mark — fell to its maintenance margin: an
+/// `autoclose-` IOC order closes it at the mark (ORDER_TRADE_UPDATE x=CALCULATED, NEW then
+/// FILLED) and what is left of its margin goes as the clearance fee, so the whole margin is lost.
+pub fn check_liquidations(st: &mut State, symbol: &str) {
+    if !st.liquidation {
+        return;
+    }
+    let Some(m) = st.markets.get(symbol).cloned() else { return };
+    let lev = Decimal::from(m.leverage.max(1));
+    let doomed: Vec<Position> = st
+        .positions
+        .values()
+        .filter(|p| p.symbol == symbol && !p.amount.is_zero())
+        .filter(|p| {
+            let margin = p.amount.abs() * p.entry_price / lev;
+            margin + st.unrealized(p) <= st.maint_margin(p)
+        })
+        .cloned()
+        .collect();
+    for p in doomed {
+        let margin = p.amount.abs() * p.entry_price / lev;
+        let remaining = margin + st.unrealized(&p);
+        let now = st.now();
+        let order_id = st.next_order_id;
+        st.next_order_id += 1;
+        let side = if p.amount > Decimal::ZERO { "SELL" } else { "BUY" };
+        st.orders.insert(
+            order_id,
+            Order {
+                order_id,
+                client_order_id: format!("autoclose-{now}{order_id}"),
+                symbol: symbol.to_string(),
+                side: side.into(),
+                position_side: p.position_side.clone(),
+                order_type: "LIMIT".into(),
+                orig_type: "LIMIT".into(),
+                time_in_force: "IOC".into(),
+                price: m.mark_price,
+                stop_price: Decimal::ZERO,
+                orig_qty: p.amount.abs(),
+                executed_qty: Decimal::ZERO,
+                cum_quote: Decimal::ZERO,
+                avg_price: Decimal::ZERO,
+                status: "NEW".into(),
+                reduce_only: true,
+                close_position: false,
+                working_type: "CONTRACT_PRICE".into(),
+                time: now,
+                update_time: now,
+                algo_id: None,
+            },
+        );
+        emit_order_update(st, order_id, "CALCULATED", None);
+        execute_as(st, order_id, m.mark_price, false, Some(remaining));
     }
 }
 

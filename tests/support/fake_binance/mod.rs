@@ -73,6 +73,10 @@
 //!   `rm` ("Reduce Only reject" when there is nothing left to close). The triggered order
 //!   carries the clientAlgoId as its `c`/clientOrderId and `ot` = the algo type. Reduce-only
 //!   stops stay resting after their position closed (Binance does not clean them up).
+//! - Liquidation (opt-in: `FakeConfig::liquidation` / `set_liquidation(true)`): when initial
+//!   margin at entry + uPnL ≤ maintenance margin (brackets), an `autoclose-…` IOC order closes
+//!   the position at the mark (ORDER_TRADE_UPDATE x=CALCULATED NEW → FILLED, ACCOUNT_UPDATE)
+//!   and the whole margin is lost (the rest goes as clearance fee). Stops fire first.
 //! - Events per fill: ORDER_TRADE_UPDATE NEW, TRADE_LITE, ORDER_TRADE_UPDATE TRADE,
 //!   ACCOUNT_UPDATE (m=ORDER, balance + the changed position); `E` strictly increases.
 //! - listenKey: POST returns the live key (extended) or a new one; PUT of an expired/unknown key →
@@ -131,7 +135,7 @@
 //! fake answered 500; always 0); async waits `wait_for_ws_connections`,
 //! `wait_for_subscription`, `wait_until`.
 //!
-//! Not simulated: trailing stops (-1116), liquidation, batch orders, order modify (PUT),
+//! Not simulated: trailing stops (-1116), ADL, batch orders, order modify (PUT),
 //! countdownCancelAll, income history, depth/bookTicker data (use `push_raw`), multi-assets mode.
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
@@ -481,6 +485,11 @@ impl FakeBinance {
                 update_time: now,
             },
         );
+    }
+
+    /// Turns liquidation on or off (off by default; see `FakeConfig::liquidation`).
+    pub fn set_liquidation(&self, on: bool) {
+        self.st().liquidation = on;
     }
 
     pub fn set_hedge_mode(&self, hedge: bool) {

@@ -260,6 +260,8 @@ pub struct State {
     pub auto_klines: bool,
     /// Drop all WS connections periodically (ms).
     pub ws_drop_interval_ms: Option<u64>,
+    /// Liquidate positions whose margin falls to the maintenance margin.
+    pub liquidation: bool,
 }
 
 impl State {
@@ -300,6 +302,7 @@ impl State {
             price_walk: None,
             auto_klines: false,
             ws_drop_interval_ms: None,
+            liquidation: cfg.liquidation,
             cfg,
         }
     }
