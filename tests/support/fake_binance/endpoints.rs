@@ -6,7 +6,8 @@ use rand::distr::Alphanumeric;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::engine::{self, ApiError, ApiResult, NewAlgo, NewOrder};
+use super::algo::{self, NewAlgo};
+use super::engine::{self, ApiError, ApiResult, NewOrder};
 use super::json;
 use super::rest::{Params, bool_param, code_msg, decimal_param, int_param};
 use super::state::{ListenKey, Market, Order, Position, State, fmt_dec};
@@ -127,7 +128,7 @@ pub fn execute(st: &mut State, method: &Method, path: &str, p: &Params) -> ApiRe
         }
         ("DELETE", "/fapi/v1/algoOrder") => {
             let id = find_algo(st, p, -2011, "Unknown order sent.")?;
-            engine::cancel_algo(st, id)?;
+            algo::cancel_algo(st, id)?;
             let a = st.algo_orders.get(&id).cloned().ok_or_else(|| ApiError::new(-2011, "Unknown order sent."))?;
             Ok(json!({ "algoId": a.algo_id, "clientAlgoId": a.client_algo_id, "code": "200", "msg": "success" }))
         }
@@ -160,7 +161,7 @@ pub fn execute(st: &mut State, method: &Method, path: &str, p: &Params) -> ApiRe
             let ids: Vec<i64> =
                 st.algo_orders.values().filter(|a| a.symbol == sym && a.is_open()).map(|a| a.algo_id).collect();
             for id in ids {
-                let _ = engine::cancel_algo(st, id);
+                let _ = algo::cancel_algo(st, id);
             }
             Ok(code_msg("The operation of cancel all open order is done."))
         }
@@ -499,7 +500,7 @@ fn new_algo(st: &mut State, p: &Params) -> ApiResult<Value> {
     if p.get("stopPrice").is_some() {
         return Err(ApiError::new(-1106, "Parameter 'stopPrice' sent when not required."));
     }
-    let id = engine::place_algo(st, req)?;
+    let id = algo::place_algo(st, req)?;
     let a = st.algo_orders.get(&id).cloned().ok_or_else(|| ApiError::new(-1000, "order vanished"))?;
     Ok(json::algo_json(st, &a, false))
 }

@@ -7,6 +7,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use rust_decimal::Decimal;
 
+use super::algo::{finish_algo_of, trigger_algo, trigger_reached, working_price};
 use super::json;
 use super::state::{AlgoOrder, FillRecord, Order, Position, State, fmt_dec};
 
@@ -54,25 +55,6 @@ pub struct NewOrder {
     pub client_order_id: Option<String>,
 }
 
-/// Parameters of a new algo order after decoding.
-#[derive(Debug, Clone, Default)]
-pub struct NewAlgo {
-    pub algo_type: String,
-    pub symbol: String,
-    pub side: String,
-    pub position_side: Option<String>,
-    pub order_type: String,
-    pub time_in_force: Option<String>,
-    pub quantity: Option<Decimal>,
-    pub price: Option<Decimal>,
-    pub trigger_price: Option<Decimal>,
-    pub working_type: Option<String>,
-    pub close_position: Option<bool>,
-    pub reduce_only: Option<bool>,
-    pub price_protect: bool,
-    pub client_algo_id: Option<String>,
-}
-
 fn valid_client_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 36
@@ -84,16 +66,16 @@ fn random_id(st: &mut State, len: usize) -> String {
 }
 
 /// `a × b`, saturating instead of panicking on overflow (absurd inputs are refused later).
-fn mul(a: Decimal, b: Decimal) -> Decimal {
+pub(super) fn mul(a: Decimal, b: Decimal) -> Decimal {
     a.checked_mul(b).unwrap_or(Decimal::MAX)
 }
 
-fn sign_of(side: &str) -> Decimal {
+pub(super) fn sign_of(side: &str) -> Decimal {
     if side == "BUY" { Decimal::ONE } else { Decimal::NEGATIVE_ONE }
 }
 
 /// Checks a quantity against LOT_SIZE (or MARKET_LOT_SIZE) rules.
-fn check_qty(st: &State, symbol: &str, qty: Decimal, market: bool) -> ApiResult<()> {
+pub(super) fn check_qty(st: &State, symbol: &str, qty: Decimal, market: bool) -> ApiResult<()> {
     let Some(m) = st.markets.get(symbol) else { return Err(ApiError::new(-1121, "Invalid symbol.")) };
     let s = &m.spec;
     if qty <= Decimal::ZERO {
@@ -116,7 +98,7 @@ fn check_qty(st: &State, symbol: &str, qty: Decimal, market: bool) -> ApiResult<
 }
 
 /// Checks a price (or trigger price) against PRICE_FILTER.
-fn check_price(st: &State, symbol: &str, price: Decimal) -> ApiResult<()> {
+pub(super) fn check_price(st: &State, symbol: &str, price: Decimal) -> ApiResult<()> {
     let Some(m) = st.markets.get(symbol) else { return Err(ApiError::new(-1121, "Invalid symbol.")) };
     let s = &m.spec;
     if price <= Decimal::ZERO {
@@ -138,7 +120,7 @@ fn check_price(st: &State, symbol: &str, price: Decimal) -> ApiResult<()> {
 }
 
 /// Position side to use, with the one-way/hedge rules (-4061, -1106).
-fn resolve_position_side(st: &State, ps: Option<&str>, reduce_only_sent: bool) -> ApiResult<String> {
+pub(super) fn resolve_position_side(st: &State, ps: Option<&str>, reduce_only_sent: bool) -> ApiResult<String> {
     if st.hedge_mode {
         if reduce_only_sent {
             return Err(ApiError::new(-1106, "Parameter 'reduceOnly' sent when not required."));
@@ -156,7 +138,7 @@ fn resolve_position_side(st: &State, ps: Option<&str>, reduce_only_sent: bool) -
 }
 
 /// Whether an order on `side`/`position_side` reduces the position, and how much it can close.
-fn reducible(st: &State, symbol: &str, side: &str, position_side: &str) -> Decimal {
+pub(super) fn reducible(st: &State, symbol: &str, side: &str, position_side: &str) -> Decimal {
     let amt = st.position(symbol, position_side).map(|p| p.amount).unwrap_or_default();
     let closes = match position_side {
         "LONG" => side == "SELL",
@@ -167,7 +149,7 @@ fn reducible(st: &State, symbol: &str, side: &str, position_side: &str) -> Decim
 }
 
 /// True for orders that may only reduce: reduce-only in one-way mode, the closing side in hedge mode.
-fn is_closing(side: &str, position_side: &str, reduce_only: bool) -> bool {
+pub(super) fn is_closing(side: &str, position_side: &str, reduce_only: bool) -> bool {
     match position_side {
         "LONG" => side == "SELL",
         "SHORT" => side == "BUY",
@@ -176,7 +158,7 @@ fn is_closing(side: &str, position_side: &str, reduce_only: bool) -> bool {
 }
 
 /// A client-chosen id must be well-formed (-4015) and not used by a known order (-4116).
-fn check_client_id_free(st: &State, id: &str, algo: bool) -> ApiResult<()> {
+pub(super) fn check_client_id_free(st: &State, id: &str, algo: bool) -> ApiResult<()> {
     if !valid_client_id(id) {
         return Err(ApiError::new(-4015, "Client order id is not valid."));
     }
@@ -191,7 +173,7 @@ fn check_client_id_free(st: &State, id: &str, algo: bool) -> ApiResult<()> {
     Ok(())
 }
 
-fn check_client_id(st: &mut State, given: Option<String>, algo: bool) -> ApiResult<String> {
+pub(super) fn check_client_id(st: &mut State, given: Option<String>, algo: bool) -> ApiResult<String> {
     match given {
         Some(id) => {
             check_client_id_free(st, &id, algo)?;
@@ -202,7 +184,7 @@ fn check_client_id(st: &mut State, given: Option<String>, algo: bool) -> ApiResu
 }
 
 /// ORDERS rate limits (300 per 10 s, 1200 per minute by default): -1015 (HTTP 429).
-fn check_order_rate(st: &State) -> ApiResult<()> {
+pub(super) fn check_order_rate(st: &State) -> ApiResult<()> {
     let now = st.now();
     let (limit_10s, limit_1m) = st.cfg.order_limits;
     if st.order_count_10s.0 == now / 10_000 && st.order_count_10s.1 >= limit_10s {
@@ -222,7 +204,7 @@ fn check_order_rate(st: &State) -> ApiResult<()> {
     Ok(())
 }
 
-fn count_order(st: &mut State) {
+pub(super) fn count_order(st: &mut State) {
     let now = st.now();
     let (w10, w60) = (now / 10_000, now / 60_000);
     st.order_count_10s = if st.order_count_10s.0 == w10 { (w10, st.order_count_10s.1 + 1) } else { (w10, 1) };
@@ -230,7 +212,7 @@ fn count_order(st: &mut State) {
 }
 
 /// Initial margin needed to open `open_qty` at `price`, plus the taker fee.
-fn margin_ok(st: &State, symbol: &str, open_qty: Decimal, price: Decimal) -> bool {
+pub(super) fn margin_ok(st: &State, symbol: &str, open_qty: Decimal, price: Decimal) -> bool {
     if open_qty.is_zero() {
         return true;
     }
@@ -385,14 +367,14 @@ pub fn place_order(st: &mut State, req: NewOrder) -> ApiResult<i64> {
     Ok(order_id)
 }
 
-fn emit_order_update(st: &mut State, order_id: i64, exec_type: &str, fill: Option<&FillRecord>) {
+pub(super) fn emit_order_update(st: &mut State, order_id: i64, exec_type: &str, fill: Option<&FillRecord>) {
     let Some(o) = st.orders.get(&order_id).cloned() else { return };
     let t = st.event_time();
     let ev = json::order_update_event(st, &o, exec_type, fill, t);
     st.emit_user(ev);
 }
 
-fn finish_unfilled(st: &mut State, order_id: i64, status: &str) {
+pub(super) fn finish_unfilled(st: &mut State, order_id: i64, status: &str) {
     let now = st.now();
     if let Some(o) = st.orders.get_mut(&order_id) {
         o.status = status.to_string();
@@ -404,13 +386,13 @@ fn finish_unfilled(st: &mut State, order_id: i64, status: &str) {
 
 /// Fills (what can be filled of) an open order at `price`; reduce-only orders are clamped to the
 /// position and the remainder expires.
-fn execute(st: &mut State, order_id: i64, price: Decimal, maker: bool) {
+pub(super) fn execute(st: &mut State, order_id: i64, price: Decimal, maker: bool) {
     execute_as(st, order_id, price, maker, None);
 }
 
 /// `execute`; with `liquidation_fee` the fill is a liquidation: x=CALCULATED, no TRADE_LITE, and
 /// the given clearance fee instead of the trading fee.
-fn execute_as(st: &mut State, order_id: i64, price: Decimal, maker: bool, liquidation_fee: Option<Decimal>) {
+pub(super) fn execute_as(st: &mut State, order_id: i64, price: Decimal, maker: bool, liquidation_fee: Option<Decimal>) {
     let Some(o) = st.orders.get(&order_id).cloned() else { return };
     let mut qty = o.orig_qty - o.executed_qty;
     let closing = o.close_position || is_closing(&o.side, &o.position_side, o.reduce_only);
@@ -508,30 +490,6 @@ fn execute_as(st: &mut State, order_id: i64, price: Decimal, maker: bool, liquid
     }
 }
 
-/// Marks the algo order behind `order_id` FINISHED once that order is done.
-fn finish_algo_of(st: &mut State, order_id: i64) {
-    let Some(o) = st.orders.get(&order_id).cloned() else { return };
-    let Some(algo_id) = o.algo_id else { return };
-    let now = st.now();
-    if let Some(a) = st.algo_orders.get_mut(&algo_id) {
-        if a.status != "TRIGGERED" {
-            return;
-        }
-        a.status = "FINISHED".into();
-        a.actual_price = o.avg_price;
-        a.actual_qty = o.executed_qty;
-        a.update_time = now;
-    }
-    emit_algo_update(st, algo_id);
-}
-
-fn emit_algo_update(st: &mut State, algo_id: i64) {
-    let Some(a) = st.algo_orders.get(&algo_id).cloned() else { return };
-    let t = st.event_time();
-    let ev = json::algo_update_event(st, &a, t);
-    st.emit_user(ev);
-}
-
 /// Cancels an open order (`DELETE /fapi/v1/order`).
 pub fn cancel_order(st: &mut State, order_id: i64) -> ApiResult<()> {
     match st.orders.get(&order_id) {
@@ -540,219 +498,6 @@ pub fn cancel_order(st: &mut State, order_id: i64) -> ApiResult<()> {
             Ok(())
         }
         _ => Err(ApiError::new(-2011, "Unknown order sent.")),
-    }
-}
-
-fn trigger_reached(a: &AlgoOrder, price: Decimal) -> bool {
-    let stop = a.order_type.starts_with("STOP");
-    match (stop, a.side.as_str()) {
-        (true, "BUY") => price >= a.trigger_price,
-        (true, _) => price <= a.trigger_price,
-        (false, "BUY") => price <= a.trigger_price,
-        (false, _) => price >= a.trigger_price,
-    }
-}
-
-fn working_price(st: &State, a: &AlgoOrder) -> Decimal {
-    match st.markets.get(&a.symbol) {
-        Some(m) if a.working_type == "MARK_PRICE" => m.mark_price,
-        Some(m) => m.last_price,
-        None => Decimal::ZERO,
-    }
-}
-
-/// `POST /fapi/v1/algoOrder`. Returns the algo id.
-pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
-    if req.algo_type != "CONDITIONAL" {
-        return Err(ApiError::new(-1130, "Data sent for parameter 'algoType' is not valid."));
-    }
-    let Some(market) = st.markets.get(&req.symbol).cloned() else {
-        return Err(ApiError::new(-1121, "Invalid symbol."));
-    };
-    if req.side != "BUY" && req.side != "SELL" {
-        return Err(ApiError::new(-1117, "Invalid side."));
-    }
-    match req.order_type.as_str() {
-        "STOP_MARKET" | "TAKE_PROFIT_MARKET" | "STOP" | "TAKE_PROFIT" => {}
-        // Trailing stops are valid on Binance but not simulated by this fake server.
-        _ => return Err(ApiError::new(-1116, "Invalid orderType.")),
-    }
-    check_order_rate(st)?;
-    if let Some(id) = &req.client_algo_id {
-        check_client_id_free(st, id, true)?;
-    }
-    let close_position = req.close_position.unwrap_or(false);
-    if close_position && req.reduce_only.is_some() {
-        return Err(ApiError::new(-1106, "Parameter 'reduceOnly' sent when not required."));
-    }
-    if close_position && req.quantity.is_some() {
-        return Err(ApiError::new(-4137, "Quantity must be zero with closePosition equals true."));
-    }
-    let position_side = resolve_position_side(st, req.position_side.as_deref(), req.reduce_only.is_some())?;
-    let reduce_only = req.reduce_only.unwrap_or(false);
-    let trigger = req.trigger_price.ok_or_else(|| ApiError::mandatory("triggerPrice"))?;
-    check_price(st, &req.symbol, trigger)?;
-    let qty = if close_position {
-        Decimal::ZERO
-    } else {
-        let q = req.quantity.ok_or_else(|| ApiError::mandatory("quantity"))?;
-        check_qty(st, &req.symbol, q, req.order_type.ends_with("_MARKET"))?;
-        q
-    };
-    let with_price = req.order_type == "STOP" || req.order_type == "TAKE_PROFIT";
-    let price = if with_price {
-        let p = req.price.ok_or_else(|| ApiError::mandatory("price"))?;
-        check_price(st, &req.symbol, p)?;
-        p
-    } else {
-        Decimal::ZERO
-    };
-    let working_type = req.working_type.clone().unwrap_or_else(|| "CONTRACT_PRICE".into());
-    if working_type != "MARK_PRICE" && working_type != "CONTRACT_PRICE" {
-        return Err(ApiError::new(-1130, "Data sent for parameter 'workingType' is not valid."));
-    }
-    if !reduce_only && !close_position && mul(qty, trigger) < market.spec.min_notional {
-        return Err(ApiError::new(
-            -4164,
-            format!(
-                "Order's notional must be no smaller than {} (unless you choose reduce only).",
-                fmt_dec(market.spec.min_notional)
-            ),
-        ));
-    }
-    let mut algo = AlgoOrder {
-        algo_id: 0,
-        client_algo_id: String::new(),
-        symbol: req.symbol.clone(),
-        side: req.side.clone(),
-        position_side,
-        order_type: req.order_type.clone(),
-        time_in_force: req.time_in_force.clone().unwrap_or_else(|| "GTC".into()),
-        quantity: qty,
-        trigger_price: trigger,
-        price,
-        working_type,
-        close_position,
-        reduce_only,
-        price_protect: req.price_protect,
-        status: "NEW".into(),
-        create_time: 0,
-        update_time: 0,
-        trigger_time: 0,
-        actual_order_id: None,
-        actual_price: Decimal::ZERO,
-        actual_qty: Decimal::ZERO,
-        reject_reason: String::new(),
-    };
-    if trigger_reached(&algo, working_price(st, &algo)) {
-        return Err(ApiError::new(-2021, "Order would immediately trigger."));
-    }
-    if st.open_algo_count() >= st.cfg.max_algo_orders {
-        return Err(ApiError::new(-4045, "Reach max stop order limit."));
-    }
-    algo.client_algo_id = check_client_id(st, req.client_algo_id.clone(), true)?;
-    count_order(st);
-    let now = st.now();
-    algo.algo_id = st.next_algo_id;
-    st.next_algo_id += 1;
-    algo.create_time = now;
-    algo.update_time = now;
-    let id = algo.algo_id;
-    st.algo_orders.insert(id, algo);
-    emit_algo_update(st, id);
-    Ok(id)
-}
-
-/// Cancels an open algo order.
-pub fn cancel_algo(st: &mut State, algo_id: i64) -> ApiResult<()> {
-    let now = st.now();
-    match st.algo_orders.get_mut(&algo_id) {
-        Some(a) if a.is_open() => {
-            a.status = "CANCELED".into();
-            a.update_time = now;
-        }
-        _ => return Err(ApiError::new(-2011, "Unknown order sent.")),
-    }
-    emit_algo_update(st, algo_id);
-    Ok(())
-}
-
-fn reject_algo(st: &mut State, algo_id: i64, reason: &str) {
-    let now = st.now();
-    if let Some(a) = st.algo_orders.get_mut(&algo_id) {
-        a.status = "REJECTED".into();
-        a.reject_reason = reason.to_string();
-        a.update_time = now;
-    }
-    emit_algo_update(st, algo_id);
-}
-
-/// Fires one algo order: TRIGGERING → TRIGGERED (order placed) → FINISHED when it fills, or
-/// REJECTED (reduce-only with nothing to reduce, margin).
-fn trigger_algo(st: &mut State, algo_id: i64) {
-    let Some(a) = st.algo_orders.get(&algo_id).cloned() else { return };
-    let now = st.now();
-    if let Some(x) = st.algo_orders.get_mut(&algo_id) {
-        x.status = "TRIGGERING".into();
-        x.trigger_time = now;
-        x.update_time = now;
-    }
-    emit_algo_update(st, algo_id);
-    let closable = reducible(st, &a.symbol, &a.side, &a.position_side);
-    let reducing = a.close_position || is_closing(&a.side, &a.position_side, a.reduce_only);
-    let qty = if a.close_position {
-        closable
-    } else if a.reduce_only {
-        a.quantity.min(closable)
-    } else {
-        a.quantity
-    };
-    if reducing && qty.is_zero() {
-        reject_algo(st, algo_id, "Reduce Only reject");
-        return;
-    }
-    let last = st.markets.get(&a.symbol).map(|m| m.last_price).unwrap_or_default();
-    if !reducing && !margin_ok(st, &a.symbol, (a.quantity - closable).max(Decimal::ZERO), last) {
-        reject_algo(st, algo_id, "Margin is insufficient.");
-        return;
-    }
-    let market_type = a.order_type.ends_with("_MARKET");
-    let order_id = st.next_order_id;
-    st.next_order_id += 1;
-    let order = Order {
-        order_id,
-        client_order_id: a.client_algo_id.clone(),
-        symbol: a.symbol.clone(),
-        side: a.side.clone(),
-        position_side: a.position_side.clone(),
-        order_type: if market_type { "MARKET".into() } else { "LIMIT".into() },
-        orig_type: a.order_type.clone(),
-        time_in_force: a.time_in_force.clone(),
-        price: a.price,
-        stop_price: a.trigger_price,
-        orig_qty: qty,
-        executed_qty: Decimal::ZERO,
-        cum_quote: Decimal::ZERO,
-        avg_price: Decimal::ZERO,
-        status: "NEW".into(),
-        reduce_only: a.reduce_only,
-        close_position: a.close_position,
-        working_type: a.working_type.clone(),
-        time: now,
-        update_time: now,
-        algo_id: Some(algo_id),
-    };
-    st.orders.insert(order_id, order);
-    if let Some(x) = st.algo_orders.get_mut(&algo_id) {
-        x.status = "TRIGGERED".into();
-        x.actual_order_id = Some(order_id);
-        x.update_time = now;
-    }
-    emit_algo_update(st, algo_id);
-    emit_order_update(st, order_id, "NEW", None);
-    let marketable = market_type || (a.side == "BUY" && last <= a.price) || (a.side == "SELL" && last >= a.price);
-    if marketable {
-        execute(st, order_id, last, false);
     }
 }
 
