@@ -1237,3 +1237,23 @@ async fn liquidation_closes_the_position_and_loses_its_margin() {
     .await;
     assert_eq!(acct["a"]["P"][0]["s"], "ETHUSDT");
 }
+
+/// A plain (sync) test: the server on its own runtime keeps serving while the test blocks.
+#[test]
+fn own_runtime_serves_blocking_tests() {
+    use std::io::{Read, Write};
+    let fake = FakeBinance::start_on_own_runtime(quiet());
+    let addr = fake.rest_url().trim_start_matches("http://").to_string();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(s, "GET /fapi/v1/time HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("serverTime"));
+    assert!(out.to_lowercase().contains("x-mbx-used-weight-1m: 1"));
+    assert!(fake.wait_until_blocking(Duration::from_secs(1), |f| f.requests().len() == 1));
+    drop(fake);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "server still listening after drop");
+}

@@ -162,6 +162,21 @@ impl FakeBinance {
         }
     }
 
+    /// `wait_until` for sync code (polls with `std::thread::sleep`; use with
+    /// `start_on_own_runtime`).
+    pub fn wait_until_blocking(&self, timeout: Duration, mut cond: impl FnMut(&FakeBinance) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub async fn wait_for_ws_connections(&self, n: usize, timeout: Duration) -> bool {
         self.wait_until(timeout, |f| f.ws_connection_count() >= n).await
     }

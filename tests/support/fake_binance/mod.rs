@@ -11,6 +11,9 @@
 //! fake.ws_url();     // "ws://127.0.0.1:PORT"    (WS base without route)
 //! // dropped → both servers and all connections shut down
 //! ```
+//! The servers run as tasks on the caller's runtime: do not block it (`std::thread::sleep`, a
+//! blocking `Child::wait`) or the server stalls. For sync tests or tests that block, use
+//! `FakeBinance::start_on_own_runtime(config)` (own thread + runtime) and the `*_blocking` waits.
 //! `FakeConfig::default()`: API key/secret = Binance's documented HMAC example pair
 //! ([`DOC_API_KEY`], [`DOC_API_SECRET`]); symbols BTCUSDT (68000), ETHUSDT (3500), SOLUSDT (150)
 //! with the real filters and leverage brackets; `.with_generated_symbols(n)` adds `GEN000USDT`..;
@@ -252,6 +255,34 @@ impl FakeBinance {
         tokio::spawn(ws::serve(ws_listener, shared.clone()));
         tokio::spawn(ws::background(shared.clone()));
         FakeBinance { shared, rest_addr, ws_addr }
+    }
+
+    /// Starts the server on its own thread and multi-thread runtime, independent of the
+    /// caller's: for plain `#[test]`s and for tests that block (waiting on a child `kinetic`
+    /// process, `std::thread::sleep`), which would otherwise stall a server sharing their
+    /// runtime. Dropping the handle stops the runtime. Use the `*_blocking` waits from sync code.
+    pub fn start_on_own_runtime(config: FakeConfig) -> FakeBinance {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("fake-binance".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("fake server runtime");
+                rt.block_on(async move {
+                    let fake = FakeBinance::start(config).await;
+                    let cancel = fake.shared.cancel.clone();
+                    if tx.send(fake).is_ok() {
+                        cancel.cancelled().await;
+                    }
+                    // Let connection tasks see the cancellation and close their sockets.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                });
+            })
+            .expect("fake server thread");
+        rx.recv().expect("fake server started")
     }
 
     /// `start(FakeConfig::default())`.
