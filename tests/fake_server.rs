@@ -401,6 +401,9 @@ async fn exchange_info_klines_and_market_data() {
     let b = rest.signed(Method::GET, "/fapi/v1/leverageBracket", &[("symbol", "BTCUSDT")]).await;
     assert_eq!(b.body["brackets"][0]["initialLeverage"], 125);
     assert_eq!(b.body["brackets"][1]["cum"], 50.0);
+    assert!(b.body["brackets"][1]["notionalCap"].is_i64());
+    assert_eq!(b.body["brackets"][1]["notionalCap"], 600000);
+    assert!(b.body["brackets"][0]["maintMarginRatio"].is_f64());
     let mt =
         rest.signed(Method::POST, "/fapi/v1/marginType", &[("symbol", "BTCUSDT"), ("marginType", "ISOLATED")]).await;
     assert_eq!(mt.code(), -4046);

@@ -370,14 +370,25 @@ fn brackets_json(m: &Market) -> Value {
             json!({
                 "bracket": i + 1,
                 "initialLeverage": b.initial_leverage,
-                "notionalCap": b.notional_cap.normalize().to_string().parse::<f64>().unwrap_or(0.0),
-                "notionalFloor": b.notional_floor.normalize().to_string().parse::<f64>().unwrap_or(0.0),
+                "notionalCap": json_number(b.notional_cap),
+                "notionalFloor": json_number(b.notional_floor),
                 "maintMarginRatio": b.maint_margin_ratio.normalize().to_string().parse::<f64>().unwrap_or(0.0),
                 "cum": b.cum.normalize().to_string().parse::<f64>().unwrap_or(0.0),
             })
         })
         .collect();
     json!({ "symbol": m.spec.symbol, "brackets": brackets })
+}
+
+/// An integer JSON number when `x` is whole (Binance prints caps as `5000`), else a float.
+fn json_number(x: Decimal) -> Value {
+    let n = x.normalize();
+    if n.scale() == 0
+        && let Ok(i) = n.to_string().parse::<i64>()
+    {
+        return json!(i);
+    }
+    json!(n.to_string().parse::<f64>().unwrap_or(0.0))
 }
 
 fn api_trading_status(st: &State, p: &Params) -> ApiResult<Value> {
