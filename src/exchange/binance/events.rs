@@ -1,0 +1,857 @@
+//! WebSocket message decoders: bytes of one frame → a typed message, as pure functions (no I/O,
+//! no clock, no shared state), so they are tested on recorded payloads, fuzzed and benched.
+//!
+//! Both the combined form (`{"stream":..,"data":..}`, what we connect with) and raw payloads are
+//! accepted. Anything malformed is an [`ExchangeError::Decode`]; the stream task counts and drops
+//! it. Unknown event types and streams decode to `Ignored` rather than an error: Binance adds
+//! events (TRADE_LITE, ACCOUNT_CONFIG_UPDATE, ...) that we do not use.
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::wire::{clip, decimal, decimal_or_zero, float, order_status, side, stop_status};
+use crate::core::models::{Candle, Direction, Ticker, Timeframe, TimestampMs};
+use crate::exchange::{
+    AccountBalance, ExResult, ExchangeError, ExchangePosition, Fill, MarkPriceUpdate, OrderReport, StopOrder,
+};
+
+fn decode_err(what: &str, e: impl std::fmt::Display) -> ExchangeError {
+    ExchangeError::Decode(format!("{what}: {e}"))
+}
+
+/// One decoded frame of the market stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MarketMessage {
+    Kline {
+        symbol: String,
+        timeframe: Timeframe,
+        candle: Candle,
+        closed: bool,
+    },
+    MarkPrices(Vec<MarkPriceUpdate>),
+    Tickers(Vec<Ticker>),
+    /// Reply to a SUBSCRIBE/UNSUBSCRIBE (`{"result":null,"id":N}`).
+    Ack {
+        id: u64,
+    },
+    /// An error reply to a control message (`{"code":N,"msg":..}`).
+    ControlError {
+        code: i64,
+        msg: String,
+    },
+    /// A stream or event we do not use.
+    Ignored,
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(default, borrow)]
+    stream: Option<&'a str>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    msg: Option<String>,
+    #[serde(default, borrow)]
+    e: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct KlineEventWire<'a> {
+    #[serde(borrow)]
+    s: &'a str,
+    #[serde(borrow)]
+    k: KlineWire<'a>,
+}
+
+#[derive(Deserialize)]
+struct KlineWire<'a> {
+    t: i64,
+    #[serde(rename = "T")]
+    close_time: i64,
+    #[serde(borrow)]
+    i: &'a str,
+    #[serde(borrow)]
+    o: &'a str,
+    #[serde(borrow)]
+    c: &'a str,
+    #[serde(borrow)]
+    h: &'a str,
+    #[serde(borrow)]
+    l: &'a str,
+    #[serde(borrow)]
+    v: &'a str,
+    #[serde(default)]
+    n: u64,
+    x: bool,
+    #[serde(default, borrow)]
+    q: Option<&'a str>,
+    #[serde(default, borrow, rename = "V")]
+    taker_v: Option<&'a str>,
+    #[serde(default, borrow, rename = "Q")]
+    taker_q: Option<&'a str>,
+}
+
+fn opt_float(field: &str, v: Option<&str>) -> ExResult<f64> {
+    match v {
+        Some(s) => float(field, s),
+        None => Ok(0.0),
+    }
+}
+
+fn kline_event(json: &str) -> ExResult<MarketMessage> {
+    let w: KlineEventWire<'_> = serde_json::from_str(json).map_err(|e| decode_err("kline", e))?;
+    let timeframe: Timeframe = w.k.i.parse().map_err(|e| decode_err("kline interval", e))?;
+    let candle = Candle {
+        open_time: w.k.t,
+        close_time: w.k.close_time,
+        open: float("o", w.k.o)?,
+        high: float("h", w.k.h)?,
+        low: float("l", w.k.l)?,
+        close: float("c", w.k.c)?,
+        volume: float("v", w.k.v)?,
+        quote_volume: opt_float("q", w.k.q)?,
+        trades: w.k.n,
+        taker_buy_volume: opt_float("V", w.k.taker_v)?,
+        taker_buy_quote_volume: opt_float("Q", w.k.taker_q)?,
+    };
+    // Only what would poison indicator maths is refused; Binance's own examples have opens
+    // outside [low, high].
+    if candle.high < candle.low || candle.close_time < candle.open_time {
+        return Err(ExchangeError::Decode(format!("kline {} {}: high < low or close < open time", clip(w.s), w.k.t)));
+    }
+    Ok(MarketMessage::Kline { symbol: w.s.to_string(), timeframe, candle, closed: w.k.x })
+}
+
+#[derive(Deserialize)]
+struct MarkPriceWire<'a> {
+    #[serde(rename = "E")]
+    event_time: i64,
+    #[serde(borrow)]
+    s: &'a str,
+    #[serde(borrow)]
+    p: &'a str,
+    #[serde(default, borrow)]
+    i: Option<&'a str>,
+    #[serde(default, borrow)]
+    r: Option<&'a str>,
+    #[serde(default, rename = "T")]
+    next_funding: Option<i64>,
+    /// 1 = USDⓈ-M, 2 = COIN-M (added 2026-06); absent means USDⓈ-M.
+    #[serde(default)]
+    st: Option<u8>,
+}
+
+fn opt_dec(field: &str, v: Option<&str>) -> ExResult<Option<Decimal>> {
+    match v {
+        Some(s) if !s.is_empty() => decimal(field, s).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn mark_price(w: &MarkPriceWire<'_>) -> ExResult<MarkPriceUpdate> {
+    Ok(MarkPriceUpdate {
+        symbol: w.s.to_string(),
+        mark_price: decimal("p", w.p)?,
+        index_price: opt_dec("i", w.i)?,
+        funding_rate: opt_dec("r", w.r)?,
+        next_funding_time: w.next_funding.filter(|t| *t > 0),
+        event_time: w.event_time,
+    })
+}
+
+fn mark_prices(json: &str) -> ExResult<MarketMessage> {
+    let list: Vec<MarkPriceWire<'_>> = serde_json::from_str(json).map_err(|e| decode_err("mark prices", e))?;
+    let mut out = Vec::with_capacity(list.len());
+    for w in list.iter().filter(|w| w.st.is_none_or(|st| st == 1)) {
+        out.push(mark_price(w)?);
+    }
+    Ok(MarketMessage::MarkPrices(out))
+}
+
+fn single_mark_price(json: &str) -> ExResult<MarketMessage> {
+    let w: MarkPriceWire<'_> = serde_json::from_str(json).map_err(|e| decode_err("mark price", e))?;
+    Ok(MarketMessage::MarkPrices(vec![mark_price(&w)?]))
+}
+
+/// `24hrMiniTicker` and `24hrTicker` share `E s c o v q`; the full ticker adds `P`.
+#[derive(Deserialize)]
+struct MiniTickerWire<'a> {
+    #[serde(rename = "E")]
+    event_time: i64,
+    #[serde(borrow)]
+    s: &'a str,
+    #[serde(borrow)]
+    c: &'a str,
+    #[serde(borrow)]
+    o: &'a str,
+    #[serde(borrow)]
+    v: &'a str,
+    #[serde(borrow)]
+    q: &'a str,
+    #[serde(default)]
+    st: Option<u8>,
+}
+
+fn ticker(w: &MiniTickerWire<'_>) -> ExResult<Ticker> {
+    let last = float("c", w.c)?;
+    let open = float("o", w.o)?;
+    let change = if open > 0.0 { (last - open) / open * 100.0 } else { 0.0 };
+    Ok(Ticker {
+        symbol: w.s.to_string(),
+        last_price: last,
+        price_change_pct: change,
+        volume: float("v", w.v)?,
+        quote_volume: float("q", w.q)?,
+        event_time: w.event_time,
+    })
+}
+
+fn tickers(json: &str) -> ExResult<MarketMessage> {
+    let list: Vec<MiniTickerWire<'_>> = serde_json::from_str(json).map_err(|e| decode_err("tickers", e))?;
+    let mut out = Vec::with_capacity(list.len());
+    for w in list.iter().filter(|w| w.st.is_none_or(|st| st == 1)) {
+        out.push(ticker(w)?);
+    }
+    Ok(MarketMessage::Tickers(out))
+}
+
+fn single_ticker(json: &str) -> ExResult<MarketMessage> {
+    let w: MiniTickerWire<'_> = serde_json::from_str(json).map_err(|e| decode_err("ticker", e))?;
+    Ok(MarketMessage::Tickers(vec![ticker(&w)?]))
+}
+
+/// Decodes a payload by its stream name (combined mode).
+fn by_stream(stream: &str, data: &str) -> ExResult<MarketMessage> {
+    if stream.starts_with("!markPrice@arr") {
+        mark_prices(data)
+    } else if stream.starts_with("!miniTicker@arr") || stream.starts_with("!ticker@arr") {
+        tickers(data)
+    } else if stream.contains("@kline_") {
+        kline_event(data)
+    } else if stream.contains("@markPrice") {
+        single_mark_price(data)
+    } else if stream.ends_with("@miniTicker") || stream.ends_with("@ticker") {
+        single_ticker(data)
+    } else {
+        Ok(MarketMessage::Ignored)
+    }
+}
+
+#[derive(Deserialize)]
+struct EventProbe<'a> {
+    #[serde(default, borrow)]
+    e: Option<&'a str>,
+}
+
+/// Decodes a raw payload by its event type (`ws` mode).
+fn by_event(json: &str) -> ExResult<MarketMessage> {
+    let trimmed = json.trim_start();
+    if trimmed.starts_with('[') {
+        // An all-market array: its first element names the event.
+        let first: Vec<EventProbe<'_>> = serde_json::from_str(json).map_err(|e| decode_err("array", e))?;
+        return match first.first().and_then(|p| p.e) {
+            Some("markPriceUpdate") => mark_prices(json),
+            Some("24hrMiniTicker") | Some("24hrTicker") => tickers(json),
+            None if first.is_empty() => Ok(MarketMessage::Ignored),
+            _ => Ok(MarketMessage::Ignored),
+        };
+    }
+    let probe: EventProbe<'_> = serde_json::from_str(json).map_err(|e| decode_err("event", e))?;
+    match probe.e {
+        Some("kline") => kline_event(json),
+        Some("markPriceUpdate") => single_mark_price(json),
+        Some("24hrMiniTicker") | Some("24hrTicker") => single_ticker(json),
+        Some(_) => Ok(MarketMessage::Ignored),
+        None => Err(ExchangeError::Decode("market frame without stream, id or event type".into())),
+    }
+}
+
+/// Decodes one text frame of a market stream.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for malformed JSON or a known event with unreadable fields.
+pub fn decode_market(bytes: &[u8]) -> ExResult<MarketMessage> {
+    let text = std::str::from_utf8(bytes).map_err(|e| decode_err("market frame", e))?;
+    if text.trim_start().starts_with('[') {
+        return by_event(text);
+    }
+    let frame: Frame<'_> = serde_json::from_str(text).map_err(|e| decode_err("market frame", e))?;
+    if let (Some(stream), Some(data)) = (frame.stream, frame.data) {
+        return by_stream(stream, data.get());
+    }
+    if let Some(code) = frame.code {
+        return Ok(MarketMessage::ControlError { code, msg: frame.msg.unwrap_or_default() });
+    }
+    if frame.e.is_some() {
+        return by_event(text);
+    }
+    if let Some(id) = frame.id {
+        return Ok(MarketMessage::Ack { id });
+    }
+    Err(ExchangeError::Decode("market frame without stream, id or event type".into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// User data stream
+
+/// One decoded frame of the user data stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserMessage {
+    Order {
+        report: OrderReport,
+        fill: Option<Fill>,
+    },
+    Account {
+        balance: Option<AccountBalance>,
+        positions: Vec<ExchangePosition>,
+        time: TimestampMs,
+    },
+    Algo {
+        stop: StopOrder,
+        key: AlgoUpdateKey,
+    },
+    MarginCall {
+        symbols: Vec<String>,
+        time: TimestampMs,
+    },
+    ListenKeyExpired,
+    /// An event we do not use (TRADE_LITE, ACCOUNT_CONFIG_UPDATE, ...), by name.
+    Ignored(String),
+}
+
+/// What makes two ALGO_UPDATE frames the same update: algo id, status, the matching-engine
+/// order id (`ai`, set once triggered) and the `ia` flag when the exchange sends one. Replays
+/// after a reconnect carry the same key and are dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AlgoUpdateKey {
+    pub algo_id: i64,
+    pub status: String,
+    pub actual_order_id: String,
+    pub ia: String,
+}
+
+#[derive(Deserialize)]
+struct UserFrame<'a> {
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    e: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct OrderEventWire {
+    #[serde(rename = "E")]
+    event_time: i64,
+    o: OrderUpdateWire,
+}
+
+#[derive(Deserialize)]
+struct OrderUpdateWire {
+    s: String,
+    c: String,
+    #[serde(rename = "S")]
+    side: String,
+    q: String,
+    #[serde(default)]
+    ap: Option<String>,
+    x: String,
+    #[serde(rename = "X")]
+    status: String,
+    i: i64,
+    #[serde(default)]
+    l: Option<String>,
+    #[serde(default)]
+    z: Option<String>,
+    #[serde(default, rename = "L")]
+    last_price: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default, rename = "T")]
+    trade_time: Option<i64>,
+    #[serde(default)]
+    t: Option<i64>,
+    #[serde(default, rename = "R")]
+    reduce_only: Option<bool>,
+    #[serde(default)]
+    rp: Option<String>,
+}
+
+fn opt_zero(field: &str, v: &Option<String>) -> ExResult<Decimal> {
+    match v {
+        Some(s) => decimal_or_zero(field, s),
+        None => Ok(Decimal::ZERO),
+    }
+}
+
+fn order_update(json: &str) -> ExResult<UserMessage> {
+    let w: OrderEventWire = serde_json::from_str(json).map_err(|e| decode_err("ORDER_TRADE_UPDATE", e))?;
+    let o = w.o;
+    let time = o.trade_time.filter(|t| *t > 0).unwrap_or(w.event_time);
+    let order_side = side(&o.side)?;
+    let reduce_only = o.reduce_only.unwrap_or(false);
+    let last_qty = opt_zero("l", &o.l)?;
+    let fill = if (o.x == "TRADE" || o.x == "CALCULATED") && last_qty > Decimal::ZERO {
+        Some(Fill {
+            symbol: o.s.clone(),
+            client_order_id: o.c.clone(),
+            order_id: o.i,
+            trade_id: o.t.unwrap_or(0),
+            side: order_side,
+            price: opt_zero("L", &o.last_price)?,
+            qty: last_qty,
+            fee: opt_zero("n", &o.n)?.abs(),
+            realized_pnl: opt_zero("rp", &o.rp)?,
+            reduce_only,
+            time,
+        })
+    } else {
+        None
+    };
+    let report = OrderReport {
+        status: order_status(&o.status)?,
+        orig_qty: decimal_or_zero("q", &o.q)?,
+        executed_qty: opt_zero("z", &o.z)?,
+        avg_price: opt_zero("ap", &o.ap)?,
+        side: order_side,
+        reduce_only,
+        update_time: time,
+        order_id: o.i,
+        symbol: o.s,
+        client_order_id: o.c,
+    };
+    Ok(UserMessage::Order { report, fill })
+}
+
+#[derive(Deserialize)]
+struct AccountEventWire {
+    #[serde(rename = "E")]
+    event_time: i64,
+    #[serde(default, rename = "T")]
+    tx_time: Option<i64>,
+    a: AccountUpdateWire,
+}
+
+#[derive(Deserialize)]
+struct AccountUpdateWire {
+    #[serde(default, rename = "B")]
+    balances: Vec<BalanceWire>,
+    #[serde(default, rename = "P")]
+    positions: Vec<PositionWire>,
+}
+
+#[derive(Deserialize)]
+struct BalanceWire {
+    a: String,
+    wb: String,
+    #[serde(default)]
+    cw: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PositionWire {
+    s: String,
+    pa: String,
+    #[serde(default)]
+    ep: Option<String>,
+    #[serde(default)]
+    up: Option<String>,
+    #[serde(default)]
+    ps: Option<String>,
+}
+
+/// ACCOUNT_UPDATE carries only wallet (`wb`) and cross-wallet (`cw`) balances and the changed
+/// positions. The balance reported: wallet = `wb`, available ≈ `cw`, unrealized PnL = sum of the
+/// listed positions' `up`, equity = wallet + that sum. Positions have no mark price or leverage
+/// in this event: the mark is derived from `ep + up / pa`, leverage is 0 (unknown).
+fn account_update(json: &str) -> ExResult<UserMessage> {
+    let w: AccountEventWire = serde_json::from_str(json).map_err(|e| decode_err("ACCOUNT_UPDATE", e))?;
+    let time = w.tx_time.filter(|t| *t > 0).unwrap_or(w.event_time);
+    let mut positions = Vec::with_capacity(w.a.positions.len());
+    let mut upnl_sum = Decimal::ZERO;
+    for p in &w.a.positions {
+        let amt = decimal("pa", &p.pa)?;
+        let entry = opt_zero("ep", &p.ep)?;
+        let upnl = opt_zero("up", &p.up)?;
+        upnl_sum += upnl;
+        let direction = match p.ps.as_deref() {
+            Some("LONG") => Direction::Long,
+            Some("SHORT") => Direction::Short,
+            _ if amt.is_sign_negative() => Direction::Short,
+            _ => Direction::Long,
+        };
+        let mark = if amt.is_zero() { entry } else { entry + upnl.checked_div(amt).unwrap_or(Decimal::ZERO) };
+        positions.push(ExchangePosition {
+            symbol: p.s.clone(),
+            direction,
+            qty: amt.abs(),
+            entry_price: entry,
+            mark_price: mark,
+            unrealized_pnl: upnl,
+            leverage: 0,
+            liquidation_price: None,
+            update_time: time,
+        });
+    }
+    let balance = match w.a.balances.iter().find(|b| b.a == super::wire::QUOTE_ASSET) {
+        Some(b) => {
+            let wallet = decimal("wb", &b.wb)?;
+            Some(AccountBalance {
+                wallet_balance: wallet,
+                equity: wallet + upnl_sum,
+                available_balance: opt_zero("cw", &b.cw)?,
+                unrealized_pnl: upnl_sum,
+            })
+        }
+        None => None,
+    };
+    Ok(UserMessage::Account { balance, positions, time })
+}
+
+#[derive(Deserialize)]
+struct AlgoEventWire {
+    #[serde(rename = "E")]
+    event_time: i64,
+    #[serde(default, rename = "T")]
+    tx_time: Option<i64>,
+    o: AlgoUpdateWire,
+}
+
+#[derive(Deserialize)]
+struct AlgoUpdateWire {
+    #[serde(default)]
+    caid: String,
+    aid: i64,
+    s: String,
+    #[serde(rename = "S")]
+    side: String,
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(rename = "X")]
+    status: String,
+    #[serde(default)]
+    ai: Option<serde_json::Value>,
+    #[serde(default)]
+    ia: Option<serde_json::Value>,
+    #[serde(default)]
+    tp: Option<String>,
+    #[serde(default, rename = "R")]
+    reduce_only: Option<bool>,
+    #[serde(default)]
+    cp: Option<bool>,
+}
+
+fn value_text(v: &Option<serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn algo_update(json: &str) -> ExResult<UserMessage> {
+    let w: AlgoEventWire = serde_json::from_str(json).map_err(|e| decode_err("ALGO_UPDATE", e))?;
+    let o = w.o;
+    let stop = StopOrder {
+        algo_id: o.aid,
+        client_id: o.caid,
+        side: side(&o.side)?,
+        qty: opt_zero("q", &o.q)?,
+        trigger_price: opt_zero("tp", &o.tp)?,
+        reduce_only: o.reduce_only.unwrap_or(false) || o.cp.unwrap_or(false),
+        status: stop_status(&o.status)?,
+        update_time: w.tx_time.filter(|t| *t > 0).unwrap_or(w.event_time),
+        symbol: o.s,
+    };
+    let key =
+        AlgoUpdateKey { algo_id: o.aid, status: o.status, actual_order_id: value_text(&o.ai), ia: value_text(&o.ia) };
+    Ok(UserMessage::Algo { stop, key })
+}
+
+#[derive(Deserialize)]
+struct MarginCallWire {
+    #[serde(rename = "E")]
+    event_time: i64,
+    #[serde(default)]
+    p: Vec<MarginCallPositionWire>,
+}
+
+#[derive(Deserialize)]
+struct MarginCallPositionWire {
+    s: String,
+}
+
+fn margin_call(json: &str) -> ExResult<UserMessage> {
+    let w: MarginCallWire = serde_json::from_str(json).map_err(|e| decode_err("MARGIN_CALL", e))?;
+    let mut symbols: Vec<String> = w.p.into_iter().map(|p| p.s).collect();
+    symbols.sort();
+    symbols.dedup();
+    Ok(UserMessage::MarginCall { symbols, time: w.event_time })
+}
+
+fn user_event(json: &str) -> ExResult<UserMessage> {
+    let probe: EventProbe<'_> = serde_json::from_str(json).map_err(|e| decode_err("user event", e))?;
+    match probe.e {
+        Some("ORDER_TRADE_UPDATE") => order_update(json),
+        Some("ACCOUNT_UPDATE") => account_update(json),
+        Some("ALGO_UPDATE") => algo_update(json),
+        Some("MARGIN_CALL") => margin_call(json),
+        Some("listenKeyExpired") => Ok(UserMessage::ListenKeyExpired),
+        Some(other) => Ok(UserMessage::Ignored(clip(other))),
+        None => Err(ExchangeError::Decode("user event without `e`".into())),
+    }
+}
+
+/// Decodes one text frame of the user data stream (raw or wrapped in `{"stream","data"}`).
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for malformed JSON or a known event with unreadable fields.
+pub fn decode_user(bytes: &[u8]) -> ExResult<UserMessage> {
+    let text = std::str::from_utf8(bytes).map_err(|e| decode_err("user frame", e))?;
+    let frame: UserFrame<'_> = serde_json::from_str(text).map_err(|e| decode_err("user frame", e))?;
+    match (frame.e, frame.data) {
+        (None, Some(data)) => user_event(data.get()),
+        (Some(_), _) => user_event(text),
+        (None, None) => Err(ExchangeError::Decode("user frame without `e` or `data`".into())),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::core::models::{OrderStatus, Side};
+    use crate::exchange::StopStatus;
+    use proptest::prelude::*;
+    use rust_decimal_macros::dec;
+
+    fn ws(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/binance/ws/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn wrap(stream: &str, payload: &[u8]) -> Vec<u8> {
+        format!(r#"{{"stream":"{stream}","data":{}}}"#, String::from_utf8_lossy(payload)).into_bytes()
+    }
+
+    #[test]
+    fn kline_frames_decode_raw_and_combined() {
+        for (file, closed) in [("kline_closed.json", true), ("kline_open.json", false)] {
+            let raw = decode_market(&ws(file)).unwrap();
+            let combined = decode_market(&wrap("btcusdt@kline_1m", &ws(file))).unwrap();
+            assert_eq!(raw, combined);
+            match raw {
+                MarketMessage::Kline { symbol, timeframe, candle, closed: c } => {
+                    assert_eq!((symbol.as_str(), timeframe, c), ("BTCUSDT", Timeframe::M1, closed));
+                    assert_eq!(candle.open_time, 1_638_747_660_000);
+                    assert_eq!(candle.high, 0.0025);
+                    assert_eq!(candle.trades, 100);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn mark_price_frames_decode() {
+        let m = decode_market(&ws("combined_markPrice_1s_live.json")).unwrap();
+        let MarketMessage::MarkPrices(v) = m else { panic!("{m:?}") };
+        assert_eq!(v[0].mark_price, dec!(68005.80802899));
+        assert_eq!(v[0].funding_rate, Some(dec!(-0.00004435)));
+        assert_eq!(v[0].next_funding_time, Some(1_771_286_400_000));
+        let single = String::from_utf8(ws("markPriceUpdate.json")).unwrap();
+        let arr = format!("[{single},{}]", single.replace("\"st\": 1", "\"st\": 2"));
+        let m = decode_market(&wrap("!markPrice@arr@1s", arr.as_bytes())).unwrap();
+        let MarketMessage::MarkPrices(v) = m else { panic!("{m:?}") };
+        assert_eq!(v.len(), 1, "COIN-M entries (st=2) are filtered");
+        assert_eq!(decode_market(arr.as_bytes()).unwrap(), MarketMessage::MarkPrices(v));
+    }
+
+    #[test]
+    fn ticker_frames_decode() {
+        let m = decode_market(&ws("24hrTicker.json")).unwrap();
+        let MarketMessage::Tickers(v) = m else { panic!("{m:?}") };
+        assert_eq!(v[0].symbol, "BTCUSDT");
+        assert_eq!(v[0].last_price, 16584.6);
+        let mini =
+            br#"[{"e":"24hrMiniTicker","E":1,"s":"ETHUSDT","c":"110","o":"100","h":"111","l":"99","v":"5","q":"500"}]"#;
+        let m = decode_market(&wrap("!miniTicker@arr", mini)).unwrap();
+        let MarketMessage::Tickers(v) = m else { panic!("{m:?}") };
+        assert!((v[0].price_change_pct - 10.0).abs() < 1e-9);
+        assert!(matches!(decode_market(&ws("24hrTicker_placeholder.json")), Ok(MarketMessage::Tickers(_))));
+    }
+
+    #[test]
+    fn control_and_unused_frames() {
+        assert_eq!(decode_market(br#"{"result":null,"id":7}"#).unwrap(), MarketMessage::Ack { id: 7 });
+        assert!(matches!(
+            decode_market(br#"{"code":2,"msg":"Invalid request"}"#),
+            Ok(MarketMessage::ControlError { code: 2, .. })
+        ));
+        for f in ["combined_aggTrade_live.json", "combined_bookTicker_live.json", "aggTrade.json", "forceOrder.json"] {
+            assert_eq!(decode_market(&ws(f)).unwrap(), MarketMessage::Ignored, "{f}");
+        }
+        assert!(decode_market(b"{\"stream\":\"btcusdt@kline_1m\",\"data\":{\"e\":\"kline\"").is_err());
+        assert!(decode_market(b"<html>").is_err());
+        assert!(decode_market(br#"{"stream":"btcusdt@kline_7m","data":{"s":"X","k":{"t":1,"T":2,"i":"7m","o":"1","c":"1","h":"1","l":"1","v":"1","x":true}}}"#).is_err());
+    }
+
+    #[test]
+    fn order_updates_decode_with_fills() {
+        let m = decode_user(&ws("ORDER_TRADE_UPDATE_trade_filled.json")).unwrap();
+        let UserMessage::Order { report, fill } = m else { panic!("{m:?}") };
+        assert_eq!((report.status, report.side, report.order_id), (OrderStatus::PartiallyFilled, Side::Buy, 8_886_774));
+        let fill = fill.unwrap();
+        assert_eq!(
+            (fill.qty, fill.price, fill.fee, fill.realized_pnl),
+            (dec!(0.001), dec!(7100.5), dec!(0.01), dec!(12.34))
+        );
+        assert_eq!(fill.trade_id, 12_345_678);
+        let m = decode_user(&ws("ORDER_TRADE_UPDATE_new.json")).unwrap();
+        assert!(matches!(m, UserMessage::Order { fill: None, .. }));
+        for f in [
+            "ORDER_TRADE_UPDATE_adl.json",
+            "ORDER_TRADE_UPDATE_calculated_liquidation.json",
+            "ORDER_TRADE_UPDATE_calculated_pending.json",
+            "ORDER_TRADE_UPDATE_insurance.json",
+            "ORDER_TRADE_UPDATE_liquidation_nulls.json",
+            "ORDER_TRADE_UPDATE_new_reduce_only.json",
+            "ORDER_TRADE_UPDATE_new_stop_limit_price_match.json",
+            "ORDER_TRADE_UPDATE_settlement.json",
+            "ORDER_TRADE_UPDATE_trade_partial.json",
+        ] {
+            assert!(matches!(decode_user(&ws(f)), Ok(UserMessage::Order { .. })), "{f}: {:?}", decode_user(&ws(f)));
+        }
+        let liq = decode_user(&ws("ORDER_TRADE_UPDATE_liquidation_nulls.json")).unwrap();
+        assert!(matches!(liq, UserMessage::Order { fill: Some(_), .. }));
+    }
+
+    #[test]
+    fn account_updates_decode() {
+        let m = decode_user(&ws("ACCOUNT_UPDATE.json")).unwrap();
+        let UserMessage::Account { balance, positions, time } = m else { panic!("{m:?}") };
+        assert_eq!(time, 1_564_745_798_939);
+        assert_eq!(balance.unwrap().wallet_balance, dec!(122624.12345678));
+        assert_eq!(positions.len(), 3);
+        assert_eq!((positions[2].direction, positions[2].qty), (Direction::Short, dec!(10)));
+        assert_eq!(positions[1].mark_price, dec!(6563.6) + dec!(2850.21200) / dec!(20));
+        let bnfcr = decode_user(&ws("ACCOUNT_UPDATE_bnfcr.json")).unwrap();
+        assert!(matches!(bnfcr, UserMessage::Account { balance: None, .. }));
+    }
+
+    #[test]
+    fn algo_updates_decode_with_keys() {
+        let new = decode_user(&ws("ALGO_UPDATE_new.json")).unwrap();
+        let UserMessage::Algo { stop, key } = new else { panic!("{new:?}") };
+        assert_eq!((stop.algo_id, stop.status, stop.trigger_price), (2_148_719, StopStatus::New, dec!(750)));
+        assert_eq!(key.actual_order_id, "");
+        let trig = decode_user(&ws("ALGO_UPDATE_triggered.json")).unwrap();
+        let fin = decode_user(&ws("ALGO_UPDATE_finished.json")).unwrap();
+        let (UserMessage::Algo { stop: t, key: kt }, UserMessage::Algo { stop: f, key: kf }) = (trig, fin) else {
+            panic!()
+        };
+        assert_eq!((t.status, f.status), (StopStatus::Triggered, StopStatus::Finished));
+        assert_ne!(kt, kf);
+        assert_eq!(kt.actual_order_id, "88937381063");
+        assert!(matches!(decode_user(&ws("ALGO_UPDATE_canceled.json")), Ok(UserMessage::Algo { .. })));
+    }
+
+    #[test]
+    fn other_user_events() {
+        let m = decode_user(&ws("MARGIN_CALL.json")).unwrap();
+        assert_eq!(m, UserMessage::MarginCall { symbols: vec!["ETHUSDT".into()], time: 1_587_727_187_525 });
+        assert_eq!(decode_user(&ws("listenKeyExpired.json")).unwrap(), UserMessage::ListenKeyExpired);
+        assert_eq!(decode_user(&ws("listenKeyExpired_with_key.json")).unwrap(), UserMessage::ListenKeyExpired);
+        assert_eq!(decode_user(&ws("TRADE_LITE.json")).unwrap(), UserMessage::Ignored("TRADE_LITE".into()));
+        assert!(decode_user(b"{}").is_err());
+        assert!(decode_user(br#"{"e":"ORDER_TRADE_UPDATE","E":1,"o":{"s":"X"}}"#).is_err());
+    }
+
+    /// Arbitrary JSON values (nested objects with the field names the decoders look for).
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            "[0-9.eE+-]{0,12}".prop_map(serde_json::Value::String),
+            prop::sample::select(vec![
+                "kline",
+                "markPriceUpdate",
+                "24hrMiniTicker",
+                "ORDER_TRADE_UPDATE",
+                "ACCOUNT_UPDATE",
+                "ALGO_UPDATE",
+                "MARGIN_CALL",
+                "listenKeyExpired",
+                "BUY",
+                "SELL",
+                "NEW",
+                "TRADE",
+                "FILLED",
+                "15m",
+                "1h",
+                "USDT",
+                "!markPrice@arr@1s",
+                "btcusdt@kline_15m",
+                "!miniTicker@arr",
+            ])
+            .prop_map(|s| serde_json::Value::String(s.to_string())),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            let keys = prop::sample::select(vec![
+                "e", "E", "T", "s", "k", "t", "i", "o", "c", "h", "l", "v", "n", "x", "q", "V", "Q", "p", "r", "st",
+                "stream", "data", "id", "result", "code", "msg", "a", "B", "P", "wb", "cw", "pa", "ep", "up", "ps",
+                "S", "X", "z", "L", "R", "rp", "aid", "caid", "tp", "ai",
+            ]);
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(keys.prop_map(String::from), inner, 0..10)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn decoders_never_panic_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_market(&bytes);
+            let _ = decode_user(&bytes);
+        }
+
+        #[test]
+        fn decoders_never_panic_on_json(v in arb_json(), stream in prop::sample::select(vec![
+            "!markPrice@arr@1s", "!miniTicker@arr", "btcusdt@kline_15m", "btcusdt@markPrice", "x@miniTicker", "other",
+        ])) {
+            let text = v.to_string();
+            let _ = decode_market(text.as_bytes());
+            let _ = decode_user(text.as_bytes());
+            let wrapped = format!(r#"{{"stream":"{stream}","data":{text}}}"#);
+            let _ = decode_market(wrapped.as_bytes());
+            let _ = decode_user(wrapped.as_bytes());
+        }
+
+        #[test]
+        fn mutated_fixtures_never_panic(idx in 0usize..8, cut in 0usize..1000, byte in any::<u8>()) {
+            let files = ["kline_closed.json", "combined_markPrice_1s_live.json", "24hrTicker.json",
+                "ORDER_TRADE_UPDATE_trade_filled.json", "ACCOUNT_UPDATE.json", "ALGO_UPDATE_new.json",
+                "MARGIN_CALL.json", "listenKeyExpired_with_key.json"];
+            let mut bytes = ws(files[idx]);
+            let at = cut % bytes.len().max(1);
+            if let Some(b) = bytes.get_mut(at) { *b = byte; }
+            let _ = decode_market(&bytes);
+            let _ = decode_user(&bytes);
+            let mut bytes = ws(files[idx]).trim_ascii_end().to_vec();
+            bytes.truncate(at % bytes.len().max(1));
+            // A truncated frame is never valid JSON: always a typed error.
+            prop_assert!(matches!(decode_market(&bytes), Err(ExchangeError::Decode(_))));
+            prop_assert!(matches!(decode_user(&bytes), Err(ExchangeError::Decode(_))));
+        }
+    }
+}

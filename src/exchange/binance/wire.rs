@@ -1,0 +1,989 @@
+//! REST wire types and their conversion to our models: pure functions from response bytes to
+//! typed values. Nothing here does I/O or reads a clock (`now` comes in as an argument), so
+//! every decoder is tested on recorded payloads and fuzzed with arbitrary bytes.
+//!
+//! Binance adds fields often: unknown fields are ignored, newer fields are `Option`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::core::models::Direction;
+use crate::core::models::{Candle, OrderStatus, Side, SymbolFilters, Ticker, TimestampMs};
+use crate::exchange::{
+    AccountBalance, ExResult, ExchangeError, ExchangePosition, MarkPriceUpdate, OrderReport, StopOrder, StopStatus,
+};
+
+/// Settlement asset of every symbol we trade.
+pub const QUOTE_ASSET: &str = "USDT";
+
+/// Key of the account-wide entry in `apiTradingStatus`; when it is locked, nothing may trade.
+pub const ACCOUNT_LOCK_KEY: &str = "ACCOUNT";
+
+pub(crate) fn decode_err(what: &str, e: impl std::fmt::Display) -> ExchangeError {
+    ExchangeError::Decode(format!("{what}: {e}"))
+}
+
+fn json<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> ExResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| decode_err(what, e))
+}
+
+/// Parses a Binance decimal string.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] naming `field` for anything that is not a plain decimal.
+pub fn decimal(field: &str, s: &str) -> ExResult<Decimal> {
+    Decimal::from_str(s.trim()).map_err(|_| ExchangeError::Decode(format!("{field}: not a decimal: `{}`", clip(s))))
+}
+
+/// Like [`decimal`], but an empty string reads as zero (Binance sends `""` for "none" in places).
+pub fn decimal_or_zero(field: &str, s: &str) -> ExResult<Decimal> {
+    if s.trim().is_empty() { Ok(Decimal::ZERO) } else { decimal(field, s) }
+}
+
+/// Parses a finite float (market data that only feeds indicator maths).
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for non-numbers, NaN and infinities.
+pub fn float(field: &str, s: &str) -> ExResult<f64> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(ExchangeError::Decode(format!("{field}: not a finite number: `{}`", clip(s)))),
+    }
+}
+
+/// At most 40 characters of `s`, for error messages.
+pub(crate) fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Order side from Binance's `BUY`/`SELL`.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for anything else.
+pub fn side(s: &str) -> ExResult<Side> {
+    match s {
+        "BUY" => Ok(Side::Buy),
+        "SELL" => Ok(Side::Sell),
+        other => Err(ExchangeError::Decode(format!("unknown side `{}`", clip(other)))),
+    }
+}
+
+/// Order status; `EXPIRED_IN_MATCH` (self-trade prevention) counts as expired.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for an unknown status.
+pub fn order_status(s: &str) -> ExResult<OrderStatus> {
+    Ok(match s {
+        // NEW_ADL / NEW_INSURANCE: liquidation orders (ADL, insurance fund) as they open.
+        "NEW" | "NEW_ADL" | "NEW_INSURANCE" => OrderStatus::New,
+        "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
+        "FILLED" => OrderStatus::Filled,
+        "CANCELED" => OrderStatus::Canceled,
+        "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Expired,
+        "REJECTED" => OrderStatus::Rejected,
+        other => return Err(ExchangeError::Decode(format!("unknown order status `{}`", clip(other)))),
+    })
+}
+
+/// Algo (conditional) order status. `TRIGGERING` is reported as triggered: the stop no longer
+/// rests, its market order is on the way.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for an unknown status.
+pub fn stop_status(s: &str) -> ExResult<StopStatus> {
+    Ok(match s {
+        "NEW" => StopStatus::New,
+        "TRIGGERING" | "TRIGGERED" => StopStatus::Triggered,
+        "FINISHED" => StopStatus::Finished,
+        "CANCELED" | "CANCELLED" => StopStatus::Canceled,
+        "EXPIRED" => StopStatus::Expired,
+        "REJECTED" => StopStatus::Rejected,
+        other => return Err(ExchangeError::Decode(format!("unknown algo status `{}`", clip(other)))),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and small objects
+
+#[derive(Deserialize)]
+struct ApiErrorWire {
+    code: i64,
+    #[serde(default)]
+    msg: String,
+}
+
+/// Decodes a `{"code":..,"msg":..}` error body; `None` when the body is not one.
+pub fn api_error(bytes: &[u8]) -> Option<(i64, String)> {
+    serde_json::from_slice::<ApiErrorWire>(bytes).ok().map(|e| (e.code, e.msg))
+}
+
+#[derive(Deserialize)]
+struct ServerTimeWire {
+    #[serde(rename = "serverTime")]
+    server_time: i64,
+}
+
+/// `GET /fapi/v1/time`.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape.
+pub fn server_time(bytes: &[u8]) -> ExResult<TimestampMs> {
+    json::<ServerTimeWire>("server time", bytes).map(|w| w.server_time)
+}
+
+#[derive(Deserialize)]
+struct ListenKeyWire {
+    #[serde(rename = "listenKey")]
+    listen_key: String,
+}
+
+/// `POST /fapi/v1/listenKey`.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape or an empty key.
+pub fn listen_key(bytes: &[u8]) -> ExResult<String> {
+    let key = json::<ListenKeyWire>("listen key", bytes)?.listen_key;
+    if key.is_empty() { Err(ExchangeError::Decode("listen key: empty".into())) } else { Ok(key) }
+}
+
+#[derive(Deserialize)]
+struct DualSideWire {
+    #[serde(rename = "dualSidePosition")]
+    dual_side_position: bool,
+}
+
+/// `GET /fapi/v1/positionSide/dual`: true = hedge mode.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape.
+pub fn dual_side(bytes: &[u8]) -> ExResult<bool> {
+    json::<DualSideWire>("position mode", bytes).map(|w| w.dual_side_position)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exchange info and leverage brackets
+
+#[derive(Deserialize)]
+struct ExchangeInfoWire {
+    #[serde(default, rename = "rateLimits")]
+    rate_limits: Vec<RateLimitWire>,
+    symbols: Vec<SymbolWire>,
+}
+
+#[derive(Deserialize)]
+struct RateLimitWire {
+    #[serde(rename = "rateLimitType")]
+    kind: String,
+    interval: String,
+    #[serde(rename = "intervalNum")]
+    interval_num: u32,
+    limit: u32,
+}
+
+#[derive(Deserialize)]
+struct SymbolWire {
+    symbol: String,
+    #[serde(default, rename = "contractType")]
+    contract_type: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default, rename = "quoteAsset")]
+    quote_asset: String,
+    #[serde(default)]
+    filters: Vec<FilterWire>,
+}
+
+#[derive(Deserialize)]
+struct FilterWire {
+    #[serde(rename = "filterType")]
+    filter_type: String,
+    #[serde(default, rename = "tickSize")]
+    tick_size: Option<String>,
+    #[serde(default, rename = "minPrice")]
+    min_price: Option<String>,
+    #[serde(default, rename = "maxPrice")]
+    max_price: Option<String>,
+    #[serde(default, rename = "stepSize")]
+    step_size: Option<String>,
+    #[serde(default, rename = "minQty")]
+    min_qty: Option<String>,
+    #[serde(default, rename = "maxQty")]
+    max_qty: Option<String>,
+    #[serde(default)]
+    notional: Option<String>,
+    #[serde(default, rename = "multiplierUp")]
+    multiplier_up: Option<String>,
+    #[serde(default, rename = "multiplierDown")]
+    multiplier_down: Option<String>,
+}
+
+/// Tradable symbols and the request-weight limit the exchange announced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeInfo {
+    /// PERPETUAL, TRADING, USDT-quoted symbols with complete filters (max leverage 1 until the
+    /// brackets are merged in).
+    pub symbols: Vec<SymbolFilters>,
+    /// Symbols that matched the selection but whose filters could not be read (logged, skipped).
+    pub skipped: Vec<String>,
+    /// REQUEST_WEIGHT per minute, when listed.
+    pub weight_limit_per_min: Option<u32>,
+}
+
+fn opt_dec(field: &str, v: &Option<String>) -> ExResult<Decimal> {
+    match v {
+        Some(s) => decimal_or_zero(field, s),
+        None => Ok(Decimal::ZERO),
+    }
+}
+
+fn symbol_filters(w: &SymbolWire) -> ExResult<SymbolFilters> {
+    let mut f = SymbolFilters {
+        symbol: w.symbol.clone(),
+        tick_size: Decimal::ZERO,
+        min_price: Decimal::ZERO,
+        max_price: Decimal::ZERO,
+        step_size: Decimal::ZERO,
+        min_qty: Decimal::ZERO,
+        max_qty: Decimal::ZERO,
+        market_step_size: Decimal::ZERO,
+        market_min_qty: Decimal::ZERO,
+        market_max_qty: Decimal::ZERO,
+        min_notional: Decimal::ZERO,
+        percent_price_up: Decimal::ZERO,
+        percent_price_down: Decimal::ZERO,
+        max_leverage: 1,
+    };
+    let (mut have_price, mut have_lot) = (false, false);
+    for filter in &w.filters {
+        match filter.filter_type.as_str() {
+            "PRICE_FILTER" => {
+                f.tick_size = opt_dec("tickSize", &filter.tick_size)?;
+                f.min_price = opt_dec("minPrice", &filter.min_price)?;
+                f.max_price = opt_dec("maxPrice", &filter.max_price)?;
+                have_price = true;
+            }
+            "LOT_SIZE" => {
+                f.step_size = opt_dec("stepSize", &filter.step_size)?;
+                f.min_qty = opt_dec("minQty", &filter.min_qty)?;
+                f.max_qty = opt_dec("maxQty", &filter.max_qty)?;
+                have_lot = true;
+            }
+            "MARKET_LOT_SIZE" => {
+                f.market_step_size = opt_dec("stepSize", &filter.step_size)?;
+                f.market_min_qty = opt_dec("minQty", &filter.min_qty)?;
+                f.market_max_qty = opt_dec("maxQty", &filter.max_qty)?;
+            }
+            "MIN_NOTIONAL" => f.min_notional = opt_dec("notional", &filter.notional)?,
+            "PERCENT_PRICE" => {
+                f.percent_price_up = opt_dec("multiplierUp", &filter.multiplier_up)?;
+                f.percent_price_down = opt_dec("multiplierDown", &filter.multiplier_down)?;
+            }
+            // MAX_NUM_ORDERS, MAX_NUM_ALGO_ORDERS (removed 2025-12-29), POSITION_RISK_CONTROL
+            // and whatever comes next: nothing we size or round by.
+            _ => {}
+        }
+    }
+    if !have_price || !have_lot || f.tick_size <= Decimal::ZERO || f.step_size <= Decimal::ZERO {
+        return Err(ExchangeError::Decode(format!("{}: PRICE_FILTER or LOT_SIZE missing or zero", w.symbol)));
+    }
+    Ok(f)
+}
+
+/// `GET /fapi/v1/exchangeInfo`: keeps PERPETUAL, TRADING, USDT-quoted symbols.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] when the document itself is malformed; a single symbol with
+/// unreadable filters is skipped and named in [`ExchangeInfo::skipped`].
+pub fn exchange_info(bytes: &[u8]) -> ExResult<ExchangeInfo> {
+    let w: ExchangeInfoWire = json("exchange info", bytes)?;
+    let mut symbols = Vec::new();
+    let mut skipped = Vec::new();
+    for s in &w.symbols {
+        if s.contract_type != "PERPETUAL" || s.status != "TRADING" || s.quote_asset != QUOTE_ASSET {
+            continue;
+        }
+        match symbol_filters(s) {
+            Ok(f) => symbols.push(f),
+            Err(_) => skipped.push(s.symbol.clone()),
+        }
+    }
+    let weight_limit_per_min = w
+        .rate_limits
+        .iter()
+        .find(|r| r.kind == "REQUEST_WEIGHT" && r.interval == "MINUTE" && r.interval_num == 1)
+        .map(|r| r.limit);
+    Ok(ExchangeInfo { symbols, skipped, weight_limit_per_min })
+}
+
+#[derive(Deserialize)]
+struct BracketSymbolWire {
+    symbol: String,
+    brackets: Vec<BracketWire>,
+}
+
+#[derive(Deserialize)]
+struct BracketWire {
+    #[serde(rename = "initialLeverage")]
+    initial_leverage: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BracketsWire {
+    Many(Vec<BracketSymbolWire>),
+    One(BracketSymbolWire),
+}
+
+/// `GET /fapi/v1/leverageBracket`: maximum initial leverage per symbol (its first bracket's).
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape.
+pub fn leverage_brackets(bytes: &[u8]) -> ExResult<HashMap<String, u32>> {
+    let list = match json::<BracketsWire>("leverage brackets", bytes)? {
+        BracketsWire::Many(v) => v,
+        BracketsWire::One(one) => vec![one],
+    };
+    Ok(list
+        .into_iter()
+        .filter_map(|s| s.brackets.iter().map(|b| b.initial_leverage).max().map(|lev| (s.symbol, lev.max(1))))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Market data
+
+type KlineRowWire<'a> =
+    (i64, &'a str, &'a str, &'a str, &'a str, &'a str, i64, &'a str, u64, &'a str, &'a str, IgnoredAny);
+
+fn kline_row(r: &KlineRowWire<'_>) -> ExResult<Candle> {
+    let c = Candle {
+        open_time: r.0,
+        open: float("open", r.1)?,
+        high: float("high", r.2)?,
+        low: float("low", r.3)?,
+        close: float("close", r.4)?,
+        volume: float("volume", r.5)?,
+        close_time: r.6,
+        quote_volume: float("quote volume", r.7)?,
+        trades: r.8,
+        taker_buy_volume: float("taker buy volume", r.9)?,
+        taker_buy_quote_volume: float("taker buy quote volume", r.10)?,
+    };
+    Ok(c)
+}
+
+/// `GET /fapi/v1/klines`: rows oldest first.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for a malformed row (the whole page is refused: a gap in candles
+/// is worse than a retry).
+pub fn klines(bytes: &[u8]) -> ExResult<Vec<Candle>> {
+    let rows: Vec<KlineRowWire<'_>> = json("klines", bytes)?;
+    rows.iter().map(kline_row).collect()
+}
+
+#[derive(Deserialize)]
+struct Ticker24hWire<'a> {
+    symbol: &'a str,
+    #[serde(rename = "lastPrice")]
+    last_price: &'a str,
+    #[serde(rename = "priceChangePercent")]
+    price_change_percent: &'a str,
+    volume: &'a str,
+    #[serde(rename = "quoteVolume")]
+    quote_volume: &'a str,
+    #[serde(default, rename = "closeTime")]
+    close_time: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TickersWire<'a> {
+    #[serde(borrow)]
+    Many(Vec<Ticker24hWire<'a>>),
+    #[serde(borrow)]
+    One(Ticker24hWire<'a>),
+}
+
+fn ticker_24h(w: &Ticker24hWire<'_>) -> ExResult<Ticker> {
+    Ok(Ticker {
+        symbol: w.symbol.to_string(),
+        last_price: float("lastPrice", w.last_price)?,
+        price_change_pct: float("priceChangePercent", w.price_change_percent)?,
+        volume: float("volume", w.volume)?,
+        quote_volume: float("quoteVolume", w.quote_volume)?,
+        event_time: w.close_time,
+    })
+}
+
+/// `GET /fapi/v1/ticker/24hr` (one object or an array). Entries with unreadable numbers are
+/// dropped; the count of dropped entries is returned alongside.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] when the document is not a ticker or a list of them.
+pub fn tickers(bytes: &[u8]) -> ExResult<(Vec<Ticker>, usize)> {
+    let list = match json::<TickersWire<'_>>("tickers", bytes)? {
+        TickersWire::Many(v) => v,
+        TickersWire::One(one) => vec![one],
+    };
+    let mut out = Vec::with_capacity(list.len());
+    let mut dropped = 0;
+    for w in &list {
+        match ticker_24h(w) {
+            Ok(t) => out.push(t),
+            Err(_) => dropped += 1,
+        }
+    }
+    Ok((out, dropped))
+}
+
+#[derive(Deserialize)]
+struct PremiumIndexWire<'a> {
+    symbol: &'a str,
+    #[serde(rename = "markPrice")]
+    mark_price: &'a str,
+    #[serde(default, rename = "indexPrice")]
+    index_price: Option<&'a str>,
+    #[serde(default, rename = "lastFundingRate")]
+    last_funding_rate: Option<&'a str>,
+    #[serde(default, rename = "nextFundingTime")]
+    next_funding_time: Option<i64>,
+    #[serde(default)]
+    time: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PremiumIndexList<'a> {
+    #[serde(borrow)]
+    Many(Vec<PremiumIndexWire<'a>>),
+    #[serde(borrow)]
+    One(PremiumIndexWire<'a>),
+}
+
+fn opt_nonempty_dec(field: &str, v: Option<&str>) -> ExResult<Option<Decimal>> {
+    match v {
+        Some(s) if !s.trim().is_empty() => decimal(field, s).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// `GET /fapi/v1/premiumIndex` (one object or an array): mark prices and funding.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape or an unreadable price.
+pub fn premium_index(bytes: &[u8]) -> ExResult<Vec<MarkPriceUpdate>> {
+    let list = match json::<PremiumIndexList<'_>>("premium index", bytes)? {
+        PremiumIndexList::Many(v) => v,
+        PremiumIndexList::One(one) => vec![one],
+    };
+    list.iter()
+        .map(|w| {
+            Ok(MarkPriceUpdate {
+                symbol: w.symbol.to_string(),
+                mark_price: decimal("markPrice", w.mark_price)?,
+                index_price: opt_nonempty_dec("indexPrice", w.index_price)?,
+                funding_rate: opt_nonempty_dec("lastFundingRate", w.last_funding_rate)?,
+                next_funding_time: w.next_funding_time.filter(|t| *t > 0),
+                event_time: w.time,
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orders
+
+#[derive(Deserialize)]
+struct OrderWire {
+    #[serde(rename = "orderId")]
+    order_id: i64,
+    symbol: String,
+    status: String,
+    #[serde(rename = "clientOrderId")]
+    client_order_id: String,
+    #[serde(default, rename = "avgPrice")]
+    avg_price: Option<String>,
+    #[serde(default, rename = "origQty")]
+    orig_qty: Option<String>,
+    #[serde(default, rename = "executedQty")]
+    executed_qty: Option<String>,
+    #[serde(default, rename = "reduceOnly")]
+    reduce_only: Option<bool>,
+    side: String,
+    #[serde(default, rename = "updateTime")]
+    update_time: Option<i64>,
+    #[serde(default)]
+    time: Option<i64>,
+}
+
+fn order_report(w: OrderWire) -> ExResult<OrderReport> {
+    let num = |field: &str, v: &Option<String>| match v {
+        Some(s) => decimal_or_zero(field, s),
+        None => Ok(Decimal::ZERO),
+    };
+    Ok(OrderReport {
+        side: side(&w.side)?,
+        status: order_status(&w.status)?,
+        orig_qty: num("origQty", &w.orig_qty)?,
+        executed_qty: num("executedQty", &w.executed_qty)?,
+        avg_price: num("avgPrice", &w.avg_price)?,
+        reduce_only: w.reduce_only.unwrap_or(false),
+        update_time: w.update_time.or(w.time).unwrap_or(0),
+        symbol: w.symbol,
+        client_order_id: w.client_order_id,
+        order_id: w.order_id,
+    })
+}
+
+/// One order object (`POST`/`GET`/`DELETE /fapi/v1/order`).
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape.
+pub fn order(bytes: &[u8]) -> ExResult<OrderReport> {
+    order_report(json("order", bytes)?)
+}
+
+/// A list of order objects (`GET /fapi/v1/openOrders`).
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape.
+pub fn orders(bytes: &[u8]) -> ExResult<Vec<OrderReport>> {
+    json::<Vec<OrderWire>>("orders", bytes)?.into_iter().map(order_report).collect()
+}
+
+#[derive(Deserialize)]
+struct AlgoOrderWire {
+    #[serde(rename = "algoId")]
+    algo_id: i64,
+    #[serde(default, rename = "clientAlgoId")]
+    client_algo_id: String,
+    symbol: String,
+    side: String,
+    #[serde(default)]
+    quantity: Option<String>,
+    #[serde(default, rename = "triggerPrice")]
+    trigger_price: Option<String>,
+    #[serde(rename = "algoStatus")]
+    algo_status: String,
+    #[serde(default, rename = "reduceOnly")]
+    reduce_only: Option<bool>,
+    #[serde(default, rename = "closePosition")]
+    close_position: Option<bool>,
+    #[serde(default, rename = "updateTime")]
+    update_time: Option<i64>,
+    #[serde(default, rename = "createTime")]
+    create_time: Option<i64>,
+}
+
+fn stop_order(w: AlgoOrderWire) -> ExResult<StopOrder> {
+    let num = |field: &str, v: &Option<String>| match v {
+        Some(s) => decimal_or_zero(field, s),
+        None => Ok(Decimal::ZERO),
+    };
+    Ok(StopOrder {
+        algo_id: w.algo_id,
+        side: side(&w.side)?,
+        qty: num("quantity", &w.quantity)?,
+        trigger_price: num("triggerPrice", &w.trigger_price)?,
+        // closePosition stops are reduce-only by construction.
+        reduce_only: w.reduce_only.unwrap_or(false) || w.close_position.unwrap_or(false),
+        status: stop_status(&w.algo_status)?,
+        update_time: w.update_time.or(w.create_time).unwrap_or(0),
+        symbol: w.symbol,
+        client_id: w.client_algo_id,
+    })
+}
+
+/// One algo order (`POST`/`GET /fapi/v1/algoOrder`).
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape.
+pub fn algo_order(bytes: &[u8]) -> ExResult<StopOrder> {
+    stop_order(json("algo order", bytes)?)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AlgoListWire {
+    Plain(Vec<AlgoOrderWire>),
+    Wrapped { orders: Vec<AlgoOrderWire> },
+}
+
+/// `GET /fapi/v1/openAlgoOrders` (a bare array; a `{"orders":[..]}` wrapper is accepted too).
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape.
+pub fn algo_orders(bytes: &[u8]) -> ExResult<Vec<StopOrder>> {
+    let list = match json::<AlgoListWire>("algo orders", bytes)? {
+        AlgoListWire::Plain(v) | AlgoListWire::Wrapped { orders: v } => v,
+    };
+    list.into_iter().map(stop_order).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Account
+
+#[derive(Deserialize)]
+struct PositionRiskWire {
+    symbol: String,
+    #[serde(rename = "positionAmt")]
+    position_amt: String,
+    #[serde(default, rename = "entryPrice")]
+    entry_price: Option<String>,
+    #[serde(default, rename = "markPrice")]
+    mark_price: Option<String>,
+    #[serde(default, rename = "unRealizedProfit")]
+    unrealized_profit: Option<String>,
+    #[serde(default, rename = "liquidationPrice")]
+    liquidation_price: Option<String>,
+    /// A string in v2 (`"20"`), absent in v3.
+    #[serde(default)]
+    leverage: Option<serde_json::Value>,
+    #[serde(default, rename = "positionSide")]
+    position_side: Option<String>,
+    #[serde(default, rename = "updateTime")]
+    update_time: Option<i64>,
+}
+
+fn leverage_value(v: &Option<serde_json::Value>) -> u32 {
+    match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|x| u32::try_from(x).ok()).unwrap_or(0),
+        Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// `GET /fapi/v2/positionRisk` (or v3): open positions, zero rows dropped. Leverage is 0 when
+/// the payload does not carry it (v3).
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape or unreadable numbers.
+pub fn positions(bytes: &[u8]) -> ExResult<Vec<ExchangePosition>> {
+    let rows: Vec<PositionRiskWire> = json("position risk", bytes)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let amt = decimal("positionAmt", &r.position_amt)?;
+        if amt.is_zero() {
+            continue;
+        }
+        let opt = |field: &str, v: &Option<String>| match v {
+            Some(s) => decimal_or_zero(field, s),
+            None => Ok(Decimal::ZERO),
+        };
+        let liq = opt("liquidationPrice", &r.liquidation_price)?;
+        let direction = match r.position_side.as_deref() {
+            Some("LONG") => Direction::Long,
+            Some("SHORT") => Direction::Short,
+            _ if amt.is_sign_negative() => Direction::Short,
+            _ => Direction::Long,
+        };
+        out.push(ExchangePosition {
+            direction,
+            qty: amt.abs(),
+            entry_price: opt("entryPrice", &r.entry_price)?,
+            mark_price: opt("markPrice", &r.mark_price)?,
+            unrealized_pnl: opt("unRealizedProfit", &r.unrealized_profit)?,
+            leverage: leverage_value(&r.leverage),
+            liquidation_price: (liq > Decimal::ZERO).then_some(liq),
+            update_time: r.update_time.unwrap_or(0),
+            symbol: r.symbol,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct AccountWire {
+    #[serde(default)]
+    assets: Vec<AccountAssetWire>,
+    #[serde(default, rename = "totalWalletBalance")]
+    total_wallet_balance: Option<String>,
+    #[serde(default, rename = "totalUnrealizedProfit")]
+    total_unrealized_profit: Option<String>,
+    #[serde(default, rename = "totalMarginBalance")]
+    total_margin_balance: Option<String>,
+    #[serde(default, rename = "availableBalance")]
+    available_balance: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AccountAssetWire {
+    asset: String,
+    #[serde(rename = "walletBalance")]
+    wallet_balance: String,
+    #[serde(default, rename = "unrealizedProfit")]
+    unrealized_profit: Option<String>,
+    #[serde(default, rename = "marginBalance")]
+    margin_balance: Option<String>,
+    #[serde(default, rename = "availableBalance")]
+    available_balance: Option<String>,
+}
+
+/// `GET /fapi/v3/account` (or v2): the USDT asset's balances; the account totals when the
+/// asset list has no USDT entry.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape or unreadable numbers.
+pub fn account_balance(bytes: &[u8]) -> ExResult<AccountBalance> {
+    let w: AccountWire = json("account", bytes)?;
+    let opt = |field: &str, v: &Option<String>| match v {
+        Some(s) => decimal_or_zero(field, s),
+        None => Ok(Decimal::ZERO),
+    };
+    if let Some(a) = w.assets.iter().find(|a| a.asset == QUOTE_ASSET) {
+        let wallet = decimal("walletBalance", &a.wallet_balance)?;
+        let upnl = opt("unrealizedProfit", &a.unrealized_profit)?;
+        let equity = match &a.margin_balance {
+            Some(s) => decimal_or_zero("marginBalance", s)?,
+            None => wallet + upnl,
+        };
+        return Ok(AccountBalance {
+            wallet_balance: wallet,
+            equity,
+            available_balance: opt("availableBalance", &a.available_balance)?,
+            unrealized_pnl: upnl,
+        });
+    }
+    match (&w.total_wallet_balance, &w.available_balance) {
+        (Some(wallet), Some(avail)) => {
+            let wallet = decimal("totalWalletBalance", wallet)?;
+            let upnl = opt("totalUnrealizedProfit", &w.total_unrealized_profit)?;
+            let equity = match &w.total_margin_balance {
+                Some(s) => decimal("totalMarginBalance", s)?,
+                None => wallet + upnl,
+            };
+            Ok(AccountBalance {
+                wallet_balance: wallet,
+                equity,
+                available_balance: decimal("availableBalance", avail)?,
+                unrealized_pnl: upnl,
+            })
+        }
+        _ => Err(ExchangeError::Decode("account: no USDT asset and no totals".into())),
+    }
+}
+
+#[derive(Deserialize)]
+struct TradingStatusWire {
+    #[serde(default)]
+    indicators: HashMap<String, Vec<IndicatorWire>>,
+}
+
+#[derive(Deserialize)]
+struct IndicatorWire {
+    #[serde(default, rename = "isLocked")]
+    is_locked: bool,
+    #[serde(default, rename = "plannedRecoverTime")]
+    planned_recover_time: i64,
+}
+
+/// `GET /fapi/v1/apiTradingStatus`: keys (symbols, or [`ACCOUNT_LOCK_KEY`]) with a lock that
+/// has not yet reached its planned recovery time at `now`.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for any other shape.
+pub fn locked_symbols(bytes: &[u8], now: TimestampMs) -> ExResult<BTreeSet<String>> {
+    let w: TradingStatusWire = json("trading status", bytes)?;
+    Ok(w.indicators
+        .into_iter()
+        .filter(|(_, list)| {
+            list.iter().any(|i| i.is_locked && (i.planned_recover_time <= 0 || i.planned_recover_time > now))
+        })
+        .map(|(k, _)| k)
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/binance/rest/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn exchange_info_keeps_tradeable_usdt_perpetuals_with_all_filters() {
+        let info = exchange_info(&fixture("exchangeInfo_trimmed.json")).unwrap();
+        let names: Vec<&str> = info.symbols.iter().map(|s| s.symbol.as_str()).collect();
+        assert_eq!(names, vec!["BTCUSDT", "ETHUSDT", "DOGEUSDT", "SOLUSDT", "1000PEPEUSDT", "币安人生USDT"]);
+        assert!(info.skipped.is_empty());
+        let btc = &info.symbols[0];
+        assert_eq!(btc.tick_size, dec!(0.10));
+        assert_eq!(btc.min_price, dec!(261.10));
+        assert_eq!(btc.max_price, dec!(809484));
+        assert_eq!(btc.step_size, dec!(0.001));
+        assert_eq!(btc.market_max_qty, dec!(1000));
+        assert_eq!(btc.min_notional, dec!(100));
+        assert_eq!(btc.percent_price_up, dec!(1.05));
+        assert_eq!(btc.percent_price_down, dec!(0.95));
+        assert_eq!(info.weight_limit_per_min, Some(6000));
+    }
+
+    #[test]
+    fn full_exchange_info_captures_parse() {
+        for file in ["exchangeInfo.json", "exchangeInfo_2025-11-26.json"] {
+            let path = format!("/work/shared/data/binance/rest/{file}");
+            // The full captures are large and live outside the repo; the trimmed copy is the
+            // committed fixture. Check them when present.
+            if let Ok(bytes) = std::fs::read(&path) {
+                let info = exchange_info(&bytes).unwrap();
+                assert!(info.symbols.len() > 400, "{file}: {}", info.symbols.len());
+                assert!(info.symbols.iter().all(|s| s.tick_size > Decimal::ZERO && s.symbol.ends_with("USDT")));
+            }
+        }
+    }
+
+    #[test]
+    fn leverage_brackets_give_max_leverage() {
+        let map = leverage_brackets(&fixture("leverageBracket_trimmed.json")).unwrap();
+        assert!(map.get("BTCUSDT").is_some_and(|l| *l >= 50));
+        let one = br#"{"symbol":"ETHUSDT","brackets":[{"bracket":1,"initialLeverage":100,"notionalCap":10000,"notionalFloor":0,"maintMarginRatio":0.005,"cum":0}]}"#;
+        assert_eq!(leverage_brackets(one).unwrap().get("ETHUSDT"), Some(&100));
+    }
+
+    #[test]
+    fn klines_parse_rows() {
+        let k = klines(&fixture("klines_BTCUSDT_1m.json")).unwrap();
+        assert_eq!(k.len(), 3);
+        assert_eq!(k[0].open_time, 1_712_738_460_000);
+        assert_eq!(k[0].close_time, 1_712_738_519_999);
+        assert_eq!(k[1].low, 70459.4);
+        assert_eq!(k[2].trades, 8);
+        assert_eq!(k[2].taker_buy_quote_volume, 929.1213);
+        assert_eq!(klines(&fixture("klines_docs.json")).unwrap().len(), 1);
+        assert!(klines(br#"[[1,"x","1","1","1","1",2,"1",1,"1","1","0"]]"#).is_err());
+    }
+
+    #[test]
+    fn tickers_and_premium_index() {
+        let (t, dropped) = tickers(&fixture("ticker_24hr_BTCUSDT.json")).unwrap();
+        assert_eq!(dropped, 0);
+        assert_eq!(t[0].symbol, "BTCUSDT");
+        assert_eq!(t[0].price_change_pct, -95.96);
+        assert_eq!(t[0].quote_volume, 15.3);
+        let one = premium_index(&fixture("premiumIndex_BTCUSDT.json")).unwrap();
+        assert_eq!(one[0].mark_price, dec!(11793.63104562));
+        assert_eq!(one[0].funding_rate, Some(dec!(0.00038246)));
+        let all = premium_index(&fixture("premiumIndex_all.json")).unwrap();
+        assert_eq!(all.len(), 521);
+    }
+
+    #[test]
+    fn orders_parse() {
+        let o = order(&fixture("order_limit_new.json")).unwrap();
+        assert_eq!((o.order_id, o.status, o.side), (4_087_922_044, OrderStatus::New, Side::Sell));
+        assert_eq!(o.orig_qty, dec!(0.2));
+        let m = order(&fixture("order_market_filled_um.json")).unwrap();
+        assert_eq!((m.status, m.executed_qty, m.avg_price), (OrderStatus::Filled, dec!(0.01), dec!(47279.4)));
+        assert_eq!(order(&fixture("order_limit_open_gtx.json")).unwrap().status, OrderStatus::New);
+        assert_eq!(orders(&fixture("openOrders_trailing_stop.json")).map(|v| v.len()).unwrap_or(1), 1);
+    }
+
+    #[test]
+    fn algo_orders_parse() {
+        let a = algo_order(&fixture("algoOrder_stop_market.json")).unwrap();
+        assert_eq!((a.algo_id, a.status, a.trigger_price), (123_456_789, StopStatus::Finished, dec!(45000)));
+        let list = algo_orders(&fixture("algoOrder_open_list.json")).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!((list[0].status, list[0].client_id.as_str()), (StopStatus::New, "test-algo-order-1"));
+    }
+
+    #[test]
+    fn positions_and_balances_parse() {
+        let p = positions(&fixture("positionRisk_v2.json")).unwrap();
+        assert_eq!((p[0].direction, p[0].qty, p[0].leverage), (Direction::Long, dec!(0.001), 20));
+        assert_eq!(p[0].liquidation_price, Some(dec!(45000)));
+        let p3 = positions(&fixture("positionRisk_v3.json")).unwrap();
+        assert_eq!((p3[0].qty, p3[0].leverage), (dec!(0.009), 0));
+        let hedge = positions(&fixture("positionRisk_v2_hedge.json")).unwrap();
+        assert!(!hedge.is_empty());
+        let b = account_balance(&fixture("account_v3.json")).unwrap();
+        assert!(b.wallet_balance >= Decimal::ZERO);
+        let b2 = account_balance(&fixture("account_v2.json")).unwrap();
+        assert!(b2.wallet_balance > Decimal::ZERO);
+    }
+
+    #[test]
+    fn small_objects_and_errors() {
+        assert_eq!(listen_key(&fixture("listenKey.json")).unwrap().len(), 64);
+        assert_eq!(api_error(&fixture("error_1021.json")).map(|e| e.0), Some(-1021));
+        assert_eq!(api_error(&fixture("error_2019.json")).map(|e| e.0), Some(-2019));
+        assert_eq!(api_error(b"<html>502 Bad Gateway</html>"), None);
+        assert_eq!(server_time(br#"{"serverTime":1499827319559}"#).unwrap(), 1_499_827_319_559);
+        assert!(dual_side(br#"{"dualSidePosition":true}"#).unwrap());
+        assert!(server_time(br#"{"serverTime":14998"#).is_err());
+    }
+
+    #[test]
+    fn trading_status_lists_current_locks() {
+        let body = br#"{"indicators":{"BTCUSDT":[{"isLocked":true,"plannedRecoverTime":2000,"indicator":"UFR","value":0.05,"triggerValue":0.995}],
+            "ETHUSDT":[{"isLocked":false,"plannedRecoverTime":0,"indicator":"IFER","value":0.99,"triggerValue":0.99}],
+            "XRPUSDT":[{"isLocked":true,"plannedRecoverTime":500,"indicator":"GCR","value":0.99,"triggerValue":0.99}],
+            "ACCOUNT":[{"isLocked":false,"plannedRecoverTime":0,"indicator":"TMV","value":10,"triggerValue":1}]},"updateTime":1545741270000}"#;
+        let locked = locked_symbols(body, 1000).unwrap();
+        assert_eq!(locked.into_iter().collect::<Vec<_>>(), vec!["BTCUSDT".to_string()]);
+        assert!(locked_symbols(br#"{"indicators":{},"updateTime":0}"#, 0).unwrap().is_empty());
+    }
+
+    fn all_decoders(bytes: &[u8]) {
+        let _ = api_error(bytes);
+        let _ = server_time(bytes);
+        let _ = listen_key(bytes);
+        let _ = dual_side(bytes);
+        let _ = exchange_info(bytes);
+        let _ = leverage_brackets(bytes);
+        let _ = klines(bytes);
+        let _ = tickers(bytes);
+        let _ = premium_index(bytes);
+        let _ = order(bytes);
+        let _ = orders(bytes);
+        let _ = algo_order(bytes);
+        let _ = algo_orders(bytes);
+        let _ = positions(bytes);
+        let _ = account_balance(bytes);
+        let _ = locked_symbols(bytes, 0);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn rest_decoders_never_panic_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            all_decoders(&bytes);
+        }
+
+        #[test]
+        fn rest_decoders_never_panic_on_mutated_fixtures(idx in 0usize..10, at in 0usize..4000, byte in any::<u8>(), cut in any::<bool>()) {
+            let files = ["klines_BTCUSDT_1m.json", "order_limit_new.json", "algoOrder_stop_market.json",
+                "algoOrder_open_list.json", "positionRisk_v2.json", "account_v3.json", "ticker_24hr_BTCUSDT.json",
+                "premiumIndex_BTCUSDT.json", "listenKey.json", "error_1021.json"];
+            let mut bytes = fixture(files[idx]);
+            let at = at % bytes.len().max(1);
+            if cut { bytes.truncate(at); } else if let Some(b) = bytes.get_mut(at) { *b = byte; }
+            all_decoders(&bytes);
+        }
+
+        #[test]
+        fn rest_decoders_return_typed_errors_on_wrong_json(v in prop_oneof![
+            Just(serde_json::json!(null)), Just(serde_json::json!([])), Just(serde_json::json!({})),
+            any::<i64>().prop_map(|n| serde_json::json!(n)), "[a-z]{0,8}".prop_map(|s| serde_json::json!(s)),
+            Just(serde_json::json!([[1, "1"]])), Just(serde_json::json!({"symbols": [{"symbol": 1}]})),
+        ]) {
+            let text = v.to_string();
+            prop_assert!(matches!(order(text.as_bytes()), Err(ExchangeError::Decode(_))));
+            prop_assert!(matches!(exchange_info(text.as_bytes()), Err(ExchangeError::Decode(_))));
+            prop_assert!(matches!(account_balance(text.as_bytes()), Err(ExchangeError::Decode(_))));
+            all_decoders(text.as_bytes());
+        }
+    }
+}
