@@ -355,7 +355,15 @@ impl<M: Exchange> Exchange for PaperExchange<M> {
     }
 
     async fn symbols(&self) -> ExResult<Vec<SymbolInfo>> {
-        self.market.symbols().await
+        // Leverage brackets are a signed endpoint, so public data reports no maximum; paper
+        // trading assumes the leverage table's values (≤ 125, Binance's ceiling) are allowed.
+        let mut infos = self.market.symbols().await?;
+        for i in &mut infos {
+            if i.max_leverage <= 1 {
+                i.max_leverage = 125;
+            }
+        }
+        Ok(infos)
     }
 
     async fn tickers(&self) -> ExResult<Vec<Ticker>> {
@@ -525,6 +533,23 @@ impl<M: Exchange> Exchange for PaperExchange<M> {
                 };
                 let generated = match &ev {
                     ExchangeEvent::MarkPrices(updates) => apply_marks(&mut lock(&state), updates, fee, slip),
+                    // Until the first mark price of a symbol arrives, its last traded price
+                    // stands in, so a paper order never fails for want of a price.
+                    ExchangeEvent::Tickers(tickers) => {
+                        let mut st = lock(&state);
+                        for t in tickers {
+                            if let Some(p) = decimal_from_f64(t.last_price).filter(|p| *p > Decimal::ZERO) {
+                                st.marks.entry(t.symbol.clone()).or_insert(p);
+                            }
+                        }
+                        Vec::new()
+                    }
+                    ExchangeEvent::Kline { symbol, candle, .. } => {
+                        if let Some(p) = decimal_from_f64(candle.close).filter(|p| *p > Decimal::ZERO) {
+                            lock(&state).marks.entry(symbol.clone()).or_insert(p);
+                        }
+                        Vec::new()
+                    }
                     _ => Vec::new(),
                 };
                 if events.send(ev).await.is_err() {
