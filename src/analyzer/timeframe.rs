@@ -19,6 +19,10 @@ pub const RSI_PERIOD: usize = 14;
 pub const ATR_PERIOD: usize = 14;
 pub const VOLUME_LOOKBACK: usize = 20;
 
+/// Closed candles a timeframe needs before all its indicators exist: the MACD signal line is
+/// the last to warm up (26 closes for the slow EMA, then 9 MACD values for the signal).
+pub const WARM_UP_CANDLES: usize = 26 + 9 - 1;
+
 /// Fixed-capacity ring of the last `HISTORY` values, oldest first when read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Ring {
@@ -234,6 +238,7 @@ mod tests {
     #[test]
     fn warm_up_until_macd_signal_exists() {
         let mut s = TimeframeState::new();
+        assert_eq!(WARM_UP_CANDLES, 34);
         for i in 0..33 {
             let p = 100.0 + (i as f64 * 0.3).sin();
             assert!(s.update(&candle(i, p + 1.0, p - 1.0, p, 10.0)));
