@@ -18,9 +18,9 @@
 //!   A zero mean gives 0 when the last volume is 0 too, else [`VOLUME_RATIO_CAP`].
 //!
 //! Robustness: non-finite inputs are skipped (the state does not change), every output is
-//! finite, and the arithmetic is arranged (convex combinations, running means) so values up to
-//! `f64::MAX` cannot overflow; if an update would still produce a non-finite value, the
-//! previous value is kept.
+//! finite, and the arithmetic is arranged (running means, corrections `prev + α·(x − prev)`) so
+//! positive values up to `f64::MAX` cannot overflow and a constant input is reproduced
+//! exactly; if an update would still produce a non-finite value, the previous value is kept.
 
 /// Upper bound of the volume ratio (a spike from zero volume would otherwise be infinite).
 pub const VOLUME_RATIO_CAP: f64 = 1.0e6;
@@ -31,10 +31,19 @@ fn finite_or(v: f64, fallback: f64) -> f64 {
     if v.is_finite() { v } else { fallback }
 }
 
-/// `prev·(k−1)/k + x/k`: a running mean / Wilder step that cannot overflow for finite inputs.
+/// `prev + (x − prev)/k`, i.e. `prev·(k−1)/k + x/k`: a running mean / Wilder step. Written as
+/// a correction of `prev` so a constant input is reproduced exactly (a flat market gives
+/// EMA12 = EMA26 and a MACD of exactly 0, not rounding noise that could read as a cross).
+/// Same-signed values cannot overflow; should `x − prev` overflow, the previous value is kept.
 #[inline]
 fn blend(prev: f64, x: f64, k: f64) -> f64 {
-    finite_or(prev * ((k - 1.0) / k) + x / k, prev)
+    finite_or(prev + (x - prev) / k, prev)
+}
+
+/// One EMA step `α·x + (1 − α)·prev`, in the same exact-for-constants correction form.
+#[inline]
+fn ema_step(prev: f64, x: f64, alpha: f64) -> f64 {
+    finite_or(prev + alpha * (x - prev), prev)
 }
 
 /// RSI from average gain and loss (halved first so their sum cannot overflow).
@@ -82,7 +91,7 @@ impl Ema {
                 self.count += 1;
                 self.value = blend(self.value, x, self.count as f64);
             } else {
-                self.value = finite_or(self.alpha * x + (1.0 - self.alpha) * self.value, self.value);
+                self.value = ema_step(self.value, x, self.alpha);
             }
         }
         self.value()
@@ -292,7 +301,7 @@ pub fn ema_series(values: &[f64], period: usize) -> Vec<Option<f64>> {
     for &x in values {
         if x.is_finite() {
             current = match current {
-                Some(prev) => Some(finite_or(alpha * x + (1.0 - alpha) * prev, prev)),
+                Some(prev) => Some(ema_step(prev, x, alpha)),
                 None => {
                     seed.push(x);
                     (seed.len() == period).then(|| mean_of(&seed))
