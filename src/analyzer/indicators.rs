@@ -231,8 +231,9 @@ pub const MAX_VOLUME_LOOKBACK: usize = 500;
 
 /// Incremental volume ratio: last volume / mean of the `lookback` volumes before it.
 ///
-/// Keeps a ring of `lookback + 1` volumes, allocated once in [`VolumeRatio::new`]; an update
-/// re-sums the ring (a constant `lookback` additions) so it agrees exactly with the batch form.
+/// Keeps a ring of `lookback + 1` volumes, allocated once in [`VolumeRatio::new`]. Reading the
+/// ratio re-sums the ring (a constant `lookback` additions, oldest first) so it agrees exactly
+/// with the batch form; [`VolumeRatio::push`] only stores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VolumeRatio {
     lookback: usize,
@@ -250,30 +251,44 @@ impl VolumeRatio {
 
     /// Adds one volume; returns the ratio once `lookback + 1` volumes were seen.
     pub fn update(&mut self, volume: f64) -> Option<f64> {
+        self.push(volume);
+        self.value()
+    }
+
+    /// Adds one volume without computing the ratio (the per-candle hot path: the ratio is
+    /// only read when scoring). Non-finite volumes are skipped.
+    pub fn push(&mut self, volume: f64) {
         if volume.is_finite() {
             let cap = self.ring.len();
             if let Some(slot) = self.ring.get_mut(self.head) {
                 *slot = volume;
             }
-            self.head = (self.head + 1) % cap;
+            self.head += 1;
+            if self.head == cap {
+                self.head = 0;
+            }
             self.len = (self.len + 1).min(cap);
         }
-        self.value()
     }
 
     pub fn value(&self) -> Option<f64> {
-        let cap = self.ring.len();
-        if self.len < cap {
+        if self.len < self.ring.len() {
             return None;
         }
-        // Full ring: `head` is the oldest slot; sum oldest first, like the batch form.
-        let newest = (self.head + cap - 1) % cap;
+        // Full ring: `head` is the oldest slot and the slot before it the newest. Oldest first,
+        // like the batch form: ring[head..], then ring[..head] (whose last is the newest).
+        let (older, from_head) = self.ring.split_at_checked(self.head)?;
         let n = self.lookback as f64;
         let mut mean = 0.0;
-        for i in 0..self.lookback {
-            mean += self.ring.get((self.head + i) % cap).copied().unwrap_or(0.0) / n;
+        let mut last = 0.0;
+        for (k, &v) in from_head.iter().chain(older).enumerate() {
+            if k < self.lookback {
+                mean += v / n;
+            } else {
+                last = v;
+            }
         }
-        Some(ratio(self.ring.get(newest).copied().unwrap_or(0.0), mean))
+        Some(ratio(last, mean))
     }
 }
 

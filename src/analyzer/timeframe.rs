@@ -106,7 +106,7 @@ impl TimeframeState {
             self.histogram.push(m.histogram);
         }
         self.atr.update(c.high, c.low, c.close);
-        self.volume_ratio.update(c.volume);
+        self.volume_ratio.push(c.volume);
         self.highs.push(c.high);
         self.lows.push(c.low);
         self.last_close = c.close;
