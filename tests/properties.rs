@@ -793,6 +793,87 @@ proptest! {
         }
     }
 
+    /// The 15m price-action and MACD-cross readings equal a naive recomputation over the kept
+    /// history (64 candles): fractal swing points with `width` candles each side, and the most
+    /// recent sign change of the MACD histogram within `window` candles.
+    #[test]
+    fn swing_pattern_and_macd_cross_match_a_naive_reading(
+        steps in prop::collection::vec(-3.0..3.0f64, 0..150),
+        spread in prop::collection::vec(0.0..2.0f64, 150),
+        width in 1usize..=10,
+        window in 1usize..=50,
+    ) {
+        let mut state = TimeframeState::new();
+        let mut highs = Vec::new();
+        let mut lows = Vec::new();
+        let mut closes = Vec::new();
+        let mut p = 1000.0;
+        for (i, (d, w)) in steps.iter().zip(&spread).enumerate() {
+            p += d;
+            let c = Candle {
+                open_time: i as i64 * 900_000,
+                close_time: i as i64 * 900_000 + 899_999,
+                open: p,
+                high: p + w,
+                low: p - w,
+                close: p,
+                volume: 1.0,
+                quote_volume: 0.0,
+                trades: 0,
+                taker_buy_volume: 0.0,
+                taker_buy_quote_volume: 0.0,
+            };
+            prop_assert!(state.update(&c));
+            highs.push(c.high);
+            lows.push(c.low);
+            closes.push(c.close);
+        }
+        let keep = |v: &[f64]| v[v.len().saturating_sub(64)..].to_vec();
+        let (h, l) = (keep(&highs), keep(&lows));
+        let swings = |v: &[f64], above: bool| -> Vec<f64> {
+            let mut out = Vec::new();
+            if v.len() < 2 * width + 1 {
+                return out;
+            }
+            for i in (width..v.len() - width).rev() {
+                let beats = (i - width..=i + width).filter(|&j| j != i).all(|j| if above { v[i] > v[j] } else { v[i] < v[j] });
+                if beats {
+                    out.push(v[i]);
+                }
+            }
+            out
+        };
+        let (sh, sl) = (swings(&h, true), swings(&l, false));
+        let want = if sh.len() >= 2 && sl.len() >= 2 {
+            if sh[0] > sh[1] && sl[0] > sl[1] {
+                Some(Direction::Long)
+            } else if sh[0] < sh[1] && sl[0] < sl[1] {
+                Some(Direction::Short)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        prop_assert_eq!(state.swing_pattern(width), want, "highs {:?} lows {:?}", sh, sl);
+
+        let hist: Vec<f64> = macd_series(&closes, 12, 26, 9).into_iter().flatten().map(|m| m.histogram).collect();
+        let hist = keep(&hist);
+        let mut cross = None;
+        for k in 0..window.min(hist.len().saturating_sub(1)) {
+            let (prev, cur) = (hist[hist.len() - 2 - k], hist[hist.len() - 1 - k]);
+            if prev <= 0.0 && cur > 0.0 {
+                cross = Some(Direction::Long);
+                break;
+            }
+            if prev >= 0.0 && cur < 0.0 {
+                cross = Some(Direction::Short);
+                break;
+            }
+        }
+        prop_assert_eq!(state.macd_cross(window), cross);
+    }
+
     /// Sizing never exceeds the tier's notional cap after rounding, even with awkward steps.
     #[test]
     fn sizing_never_exceeds_the_notional_cap_after_rounding(

@@ -404,8 +404,7 @@ pub fn atr_series(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Ve
     let mut prev_close = None;
     let mut seed = Vec::with_capacity(period);
     let mut atr: Option<f64> = None;
-    for i in 0..n {
-        let (h, l, c) = (high[i], low[i], close[i]);
+    for ((&h, &l), &c) in high.iter().zip(low).zip(close) {
         if h.is_finite() && l.is_finite() && c.is_finite() {
             let tr = true_range(h, l, prev_close);
             prev_close = Some(c);
@@ -425,20 +424,22 @@ pub fn atr_series(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Ve
 /// Volume ratio over a slice of volumes.
 pub fn volume_ratio_series(volumes: &[f64], lookback: usize) -> Vec<Option<f64>> {
     let lookback = lookback.clamp(1, MAX_VOLUME_LOOKBACK);
-    let finite: Vec<(usize, f64)> = volumes.iter().copied().enumerate().filter(|(_, v)| v.is_finite()).collect();
-    let mut out = vec![None; volumes.len()];
+    let n = lookback as f64;
+    let mut seen: Vec<f64> = Vec::with_capacity(volumes.len());
     let mut current = None;
-    let mut j = 0usize;
-    for (i, slot) in out.iter_mut().enumerate() {
-        while j < finite.len() && finite[j].0 <= i {
-            if j >= lookback {
-                let n = lookback as f64;
-                let mean = finite[j - lookback..j].iter().fold(0.0, |m, (_, v)| m + v / n);
-                current = Some(ratio(finite[j].1, mean));
+    let mut out = Vec::with_capacity(volumes.len());
+    for &v in volumes {
+        if v.is_finite() {
+            seen.push(v);
+            if let Some((last, before)) = seen.split_last() {
+                // The `lookback` volumes before the last, summed oldest first (as incremental).
+                if let Some(window) = before.len().checked_sub(lookback).and_then(|start| before.get(start..)) {
+                    let mean = window.iter().fold(0.0, |m, x| m + x / n);
+                    current = Some(ratio(*last, mean));
+                }
             }
-            j += 1;
         }
-        *slot = current;
+        out.push(current);
     }
     out
 }

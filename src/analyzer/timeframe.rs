@@ -191,19 +191,15 @@ fn last_two_swings(ring: &Ring, width: usize, beats: impl Fn(f64, f64) -> bool) 
     if len < 2 * width + 1 {
         return None;
     }
-    let mut found: [f64; 2] = [0.0; 2];
-    let mut n = 0;
+    let mut newest: Option<f64> = None;
     let mut i = len - 1 - width;
     loop {
         let center = ring.get(i);
         let is_swing = (i - width..=i + width).all(|j| j == i || beats(center, ring.get(j)));
         if is_swing {
-            if let Some(slot) = found.get_mut(n) {
-                *slot = center;
-            }
-            n += 1;
-            if n == 2 {
-                return Some((found[0], found[1]));
+            match newest {
+                None => newest = Some(center),
+                Some(n) => return Some((n, center)),
             }
         }
         if i == width {
