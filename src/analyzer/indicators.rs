@@ -31,13 +31,20 @@ fn finite_or(v: f64, fallback: f64) -> f64 {
     if v.is_finite() { v } else { fallback }
 }
 
-/// `prev + (x − prev)/k`, i.e. `prev·(k−1)/k + x/k`: a running mean / Wilder step. Written as
-/// a correction of `prev` so a constant input is reproduced exactly (a flat market gives
-/// EMA12 = EMA26 and a MACD of exactly 0, not rounding noise that could read as a cross).
-/// Same-signed values cannot overflow; should `x − prev` overflow, the previous value is kept.
+/// `prev + (x − prev)·inv_k` with `inv_k = 1/k`, i.e. `prev·(k−1)/k + x/k`: a running mean /
+/// Wilder step. Written as a correction of `prev` so a constant input is reproduced exactly (a
+/// flat market gives EMA12 = EMA26 and a MACD of exactly 0, not rounding noise that could read
+/// as a cross). Same-signed values cannot overflow; should `x − prev` overflow, the previous
+/// value is kept. Takes the reciprocal so the steady state multiplies instead of dividing.
 #[inline]
-fn blend(prev: f64, x: f64, k: f64) -> f64 {
-    finite_or(prev + (x - prev) / k, prev)
+fn blend(prev: f64, x: f64, inv_k: f64) -> f64 {
+    finite_or(prev + (x - prev) * inv_k, prev)
+}
+
+/// `1/k`, the weight of the newest value in a running mean of `k` values.
+#[inline]
+fn inv(k: usize) -> f64 {
+    1.0 / k as f64
 }
 
 /// One EMA step `α·x + (1 − α)·prev`, in the same exact-for-constants correction form.
@@ -85,11 +92,12 @@ impl Ema {
     }
 
     /// Adds one value; returns the EMA once `period` values were seen.
+    #[inline]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         if x.is_finite() {
             if self.count < self.period {
                 self.count += 1;
-                self.value = blend(self.value, x, self.count as f64);
+                self.value = blend(self.value, x, inv(self.count));
             } else {
                 self.value = ema_step(self.value, x, self.alpha);
             }
@@ -106,6 +114,7 @@ impl Ema {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rsi {
     period: usize,
+    inv_period: f64,
     prev_close: Option<f64>,
     changes: usize,
     avg_gain: f64,
@@ -114,10 +123,12 @@ pub struct Rsi {
 
 impl Rsi {
     pub fn new(period: usize) -> Self {
-        Rsi { period: period.max(1), prev_close: None, changes: 0, avg_gain: 0.0, avg_loss: 0.0 }
+        let period = period.max(1);
+        Rsi { period, inv_period: inv(period), prev_close: None, changes: 0, avg_gain: 0.0, avg_loss: 0.0 }
     }
 
     /// Adds one close; returns the RSI once `period + 1` closes were seen.
+    #[inline]
     pub fn update(&mut self, close: f64) -> Option<f64> {
         if !close.is_finite() {
             return self.value();
@@ -125,14 +136,14 @@ impl Rsi {
         let prev = self.prev_close.replace(close)?;
         let change = finite_or(close - prev, 0.0);
         let (gain, loss) = (change.max(0.0), (-change).max(0.0));
-        let k = if self.changes < self.period {
+        let inv_k = if self.changes < self.period {
             self.changes += 1;
-            self.changes as f64
+            inv(self.changes)
         } else {
-            self.period as f64
+            self.inv_period
         };
-        self.avg_gain = blend(self.avg_gain, gain, k);
-        self.avg_loss = blend(self.avg_loss, loss, k);
+        self.avg_gain = blend(self.avg_gain, gain, inv_k);
+        self.avg_loss = blend(self.avg_loss, loss, inv_k);
         self.value()
     }
 
@@ -169,6 +180,7 @@ impl Macd {
     }
 
     /// Adds one close; returns line, signal and histogram once all three exist.
+    #[inline]
     pub fn update(&mut self, close: f64) -> Option<MacdValue> {
         if !close.is_finite() {
             return self.last;
@@ -194,6 +206,7 @@ impl Macd {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Atr {
     period: usize,
+    inv_period: f64,
     prev_close: Option<f64>,
     count: usize,
     value: f64,
@@ -201,23 +214,25 @@ pub struct Atr {
 
 impl Atr {
     pub fn new(period: usize) -> Self {
-        Atr { period: period.max(1), prev_close: None, count: 0, value: 0.0 }
+        let period = period.max(1);
+        Atr { period, inv_period: inv(period), prev_close: None, count: 0, value: 0.0 }
     }
 
     /// Adds one candle; returns the ATR once `period` candles were seen.
+    #[inline]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         if !(high.is_finite() && low.is_finite() && close.is_finite()) {
             return self.value();
         }
         let tr = true_range(high, low, self.prev_close);
         self.prev_close = Some(close);
-        let k = if self.count < self.period {
+        let inv_k = if self.count < self.period {
             self.count += 1;
-            self.count as f64
+            inv(self.count)
         } else {
-            self.period as f64
+            self.inv_period
         };
-        self.value = blend(self.value, tr, k);
+        self.value = blend(self.value, tr, inv_k);
         self.value()
     }
 
@@ -250,6 +265,7 @@ impl VolumeRatio {
     }
 
     /// Adds one volume; returns the ratio once `lookback + 1` volumes were seen.
+    #[inline]
     pub fn update(&mut self, volume: f64) -> Option<f64> {
         self.push(volume);
         self.value()
@@ -257,6 +273,7 @@ impl VolumeRatio {
 
     /// Adds one volume without computing the ratio (the per-candle hot path: the ratio is
     /// only read when scoring). Non-finite volumes are skipped.
+    #[inline]
     pub fn push(&mut self, volume: f64) {
         if volume.is_finite() {
             let cap = self.ring.len();
@@ -278,12 +295,12 @@ impl VolumeRatio {
         // Full ring: `head` is the oldest slot and the slot before it the newest. Oldest first,
         // like the batch form: ring[head..], then ring[..head] (whose last is the newest).
         let (older, from_head) = self.ring.split_at_checked(self.head)?;
-        let n = self.lookback as f64;
+        let inv_n = inv(self.lookback);
         let mut mean = 0.0;
         let mut last = 0.0;
         for (k, &v) in from_head.iter().chain(older).enumerate() {
             if k < self.lookback {
-                mean += v / n;
+                mean += v * inv_n;
             } else {
                 last = v;
             }
@@ -330,12 +347,13 @@ pub fn ema_series(values: &[f64], period: usize) -> Vec<Option<f64>> {
 
 /// Mean computed as a sequence of running means (same rounding as the incremental seed).
 fn mean_of(values: &[f64]) -> f64 {
-    values.iter().enumerate().fold(0.0, |m, (i, &x)| blend(m, x, (i + 1) as f64))
+    values.iter().enumerate().fold(0.0, |m, (i, &x)| blend(m, x, inv(i + 1)))
 }
 
 /// RSI (Wilder) over a slice of closes.
 pub fn rsi_series(closes: &[f64], period: usize) -> Vec<Option<f64>> {
     let period = period.max(1);
+    let inv_n = inv(period);
     let mut out = Vec::with_capacity(closes.len());
     let mut prev: Option<f64> = None;
     let mut gains = Vec::with_capacity(period);
@@ -347,10 +365,7 @@ pub fn rsi_series(closes: &[f64], period: usize) -> Vec<Option<f64>> {
                 let change = finite_or(c - p, 0.0);
                 let (g, l) = (change.max(0.0), (-change).max(0.0));
                 avg = match avg {
-                    Some((ag, al)) => {
-                        let n = period as f64;
-                        Some((blend(ag, g, n), blend(al, l, n)))
-                    }
+                    Some((ag, al)) => Some((blend(ag, g, inv_n), blend(al, l, inv_n))),
                     None => {
                         gains.push(g);
                         losses.push(l);
@@ -399,6 +414,7 @@ pub fn macd_series(closes: &[f64], fast: usize, slow: usize, signal: usize) -> V
 /// ATR (Wilder) over parallel high, low, close slices (the shortest length wins).
 pub fn atr_series(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Vec<Option<f64>> {
     let period = period.max(1);
+    let inv_n = inv(period);
     let n = high.len().min(low.len()).min(close.len());
     let mut out = Vec::with_capacity(n);
     let mut prev_close = None;
@@ -409,7 +425,7 @@ pub fn atr_series(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Ve
             let tr = true_range(h, l, prev_close);
             prev_close = Some(c);
             atr = match atr {
-                Some(a) => Some(blend(a, tr, period as f64)),
+                Some(a) => Some(blend(a, tr, inv_n)),
                 None => {
                     seed.push(tr);
                     (seed.len() == period).then(|| mean_of(&seed))
@@ -424,7 +440,7 @@ pub fn atr_series(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Ve
 /// Volume ratio over a slice of volumes.
 pub fn volume_ratio_series(volumes: &[f64], lookback: usize) -> Vec<Option<f64>> {
     let lookback = lookback.clamp(1, MAX_VOLUME_LOOKBACK);
-    let n = lookback as f64;
+    let inv_n = inv(lookback);
     let mut seen: Vec<f64> = Vec::with_capacity(volumes.len());
     let mut current = None;
     let mut out = Vec::with_capacity(volumes.len());
@@ -434,7 +450,7 @@ pub fn volume_ratio_series(volumes: &[f64], lookback: usize) -> Vec<Option<f64>>
             if let Some((last, before)) = seen.split_last() {
                 // The `lookback` volumes before the last, summed oldest first (as incremental).
                 if let Some(window) = before.len().checked_sub(lookback).and_then(|start| before.get(start..)) {
-                    let mean = window.iter().fold(0.0, |m, x| m + x / n);
+                    let mean = window.iter().fold(0.0, |m, x| m + x * inv_n);
                     current = Some(ratio(*last, mean));
                 }
             }
