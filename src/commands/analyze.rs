@@ -2,8 +2,9 @@
 //! timeframe at the latest closed candle and the score breakdown, from data files.
 //!
 //! "Latest closed candle" is judged at one moment for all three timeframes: the latest close
-//! time that all three files cover (or `--at`, if earlier). Each timeframe then shows its last
-//! candle closed at or before that moment. The indicators and the score come from the same
+//! time that all three files cover (or `--at`, if earlier; never later than now, so a candle
+//! still open at the end of a freshly downloaded file is not taken). Each timeframe then shows
+//! its last candle closed at or before that moment. The indicators and the score come from the same
 //! [`SymbolAnalyzer`] the daemon and the backtest feed, candle by candle.
 //!
 //! Exit codes: 2 for a bad argument (`--at` that is not a time), 1 for data problems (missing
@@ -32,7 +33,9 @@ pub fn execute(ctx: &Context, args: &AnalyzeArgs) -> Result<(), CliError> {
     let at = args.at.as_deref().map(parse_time).transpose()?;
     let dir: PathBuf = args.data.clone().unwrap_or_else(|| ctx.settings.backtest.data_dir.clone());
     let symbol = args.symbol.trim().to_uppercase();
-    let report = analyze_files(&dir, &symbol, at, &ctx.settings.strategy)?;
+    // The one clock read, here at the edge: candles closing after now are still open.
+    let now = Utc::now().timestamp_millis();
+    let report = analyze_files(&dir, &symbol, at, now, &ctx.settings.strategy)?;
     if args.json {
         let text = serde_json::to_string_pretty(&report.to_json())
             .map_err(|e| CliError::Fatal(format!("cannot render JSON: {e}")))?;
@@ -81,8 +84,8 @@ pub struct AnalyzeReport {
     pub score: Score,
 }
 
-/// Loads the three files of `symbol` and evaluates them at the common latest close (or `at`,
-/// when earlier).
+/// Loads the three files of `symbol` and evaluates them at the common latest close, or at
+/// `at` or `now` when earlier.
 ///
 /// # Errors
 /// [`CliError::Fatal`] for missing or unreadable files and when a timeframe has fewer than
@@ -91,6 +94,7 @@ pub fn analyze_files(
     dir: &Path,
     symbol: &str,
     at: Option<TimestampMs>,
+    now: TimestampMs,
     settings: &StrategySettings,
 ) -> Result<AnalyzeReport, CliError> {
     let mut series = Vec::with_capacity(Timeframe::STRATEGY.len());
@@ -105,7 +109,7 @@ pub fn analyze_files(
         })?;
         common_end = common_end.min(last.close_time);
     }
-    let moment = at.map_or(common_end, |a| a.min(common_end));
+    let moment = at.map_or(common_end, |a| a.min(common_end)).min(now);
 
     let mut analyzer = SymbolAnalyzer::new();
     for (tf, candles) in &series {
@@ -210,6 +214,22 @@ impl AnalyzeReport {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candles_closing_after_now_are_not_taken() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let settings = crate::config::Settings::defaults().unwrap().strategy;
+        // The 4h file's last candle closes 2026-05-06 15:59:59.999; "now" is 15:10 that day,
+        // so that 4h candle is still open and the previous one (closed 11:59:59.999) counts;
+        // 1h and 15m both end with the candle closed 14:59:59.999.
+        let now = 1_778_080_200_000;
+        let r = analyze_files(&dir, "SOLUSDT", None, now, &settings).unwrap();
+        assert_eq!(r.at, now);
+        let closes: Vec<TimestampMs> = r.timeframes.iter().map(|t| t.close_time).collect();
+        assert_eq!(closes, [1_778_068_799_999, 1_778_079_599_999, 1_778_079_599_999]);
+        let later = analyze_files(&dir, "SOLUSDT", None, i64::MAX, &settings).unwrap();
+        assert_eq!(later.at, 1_778_083_199_999);
+    }
 
     #[test]
     fn parses_the_three_time_forms_and_rejects_others() {
