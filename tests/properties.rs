@@ -874,6 +874,40 @@ proptest! {
         prop_assert_eq!(state.macd_cross(window), cross);
     }
 
+    /// The scanner's output is exactly the top N of the symbols that pass every filter (volume,
+    /// momentum, liquidity floor, exclusions), ranked by 0.5 × volume ratio + 0.5 × |24h %|.
+    #[test]
+    fn scanner_returns_the_top_n_eligible_by_rank(
+        rows in prop::collection::vec(
+            (prop::option::of(0.0..5.0f64), -10.0..10.0f64, 1.0e6..2.0e8f64, prop::bool::weighted(0.1)),
+            0..30,
+        ),
+        max_candidates in 1usize..12,
+    ) {
+        let mut s = ScannerSettings { max_candidates, ..scanner() };
+        let mut inputs = Vec::new();
+        let mut eligible: Vec<(f64, String)> = Vec::new();
+        for (i, &(ratio, change, qv, excluded)) in rows.iter().enumerate() {
+            let symbol = format!("S{i:02}USDT");
+            if excluded {
+                s.exclude.push(symbol.to_lowercase());
+            }
+            let ok = !excluded && qv >= 5.0e7 && change.abs() > 1.0 && ratio.is_some_and(|r| r > 1.5);
+            if ok {
+                eligible.push((0.5 * ratio.unwrap() + 0.5 * change.abs(), symbol.clone()));
+            }
+            inputs.push(ScanInput { ticker: ticker(&symbol, change, qv), volume_ratio: ratio });
+        }
+        eligible.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then_with(|| a.1.cmp(&b.1)));
+        let want: Vec<String> = eligible.into_iter().take(max_candidates).map(|(_, sym)| sym).collect();
+        let got = scan(&inputs, &s);
+        let names: Vec<String> = got.iter().map(|c| c.symbol.clone()).collect();
+        prop_assert_eq!(names, want);
+        for w in got.windows(2) {
+            prop_assert!(w[0].rank_score >= w[1].rank_score);
+        }
+    }
+
     /// Sizing never exceeds the tier's notional cap after rounding, even with awkward steps.
     #[test]
     fn sizing_never_exceeds_the_notional_cap_after_rounding(
