@@ -27,7 +27,9 @@ use kinetic::manager::exit_ladder::{
 };
 use kinetic::manager::risk_checks::{PortfolioSnapshot, RiskBook, TradeIntent};
 use kinetic::manager::sizing::{is_high_volatility, leverage_for, size_position};
-use kinetic::scanner::market_scanner::{ScanInput, passes_momentum_filter, passes_volume_filter, scan};
+use kinetic::scanner::market_scanner::{
+    ScanInput, passes_momentum_filter, passes_volume_filter, scan, volume_ratio_of,
+};
 
 const CASES: u32 = 256;
 
@@ -263,8 +265,24 @@ proptest! {
                 let mean = volumes[..n - 1].iter().sum::<f64>() / (n - 1) as f64;
                 volumes[n - 1] = mean * spike;
             }
-            let mut vr = VolumeRatio::new(20);
-            let ratio = volumes.iter().fold(None, |_, &v| vr.update(v));
+            let closed_15m: Vec<Candle> = volumes
+                .iter()
+                .enumerate()
+                .map(|(k, &volume)| Candle {
+                    open_time: k as i64 * 900_000,
+                    close_time: k as i64 * 900_000 + 899_999,
+                    open: 1.0,
+                    high: 1.0,
+                    low: 1.0,
+                    close: 1.0,
+                    volume,
+                    quote_volume: 0.0,
+                    trades: 0,
+                    taker_buy_volume: 0.0,
+                    taker_buy_quote_volume: 0.0,
+                })
+                .collect();
+            let ratio = volume_ratio_of(&closed_15m, &s);
             let symbol = format!("S{i:02}USDT");
             // Independent reading of the rule: current volume > 1.5 × mean of the 20 before.
             let passes = volumes.len() >= 21 && {
