@@ -421,6 +421,13 @@ proptest! {
     ) {
         let s = StrategySettings { atr_stop_mult: mult, ..strategy() };
         let cap = entry * decimal(3, 2);
+        // A usable ATR and a distance of at least two ticks always give a stop: the cap applies
+        // whatever the ATR, it never refuses the trade.
+        let two_ticks = tick * Decimal::TWO;
+        let atr_far = Decimal::from_f64(mult * atr).is_none_or(|d| d >= two_ticks);
+        if atr.is_finite() && atr > 0.0 && atr_far && cap >= two_ticks {
+            prop_assert!(exit_levels(dir, entry, atr, &s, tick).is_some(), "no stop for ATR {} entry {}", atr, entry);
+        }
         if let Some(l) = exit_levels(dir, entry, atr, &s, tick) {
             prop_assert!((entry - l.stop_loss).abs() <= cap, "stop {} for entry {}", l.stop_loss, entry);
             match dir {
