@@ -61,5 +61,26 @@ fn full_score(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, incremental_update, full_score);
+/// Where the score's time goes: the three timeframes' indicator values, and the 15m swing
+/// fractals and MACD-cross window.
+fn score_parts(c: &mut Criterion) {
+    let settings = Settings::defaults().unwrap().strategy;
+    let mut analyzer = SymbolAnalyzer::new();
+    for tf in Timeframe::STRATEGY {
+        for k in sol(tf) {
+            analyzer.on_closed_candle(tf, &k);
+        }
+    }
+    c.bench_function("score_part_indicators_three_timeframes", |b| {
+        b.iter(|| black_box(black_box(&analyzer).indicators()));
+    });
+    c.bench_function("score_part_swing_pattern_15m", |b| {
+        b.iter(|| black_box(black_box(&analyzer.m15).swing_pattern(settings.swing_fractal_width)));
+    });
+    c.bench_function("score_part_macd_cross_15m", |b| {
+        b.iter(|| black_box(black_box(&analyzer.m15).macd_cross(settings.macd_cross_window)));
+    });
+}
+
+criterion_group!(benches, incremental_update, full_score, score_parts);
 criterion_main!(benches);
