@@ -295,16 +295,16 @@ impl VolumeRatio {
         // Full ring: `head` is the oldest slot and the slot before it the newest. Oldest first,
         // like the batch form: ring[head..], then ring[..head] (whose last is the newest).
         let (older, from_head) = self.ring.split_at_checked(self.head)?;
-        let inv_n = inv(self.lookback);
-        let mut mean = 0.0;
-        let mut last = 0.0;
-        for (k, &v) in from_head.iter().chain(older).enumerate() {
-            if k < self.lookback {
-                mean += v * inv_n;
-            } else {
-                last = v;
+        // Drop the newest from whichever part ends with it (`older`, unless `head` is 0).
+        let (&last, from_head, older) = match older.split_last() {
+            Some((last, rest)) => (last, from_head, rest),
+            None => {
+                let (last, rest) = from_head.split_last()?;
+                (last, rest, older)
             }
-        }
+        };
+        let inv_n = inv(self.lookback);
+        let mean = older.iter().fold(from_head.iter().fold(0.0, |m, v| m + v * inv_n), |m, v| m + v * inv_n);
         Some(ratio(last, mean))
     }
 }
