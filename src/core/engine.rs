@@ -29,8 +29,8 @@ use crate::api::{Metrics, StatusSnapshot, StreamState};
 use crate::config::{MarginType as ConfigMarginType, Settings};
 use crate::core::data_hub::{MarkPrice, SharedHub};
 use crate::core::models::{
-    Candle, Direction, LadderStage, OrderStatus, Position, Side, SymbolFilters, Timeframe, TimestampMs,
-    decimal_from_f64, plain_decimal, round_to_increment,
+    Candle, Direction, LadderStage, Position, Side, SymbolFilters, Timeframe, TimestampMs, decimal_from_f64,
+    plain_decimal, round_to_increment,
 };
 use crate::core::systemd;
 use crate::exchange::{
@@ -105,6 +105,8 @@ pub struct Engine<E: Exchange> {
     /// Stop-hit closes the exchange's resting stop is expected to fill.
     awaiting_stop: HashMap<String, PendingExit>,
     control: Option<StreamControl>,
+    /// Candidates whose closed candle arrived while a stream was down: evaluated on recovery.
+    deferred: BTreeSet<String>,
     recent_signals: VecDeque<serde_json::Value>,
     last_scan: Option<serde_json::Value>,
     seq: u64,
@@ -150,6 +152,7 @@ impl<E: Exchange> Engine<E> {
             own_orders: VecDeque::new(),
             awaiting_stop: HashMap::new(),
             control: None,
+            deferred: BTreeSet::new(),
             recent_signals: VecDeque::new(),
             last_scan: None,
             seq: 0,
@@ -361,7 +364,10 @@ impl<E: Exchange> Engine<E> {
                     let mark = self.mark(&symbol);
                     tracing::warn!(%symbol, "position no longer exists on the exchange; recording it closed");
                     if let Some(mp) = self.pm.position(&symbol).cloned() {
-                        let price = mark.unwrap_or(mp.position.stop_loss);
+                        let price = match self.stop_execution(&symbol).await {
+                            Some(p) => p,
+                            None => mark.unwrap_or(mp.position.stop_loss),
+                        };
                         let left = self.pm.reduce_remaining(&symbol, mp.ladder.remaining_qty);
                         let reason = if mp.position.stage == LadderStage::Trailing {
                             ExitReason::TrailingStop
@@ -388,6 +394,23 @@ impl<E: Exchange> Engine<E> {
             }
         }
         Ok(())
+    }
+
+    /// How the exchange closed a position we missed the events of: the execution of one of our
+    /// protective stops (their triggered orders carry the stop's client id). Journals the
+    /// execution and returns its average price.
+    async fn stop_execution(&mut self, symbol: &str) -> Option<Decimal> {
+        let candidates: Vec<String> =
+            self.journal.stops_without_fill(symbol).ok()?.into_iter().map(|o| o.client_order_id).collect();
+        for id in candidates.iter().rev() {
+            if let Ok(Some(r)) = self.ex.query_order(symbol, id).await
+                && r.executed_qty > Decimal::ZERO
+            {
+                self.journal_report(&r, "protective_stop");
+                return Some(r.avg_price);
+            }
+        }
+        None
     }
 
     async fn refresh_stops(&mut self) {
@@ -466,11 +489,17 @@ impl<E: Exchange> Engine<E> {
                 }
             }
             ExchangeEvent::Backfill { symbol, timeframe, candles } => {
+                let mut fresh = false;
                 for c in candles.iter().filter(|c| c.close_time < now) {
                     if let Ok(mut hub) = self.handles.hub.write() {
                         hub.merge_candle(&symbol, timeframe, *c);
                     }
-                    self.pm.on_closed_candle(&symbol, timeframe, c);
+                    fresh |= self.pm.on_closed_candle(&symbol, timeframe, c);
+                }
+                // A candidate's 15m candle that closed while the stream was down is evaluated
+                // as if it had arrived live.
+                if fresh && timeframe == Timeframe::M15 && self.candidates.iter().any(|c| c == &symbol) {
+                    self.consider_entry(&symbol).await;
                 }
             }
             ExchangeEvent::MarkPrices(updates) => {
@@ -544,7 +573,19 @@ impl<E: Exchange> Engine<E> {
             ExchangeEvent::MarginCall { symbols, .. } => {
                 tracing::warn!(?symbols, "MARGIN CALL from the exchange");
             }
-            ExchangeEvent::Stream(s) => self.on_stream_event(s),
+            ExchangeEvent::Stream(s) => {
+                self.on_stream_event(s);
+                let healthy = self.handles.hub.read().map(|h| h.streams_live()).unwrap_or(false);
+                if healthy && !self.deferred.is_empty() {
+                    let due: Vec<String> = std::mem::take(&mut self.deferred)
+                        .into_iter()
+                        .filter(|s| self.candidates.contains(s))
+                        .collect();
+                    for s in due {
+                        self.consider_entry(&s).await;
+                    }
+                }
+            }
         }
     }
 
@@ -592,6 +633,10 @@ impl<E: Exchange> Engine<E> {
         }
         if self.is_own(&report.client_order_id) {
             return;
+        }
+        // The order a triggered protective stop became carries the stop's client id.
+        if report.client_order_id.starts_with("ke-s-") {
+            self.journal_report(&report, "protective_stop");
         }
         // Not ours: a triggered protective stop, a liquidation or a manual order.
         let Some(f) = fill else { return };
@@ -712,9 +757,11 @@ impl<E: Exchange> Engine<E> {
         }
         let healthy = self.handles.hub.read().map(|h| h.streams_live()).unwrap_or(false);
         if !healthy {
-            tracing::info!(%symbol, "skipped: market data streams not live");
+            tracing::info!(%symbol, "deferred: market data streams not live; evaluating when they recover");
+            self.deferred.insert(symbol.to_string());
             return;
         }
+        self.deferred.remove(symbol);
         let Some(info) = self.symbols.get(symbol).cloned() else { return };
         let now = self.ex.now_ms();
         let Some(price) =
@@ -889,9 +936,19 @@ impl<E: Exchange> Engine<E> {
                     // Write-ahead: the ladder's new stage is journaled before the close is sent,
                     // so a crash in between can never make the same level fire twice.
                     self.journal_position(symbol);
-                    self.close_market(symbol, qty, reason, reason.as_str()).await;
+                    if !self.close_market(symbol, qty, reason, reason.as_str()).await {
+                        // The ladder was put back; the stop keeps covering the full size and
+                        // the audit reconciles it on the next tick.
+                        break;
+                    }
                 }
-                ExitAction::MoveStop { stop_price, qty } => {
+                ExitAction::MoveStop { stop_price, .. } => {
+                    // Size from the position as it is now (a close in this batch may have
+                    // filled partly), never from the plan.
+                    let Some(qty) = self.pm.position(symbol).map(|m| m.ladder.remaining_qty) else { continue };
+                    if qty <= Decimal::ZERO {
+                        continue;
+                    }
                     self.journal_position(symbol);
                     self.replace_stop(symbol, qty, stop_price).await;
                 }
@@ -908,9 +965,11 @@ impl<E: Exchange> Engine<E> {
         self.publish_status();
     }
 
-    /// Reduce-only market close of `qty`, booked from the response.
-    async fn close_market(&mut self, symbol: &str, qty: Decimal, reason: ExitReason, intent: &str) {
-        let Some(mp) = self.pm.position(symbol).cloned() else { return };
+    /// Reduce-only market close of `qty` (already deducted by the ladder), booked from the
+    /// response. Returns false when it did not execute; the deduction is then reverted so the
+    /// position is tracked — and protected — at its real size.
+    async fn close_market(&mut self, symbol: &str, qty: Decimal, reason: ExitReason, intent: &str) -> bool {
+        let Some(mp) = self.pm.position(symbol).cloned() else { return false };
         let side = mp.position.direction.exit_side();
         let id = self.client_id("x");
         self.remember_own(&id);
@@ -926,28 +985,30 @@ impl<E: Exchange> Engine<E> {
                     self.settings.paper.taker_fee_pct,
                 );
                 let shortfall = qty - r.executed_qty;
+                if shortfall > Decimal::ZERO {
+                    tracing::warn!(%symbol, %shortfall, status = ?r.status, "close filled partly; tracking the rest");
+                    self.pm.revert_close(symbol, shortfall, reason, r.executed_qty.is_zero());
+                }
+                if r.executed_qty.is_zero() {
+                    self.journal_position(symbol);
+                    return false;
+                }
                 let trade = self.pm.on_exit_filled(symbol, r.executed_qty, r.avg_price, fee, reason, now);
                 tracing::info!(%symbol, qty = %r.executed_qty, price = %r.avg_price, reason = reason.as_str(),
                     "close filled");
-                if shortfall > Decimal::ZERO && trade.is_none() {
-                    tracing::warn!(%symbol, %shortfall, "close filled partially; resyncing with the exchange");
-                }
                 self.journal_position(symbol);
                 if let Some(t) = trade {
                     self.finish_trade(&t, intent);
                 }
+                true
             }
             Err(e) => {
                 self.count_reject(&e);
-                tracing::error!(%symbol, %qty, error = %e, "close failed; the exchange-side stop stays; resyncing");
-                // Our ladder already deducted the quantity; the exchange is the truth.
-                if let Ok(positions) = self.ex.positions().await {
-                    let left = positions.iter().find(|p| p.symbol == symbol).map(|p| p.qty).unwrap_or_default();
-                    self.pm.sync_quantity(symbol, left);
-                    if left.is_zero() {
-                        self.journal_closed_unknown(symbol);
-                    }
-                }
+                tracing::error!(%symbol, %qty, error = %e,
+                    "close failed; the position stays tracked at full size with its exchange-side stop");
+                self.pm.revert_close(symbol, qty, reason, true);
+                self.journal_position(symbol);
+                false
             }
         }
     }
@@ -973,13 +1034,6 @@ impl<E: Exchange> Engine<E> {
         // Any stop left for the symbol is an orphan now; the audit cancels it.
         self.update_kline_subscriptions();
         self.publish_status();
-    }
-
-    fn journal_closed_unknown(&mut self, symbol: &str) {
-        let now = self.ex.now_ms();
-        if let Err(e) = self.journal.close_position(symbol, now, "closed_on_exchange", Decimal::ZERO, Decimal::ZERO) {
-            tracing::error!(error = %e, "journal: could not close position");
-        }
     }
 
     // ---------------------------------------------------------------------------------- stops
@@ -1117,7 +1171,10 @@ impl<E: Exchange> Engine<E> {
                 tracing::warn!(%symbol, %qty, "exchange-side stop did not fill in time; closing at market");
                 self.close_market(&symbol, qty, pending.reason, "stop_fallback").await;
             } else if self.pm.has_position(&symbol) {
-                let price = marks.get(&symbol).copied().unwrap_or_default();
+                let price = match self.stop_execution(&symbol).await {
+                    Some(p) => p,
+                    None => marks.get(&symbol).copied().unwrap_or_default(),
+                };
                 if let Some(t) = self.pm.on_exit_filled(&symbol, pending.qty, price, Decimal::ZERO, pending.reason, now)
                 {
                     self.finish_trade(&t, pending.reason.as_str());
@@ -1150,18 +1207,19 @@ impl<E: Exchange> Engine<E> {
     }
 
     async fn emergency_close_all(&mut self, marks: &HashMap<String, Decimal>) {
-        let symbols: Vec<String> = self.pm.positions().map(|m| m.position.symbol.clone()).collect();
-        for s in &symbols {
-            if let Err(e) = self.ex.cancel_all(s).await {
-                tracing::warn!(symbol = %s, error = %e, "emergency: cancel-all failed");
-            }
-            self.stops.retain(|_, st| &st.symbol != s);
-        }
         self.awaiting_stop.clear();
+        // Close first, cancel after: a position whose close fails keeps its stop.
         let actions = self.pm.close_all_actions(ExitReason::Emergency, &|s| marks.get(s).copied());
         for (symbol, action) in actions {
-            if let ExitAction::CloseAll { qty, .. } = action {
-                self.close_market(&symbol, qty, ExitReason::Emergency, "emergency").await;
+            if let ExitAction::CloseAll { qty, .. } = action
+                && self.close_market(&symbol, qty, ExitReason::Emergency, "emergency").await
+                && !self.pm.has_position(&symbol)
+            {
+                if let Err(e) = self.ex.cancel_all(&symbol).await {
+                    tracing::warn!(%symbol, error = %e, "emergency: cancel-all failed; the audit retries");
+                } else {
+                    self.stops.retain(|_, st| st.symbol != symbol);
+                }
             }
         }
     }
@@ -1242,11 +1300,12 @@ impl<E: Exchange> Engine<E> {
 
     fn journal_stop(&mut self, s: &StopOrder, intent: &str) {
         let status = match s.status {
-            StopStatus::New => OrderStatus::New,
-            StopStatus::Triggered | StopStatus::Finished => OrderStatus::Filled,
-            StopStatus::Canceled => OrderStatus::Canceled,
-            StopStatus::Expired => OrderStatus::Expired,
-            StopStatus::Rejected => OrderStatus::Rejected,
+            StopStatus::New => "NEW",
+            StopStatus::Triggered => "TRIGGERED",
+            StopStatus::Finished => "FINISHED",
+            StopStatus::Canceled => "CANCELED",
+            StopStatus::Expired => "EXPIRED",
+            StopStatus::Rejected => "REJECTED",
         };
         let o = JournalOrder {
             client_order_id: s.client_id.clone(),
@@ -1259,7 +1318,7 @@ impl<E: Exchange> Engine<E> {
             price: None,
             trigger_price: Some(s.trigger_price),
             reduce_only: true,
-            status: format!("{status:?}").to_uppercase(),
+            status: status.to_string(),
             filled_qty: Decimal::ZERO,
             avg_fill_price: None,
             created_at: s.update_time,

@@ -486,6 +486,25 @@ impl PositionManager {
         take
     }
 
+    /// Undoes the ladder's deduction of `qty` for a close that did not execute (rejected, or
+    /// only partly filled). When nothing of a take-profit executed, the ladder steps back to the
+    /// stage before that level so the level fires again on the next price. Fail-closed: the
+    /// position is tracked at (at least) its real size, so its stop is never shrunk below it.
+    pub fn revert_close(&mut self, symbol: &str, qty: Decimal, reason: ExitReason, nothing_filled: bool) {
+        let Some(mp) = self.positions.get_mut(symbol) else {
+            return;
+        };
+        mp.ladder.remaining_qty += qty.max(Decimal::ZERO);
+        if nothing_filled {
+            match reason {
+                ExitReason::TakeProfit1 => mp.ladder.stage = LadderStage::Open,
+                ExitReason::TakeProfit2 => mp.ladder.stage = LadderStage::Tp1Done,
+                _ => {}
+            }
+        }
+        mp.sync_from_ladder();
+    }
+
     /// Builds the list of close-all actions for every open position (emergency exit).
     pub fn close_all_actions(
         &mut self,

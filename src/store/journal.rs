@@ -413,7 +413,8 @@ impl Journal {
              ON CONFLICT(client_order_id) DO UPDATE SET
                 exchange_order_id = COALESCE(excluded.exchange_order_id, orders.exchange_order_id),
                 status = excluded.status,
-                filled_qty = excluded.filled_qty,
+                filled_qty = CASE WHEN CAST(excluded.filled_qty AS REAL) >= CAST(orders.filled_qty AS REAL)
+                                  THEN excluded.filled_qty ELSE orders.filled_qty END,
                 avg_fill_price = COALESCE(excluded.avg_fill_price, orders.avg_fill_price),
                 trigger_price = excluded.trigger_price,
                 qty = excluded.qty,
@@ -446,6 +447,19 @@ impl Journal {
     pub fn order(&self, client_order_id: &str) -> Result<Option<JournalOrder>, StoreError> {
         let mut orders = self.orders_where("client_order_id = ?1", client_order_id)?;
         Ok(orders.pop())
+    }
+
+    /// Protective stops of `symbol` that may have executed without us seeing the fill: not
+    /// cancelled, expired or rejected, and no fill recorded.
+    ///
+    /// # Errors
+    /// SQLite errors, unreadable rows.
+    pub fn stops_without_fill(&self, symbol: &str) -> Result<Vec<JournalOrder>, StoreError> {
+        self.orders_where(
+            "symbol = ?1 AND order_type = 'STOP_MARKET' AND CAST(filled_qty AS REAL) = 0
+             AND status NOT IN ('CANCELED', 'EXPIRED', 'REJECTED')",
+            symbol,
+        )
     }
 
     /// Orders of `symbol` whose last known status is not final.
