@@ -58,8 +58,9 @@
 //!   one-way mode needs positionSide BOTH/absent (else -4061), hedge mode needs LONG/SHORT and
 //!   no reduceOnly (-1106); notional (mark × qty for MARKET) below MIN_NOTIONAL and not
 //!   reduce-only → -4164; reduce-only with nothing to reduce → -2022; initial margin + fee >
-//!   available → -2019; duplicate `newClientOrderId` of any known order → -4116; bad id →
-//!   -4015; symbol not TRADING → -4140; quantitative lock → -4400; GTX that would take → -5022.
+//!   available → -2019; duplicate `newClientOrderId` of any known order → -4116 (checked
+//!   before everything but the symbol, so a blind resend of an order that landed always gets
+//!   -4116); bad id → -4015; symbol not TRADING → -4140; quantitative lock → -4400; GTX that would take → -5022.
 //!   `newOrderRespType` ACK (default) answers status NEW before the fill; RESULT answers FILLED.
 //!   GET by orderId/origClientOrderId, unknown → -2013; DELETE unknown/closed → -2011.
 //! - Algo API: `algoType=CONDITIONAL`, STOP_MARKET/TAKE_PROFIT_MARKET/STOP/TAKE_PROFIT with
@@ -136,7 +137,9 @@
 //! `ws_connection_count()`, `ws_connections()`, `ws_connects_total()`, `subscriptions()`,
 //! `weight_used_1m()`, `server_time()`, `sign(payload)`, `panicked_requests()` (bugs in the
 //! fake answered 500; always 0); async waits `wait_for_ws_connections`,
-//! `wait_for_subscription`, `wait_until`.
+//! `wait_for_subscription`, `wait_until`; sync `wait_until_blocking`.
+//! Ids: orderId from 4000000001, algoId from 1000000000001, trade id from 700000001; listen
+//! keys and generated client ids come from the seeded RNG (`FakeConfig::seed`).
 //!
 //! Not simulated: trailing stops (-1116), ADL, batch orders, order modify (PUT),
 //! countdownCancelAll, income history, depth/bookTicker data (use `push_raw`), multi-assets mode.
