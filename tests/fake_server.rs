@@ -1247,7 +1247,6 @@ fn own_runtime_serves_blocking_tests() {
     use std::io::{Read, Write};
     let fake = FakeBinance::start_on_own_runtime(quiet());
     let addr = fake.rest_url().trim_start_matches("http://").to_string();
-    std::thread::sleep(Duration::from_millis(50));
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     write!(s, "GET /fapi/v1/time HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
@@ -1257,6 +1256,9 @@ fn own_runtime_serves_blocking_tests() {
     assert!(out.to_lowercase().contains("x-mbx-used-weight-1m: 1"));
     assert!(fake.wait_until_blocking(Duration::from_secs(1), |f| f.requests().len() == 1));
     drop(fake);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(std::net::TcpStream::connect(&addr).is_err(), "server still listening after drop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "server still listening after drop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
