@@ -1262,3 +1262,29 @@ fn own_runtime_serves_blocking_tests() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[tokio::test]
+async fn edge_case_symbols_and_percent_encoded_signing() {
+    let fake = FakeBinance::start(quiet().with_edge_case_symbols()).await;
+    let rest = Rest::new(&fake);
+    let info = rest.public("/fapi/v1/exchangeInfo", &[]).await.body;
+    let tradeable: Vec<&str> = info["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["contractType"] == "PERPETUAL" && s["status"] == "TRADING" && s["quoteAsset"] == "USDT")
+        .map(|s| s["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(tradeable.len(), 4, "{tradeable:?}");
+    assert!(tradeable.contains(&"币安人生USDT"));
+    // serde_urlencoded percent-encodes the symbol; the signature covers the encoded bytes.
+    let a = rest.market("币安人生USDT", "BUY", "100", "uni-1").await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["symbol"], "币安人生USDT");
+    assert!(fake.requests_to("POST", "/fapi/v1/order")[0].body.contains("%E5%B8%81"));
+    assert_eq!(fake.position("币安人生USDT").unwrap().amount, d("100"));
+    let k = rest.public("/fapi/v1/ticker/24hr", &[("symbol", "币安人生USDT")]).await;
+    assert_eq!(k.body["symbol"], "币安人生USDT");
+    // Opening on a SETTLING symbol is refused.
+    assert_eq!(rest.market("EOSUSDT", "BUY", "20.0", "eos").await.code(), -4140);
+}

@@ -17,6 +17,7 @@
 //! `FakeConfig::default()`: API key/secret = Binance's documented HMAC example pair
 //! ([`DOC_API_KEY`], [`DOC_API_SECRET`]); symbols BTCUSDT (68000), ETHUSDT (3500), SOLUSDT (150)
 //! with the real filters and leverage brackets; `.with_generated_symbols(n)` adds `GEN000USDT`..;
+//! `.with_edge_case_symbols()` adds a quarterly, a SETTLING, a USDC-quoted and a non-ASCII symbol;
 //! 10 000 USDT; taker 0.05 % / maker 0.02 %; one-way mode; 20x ISOLATED; weight limit 2400/min;
 //! a market tick every 1000 ms (`.without_market_tick()` for fully test-driven streams);
 //! listenKey TTL 60 min; 200 open algo orders max; WS ping every 3 min.
