@@ -1288,3 +1288,38 @@ async fn edge_case_symbols_and_percent_encoded_signing() {
     // Opening on a SETTLING symbol is refused.
     assert_eq!(rest.market("EOSUSDT", "BUY", "20.0", "eos").await.code(), -4140);
 }
+
+#[tokio::test]
+async fn custom_bodies_and_raw_frames_for_bad_input_tests() {
+    use support::fake_binance::Route;
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let bad = r#"[{"symbol":"BTCUSDT","lastPrice":"NaN","quoteVolume":"-5"}]"#;
+    fake.fail_next(
+        1,
+        FaultScope::Endpoint("GET".into(), "/fapi/v1/ticker/24hr".into()),
+        FaultAction::Body { http_status: 200, body: bad.into(), execute_first: false },
+    );
+    assert_eq!(rest.public("/fapi/v1/time", &[]).await.status, 200);
+    let a = rest.public("/fapi/v1/ticker/24hr", &[]).await;
+    assert_eq!(a.body[0]["lastPrice"], "NaN");
+    assert_eq!(rest.public("/fapi/v1/ticker/24hr", &[]).await.body.as_array().unwrap().len(), 3);
+    // Executed first, then a body the client cannot trust.
+    fake.fail_next(
+        1,
+        FaultScope::MarketOrder,
+        FaultAction::Body { http_status: 200, body: "{".into(), execute_first: true },
+    );
+    assert_eq!(rest.market("SOLUSDT", "BUY", "1", "cb").await.status, 200);
+    assert_eq!(fake.orders_with_client_id("cb"), 1);
+
+    let mut m = connect(&format!("{}/market/ws", fake.ws_url())).await;
+    assert!(fake.wait_for_ws_connections(1, Duration::from_secs(2)).await);
+    assert_eq!(fake.push_text(Route::Market, "{not json"), 1);
+    let big = format!("{{\"e\":\"kline\",\"pad\":\"{}\"}}", "x".repeat(2_000_000));
+    fake.push_text(Route::Market, &big);
+    let frame1 = tokio::time::timeout(Duration::from_secs(2), m.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(frame1.to_text().unwrap(), "{not json");
+    let frame2 = tokio::time::timeout(Duration::from_secs(5), m.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(frame2.len(), big.len());
+}

@@ -29,6 +29,9 @@ pub enum FaultAction {
     Error { http_status: u16, code: i64, msg: String, execute_first: bool },
     /// A proxy's HTML error page (not JSON), never executed.
     Html { http_status: u16 },
+    /// Answer exactly `body` (any bytes: malformed JSON, NaN prices, huge numbers...) with
+    /// `http_status` and `content-type: application/json`; executed first if `execute_first`.
+    Body { http_status: u16, body: String, execute_first: bool },
     /// Execute, then answer 200 with the real body cut in half (truncated JSON).
     TruncatedBody,
     /// Sleep `ms` and then answer 503 without executing (a client with a shorter timeout sees a
@@ -103,6 +106,9 @@ impl FaultAction {
                 format!("error {http_status}/{code}{}", if *execute_first { " after execute" } else { "" })
             }
             FaultAction::Html { http_status } => format!("html {http_status}"),
+            FaultAction::Body { http_status, execute_first, .. } => {
+                format!("custom body {http_status}{}", if *execute_first { " after execute" } else { "" })
+            }
             FaultAction::TruncatedBody => "truncated body".into(),
             FaultAction::TimeoutNotExecuted { ms } => format!("timeout {ms} ms, not executed"),
             FaultAction::TimeoutAfterExecute { ms } => format!("timeout {ms} ms after execute"),

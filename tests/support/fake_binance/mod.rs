@@ -103,7 +103,8 @@
 //! `fill_history(interval, n, seed)` (seeded candle history for every symbol, ending now at
 //! the current price). Candle generators: `trend_candles`, `random_walk_candles`, `candle_at`, `align`,
 //! `interval_ms`. Account: `set_wallet_balance`, `set_position`, `set_hedge_mode`.
-//! User stream: `push_margin_call(symbol)`, `push_user_event(json)`.
+//! User stream: `push_margin_call(symbol)`, `push_user_event(json)`. Bad input on any route:
+//! `push_text(route, text)` (raw frame to every connection of the route).
 //! Clock: `set_clock_skew_ms` (server time = wall clock + skew).
 //! `FakeBinance` is `Send + Sync`: wrap it in an `Arc` to drive it from another task.
 //!
@@ -112,7 +113,8 @@
 //! ([`FaultScope`]: Any, Signed, OrderPlacement, MarketOrder, AlgoOrder, Endpoint(method, path));
 //! actions ([`FaultAction`]): `unknown_after_execute()` (503 after really placing the order),
 //! `service_unavailable()`, `internal_error()`, `backend_timeout_after_execute()` (408/-1007),
-//! `overloaded()` (-1008), `Html{..}` (proxy page), `TruncatedBody`, `TimeoutNotExecuted{ms}`,
+//! `overloaded()` (-1008), `Html{..}` (proxy page), `Body{http_status, body, execute_first}`
+//! (any body, e.g. NaN prices), `TruncatedBody`, `TimeoutNotExecuted{ms}`,
 //! `TimeoutAfterExecute{ms}`, `Latency{ms}`, `RateLimited{retry_after_secs}`, `Ban{secs}`,
 //! `InvalidTimestamp` (-1021, signed only), `InsufficientMargin` (-2019, non-reduce-only
 //! orders only). Shorthands: `fail_next_orders_after_execute(n)`, `timeout_next(n, ms,
@@ -678,6 +680,19 @@ impl FakeBinance {
     /// Drops every WS connection (no close frame) every `interval` until set to `None` (chaos runs).
     pub fn set_ws_drop_interval(&self, interval: Option<Duration>) {
         self.st().ws_drop_interval_ms = interval.map(|d| d.as_millis() as u64);
+    }
+
+    /// Sends a raw text frame (anything: malformed JSON, an oversized frame, a stale event) to
+    /// every connection on `route`, ignoring subscriptions. Returns how many got it.
+    pub fn push_text(&self, route: Route, text: &str) -> usize {
+        let st = self.st();
+        let mut n = 0;
+        for c in st.conns.values().filter(|c| c.route == route) {
+            if c.tx.send(WsOut::Text(text.to_string())).is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Pushes any user-data event to the `/private` connections of the live listenKey.

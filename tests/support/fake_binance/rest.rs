@@ -397,6 +397,10 @@ async fn process(
             resp.headers_mut().insert("content-type", HeaderValue::from_static("text/html"));
             return (resp, *http_status, None, label);
         }
+        Some(FaultAction::Body { http_status, body, execute_first: false }) => {
+            let st = shared.lock();
+            return (json_response(*http_status, body.clone(), &st, false), *http_status, None, label);
+        }
         Some(FaultAction::TimeoutNotExecuted { ms }) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             let st = shared.lock();
@@ -469,6 +473,10 @@ async fn process(
             let st = shared.lock();
             let e = ApiError::new(*code, msg.clone());
             return (json_response(*http_status, error_body(&e), &st, false), *http_status, Some(*code), label);
+        }
+        Some(FaultAction::Body { http_status, body, execute_first: true }) => {
+            let st = shared.lock();
+            return (json_response(*http_status, body.clone(), &st, false), *http_status, None, label);
         }
         Some(FaultAction::TimeoutAfterExecute { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         _ => {}
