@@ -1323,3 +1323,39 @@ async fn custom_bodies_and_raw_frames_for_bad_input_tests() {
     let frame2 = tokio::time::timeout(Duration::from_secs(5), m.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(frame2.len(), big.len());
 }
+
+#[tokio::test]
+async fn trailing_stop_follows_the_high_and_fires_on_the_callback() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    assert_eq!(rest.market("SOLUSDT", "BUY", "10", "trail-entry").await.status, 200);
+    let base = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "SOLUSDT"),
+        ("side", "SELL"),
+        ("type", "TRAILING_STOP_MARKET"),
+        ("quantity", "10"),
+        ("reduceOnly", "true"),
+    ];
+    let mut p = base.to_vec();
+    p.push(("callbackRate", "25"));
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &p).await.code(), -1130);
+    let mut p = base.to_vec();
+    p.extend([("callbackRate", "1"), ("activatePrice", "149.0000")]);
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &p).await.code(), -2021);
+    let mut p = base.to_vec();
+    p.extend([("callbackRate", "1"), ("clientAlgoId", "trail")]);
+    let a = rest.signed(Method::POST, "/fapi/v1/algoOrder", &p).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["callbackRate"], "1");
+    assert!(fake.unprotected_positions().is_empty());
+    for px in ["152", "155", "153.5"] {
+        fake.set_price("SOLUSDT", d(px));
+        assert!(fake.position("SOLUSDT").is_some(), "fired early at {px}");
+    }
+    fake.set_price("SOLUSDT", d("153.4")); // 155 × 0.99 = 153.45
+    assert!(fake.position("SOLUSDT").is_none());
+    let t = fake.algo_orders().into_iter().find(|a| a.client_algo_id == "trail").unwrap();
+    assert_eq!((t.status.as_str(), t.actual_qty), ("FINISHED", d("10")));
+    assert_eq!(fake.fills().last().unwrap().price, d("153.4"));
+}

@@ -65,7 +65,8 @@
 //!   `newOrderRespType` ACK (default) answers status NEW before the fill; RESULT answers FILLED.
 //!   GET by orderId/origClientOrderId, unknown → -2013; DELETE unknown/closed → -2011.
 //! - Algo API: `algoType=CONDITIONAL`, STOP_MARKET/TAKE_PROFIT_MARKET/STOP/TAKE_PROFIT with
-//!   `triggerPrice`, `workingType` MARK_PRICE or CONTRACT_PRICE (default), `closePosition`
+//!   `triggerPrice`, TRAILING_STOP_MARKET with `callbackRate` (0.1–20 %) and optional
+//!   `activatePrice` (BUY below / SELL above the price, else -2021), `workingType` MARK_PRICE or CONTRACT_PRICE (default), `closePosition`
 //!   (not with quantity -4137 or reduceOnly -1106), would trigger at once → -2021, more than
 //!   `max_algo_orders` open → -4045, duplicate clientAlgoId → -4116. No margin check before the
 //!   trigger. Algo orders are not in `openOrders` and `allOpenOrders` does not cancel them.
@@ -144,7 +145,7 @@
 //! Ids: orderId from 4000000001, algoId from 1000000000001, trade id from 700000001; listen
 //! keys and generated client ids come from the seeded RNG (`FakeConfig::seed`).
 //!
-//! Not simulated: trailing stops (-1116), ADL, batch orders, order modify (PUT),
+//! Not simulated: ADL, batch orders, order modify (PUT),
 //! countdownCancelAll, income history, depth/bookTicker data (use `push_raw`), multi-assets mode.
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]

@@ -100,6 +100,11 @@ pub struct AlgoOrder {
     pub actual_price: Decimal,
     pub actual_qty: Decimal,
     pub reject_reason: String,
+    /// TRAILING_STOP_MARKET: callback in % (0 for other types); `trigger_price` holds the
+    /// activation price (0 = active at once).
+    pub callback_rate: Decimal,
+    /// TRAILING_STOP_MARKET: best price since activation (`None` = not activated yet).
+    pub trailing_extreme: Option<Decimal>,
 }
 
 impl AlgoOrder {
