@@ -495,6 +495,16 @@ async fn dropped_connections_reconnect_and_resubscribe() {
     assert!(next_json(&mut ws, Duration::from_millis(300)).await.is_none());
     fake.set_ws_silent(false);
 
+    // Only /market silent: /private still delivers.
+    fake.set_ws_route_silent(support::fake_binance::Route::Market, true);
+    let rest = Rest::new(&fake);
+    let mut private = private_socket(&fake, &rest).await;
+    fake.push_kline("SOLUSDT", "15m", candle(1_699_999_200_000, 152.0), true);
+    assert_eq!(rest.market("SOLUSDT", "BUY", "1", "route-silent").await.status, 200);
+    assert_eq!(next_json(&mut private, Duration::from_secs(2)).await.unwrap()["e"], "ORDER_TRADE_UPDATE");
+    assert!(next_json(&mut ws, Duration::from_millis(300)).await.is_none());
+    fake.set_ws_route_silent(support::fake_binance::Route::Market, false);
+
     // Refused handshakes.
     fake.set_ws_refuse(true);
     assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_err());

@@ -127,7 +127,8 @@
 //! `Chaos::issue7(timeout_ms)` is the issue-7 mix), `clear_faults()`, `injected_faults()`
 //! (counts by kind, for reports). WebSocket: `drop_ws_connections()` (no close frame),
 //! `set_ws_drop_interval(Some(d))` (drop everything every `d`), `close_ws_connections()`,
-//! `set_ws_silent(bool)` (ACKs but no data: wrong-route simulation), `set_ws_refuse(bool)`
+//! `set_ws_silent(bool)` (ACKs but no data: wrong-route simulation), `set_ws_route_silent(route,
+//! bool)` (one route only), `set_ws_refuse(bool)`
 //! (handshake 503), `expire_listen_key()`, `ping_ws_clients()`.
 //!
 //! # Inspection
@@ -671,6 +672,16 @@ impl FakeBinance {
     /// While on, connections are accepted and control messages ACKed, but no data is sent.
     pub fn set_ws_silent(&self, silent: bool) {
         self.st().ws_silent = silent;
+    }
+
+    /// `set_ws_silent` for one route only (e.g. a silent `/market` while `/private` works).
+    pub fn set_ws_route_silent(&self, route: Route, silent: bool) {
+        let mut st = self.st();
+        if silent {
+            st.ws_silent_routes.insert(route);
+        } else {
+            st.ws_silent_routes.remove(&route);
+        }
     }
 
     /// While on, WS handshakes are refused with HTTP 503.

@@ -128,7 +128,10 @@ impl State {
         let mut raw: Option<String> = None;
         let mut wrapped: Option<String> = None;
         for c in self.conns.values() {
-            if !route_delivers(c.route, route) || !c.subscriptions.contains(stream) {
+            if !route_delivers(c.route, route)
+                || !c.subscriptions.contains(stream)
+                || self.ws_silent_routes.contains(&c.route)
+            {
                 continue;
             }
             let text = if c.combined {
@@ -142,7 +145,7 @@ impl State {
 
     /// Sends a user-data event to every `/private` connection using the live listenKey.
     pub fn emit_user(&mut self, event: Value) {
-        if self.ws_silent {
+        if self.ws_silent || self.ws_silent_routes.contains(&Route::Private) {
             return;
         }
         let Some(lk) = self.listen_key.as_ref().filter(|k| !k.dead) else { return };
