@@ -444,6 +444,15 @@ async fn market_stream_subscribe_unsubscribe_and_routes() {
     ws.send(Message::text("not json")).await.unwrap();
     assert_eq!(next_json(&mut ws, Duration::from_secs(2)).await.unwrap()["code"], 3);
 
+    // Percent-encoded path segments are decoded.
+    let mut enc = connect(&format!("{}/market/ws/%21markPrice%40arr%401s", fake.ws_url())).await;
+    assert!(fake.wait_for_subscription("!markPrice@arr@1s", Duration::from_secs(2)).await);
+    fake.set_mark_price("BTCUSDT", d("68100"));
+    assert_eq!(next_json(&mut enc, Duration::from_secs(2)).await.unwrap()[0]["s"], "BTCUSDT");
+    let _ = next_json(&mut ws, Duration::from_millis(200)).await;
+    drop(enc);
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.ws_connection_count() == 1).await);
+
     // Combined mode wraps; a kline subscription on /public (wrong route) is ACKed and silent.
     let mut comb = connect(&fake.market_stream_url(&["ethusdt@kline_1h"])).await;
     let mut public = connect(&format!("{}/public/ws", fake.ws_url())).await;

@@ -72,7 +72,13 @@ fn query_params(uri: &Uri) -> Vec<(String, String)> {
 /// Parses a connection URL; `None` = 404.
 pub fn parse_path(uri: &Uri) -> Option<ConnSpec> {
     let path = uri.path().trim_end_matches('/');
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    // Path segments may be percent-encoded (`%21markPrice@arr`, a non-ASCII symbol).
+    let decoded: Vec<String> = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+        .collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let (route, rest) = match parts.first().copied() {
         Some("market") => (Route::Market, &parts[1..]),
         Some("public") => (Route::Public, &parts[1..]),
