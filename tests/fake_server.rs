@@ -1378,3 +1378,30 @@ async fn trailing_stop_follows_the_high_and_fires_on_the_callback() {
     assert_eq!((t.status.as_str(), t.actual_qty), ("FINISHED", d("10")));
     assert_eq!(fake.fills().last().unwrap().price, d("153.4"));
 }
+
+#[tokio::test]
+async fn dropped_rest_connection_with_and_without_execution() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    for (cid, executed) in [("drop-1", false), ("drop-2", true)] {
+        fake.fail_next(1, FaultScope::MarketOrder, FaultAction::DropConnection { execute_first: executed });
+        let mut q = format!("symbol=SOLUSDT&side=BUY&type=MARKET&quantity=1&newClientOrderId={cid}");
+        q.push_str(&format!("&timestamp={}", now_ms()));
+        let body = format!("{q}&signature={}", fake.sign(&q));
+        let r = rest
+            .http
+            .post(format!("{}/fapi/v1/order", fake.rest_url()))
+            .header("X-MBX-APIKEY", DOC_API_KEY)
+            .body(body)
+            .send()
+            .await;
+        // Either the request fails outright or the body cannot be read: no usable answer.
+        let usable = match r {
+            Ok(resp) => resp.text().await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!usable, "{cid}: got a complete answer");
+        assert_eq!(fake.orders_with_client_id(cid), usize::from(executed));
+    }
+    assert_eq!(rest.public("/fapi/v1/time", &[]).await.status, 200);
+}

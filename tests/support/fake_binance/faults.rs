@@ -34,6 +34,9 @@ pub enum FaultAction {
     Body { http_status: u16, body: String, execute_first: bool },
     /// Execute, then answer 200 with the real body cut in half (truncated JSON).
     TruncatedBody,
+    /// The connection breaks before a complete answer arrives (the body stream fails, hyper
+    /// aborts the connection); executed first if `execute_first`.
+    DropConnection { execute_first: bool },
     /// Sleep `ms` and then answer 503 without executing (a client with a shorter timeout sees a
     /// timeout; the request never ran).
     TimeoutNotExecuted { ms: u64 },
@@ -110,6 +113,9 @@ impl FaultAction {
                 format!("custom body {http_status}{}", if *execute_first { " after execute" } else { "" })
             }
             FaultAction::TruncatedBody => "truncated body".into(),
+            FaultAction::DropConnection { execute_first } => {
+                format!("connection dropped{}", if *execute_first { " after execute" } else { "" })
+            }
             FaultAction::TimeoutNotExecuted { ms } => format!("timeout {ms} ms, not executed"),
             FaultAction::TimeoutAfterExecute { ms } => format!("timeout {ms} ms after execute"),
             FaultAction::Latency { ms } => format!("latency {ms} ms"),

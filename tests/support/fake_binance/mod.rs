@@ -115,7 +115,8 @@
 //! actions ([`FaultAction`]): `unknown_after_execute()` (503 after really placing the order),
 //! `service_unavailable()`, `internal_error()`, `backend_timeout_after_execute()` (408/-1007),
 //! `overloaded()` (-1008), `Html{..}` (proxy page), `Body{http_status, body, execute_first}`
-//! (any body, e.g. NaN prices), `TruncatedBody`, `TimeoutNotExecuted{ms}`,
+//! (any body, e.g. NaN prices), `TruncatedBody`, `DropConnection{execute_first}` (the TCP
+//! connection breaks without a usable answer; logged with status 0), `TimeoutNotExecuted{ms}`,
 //! `TimeoutAfterExecute{ms}`, `Latency{ms}`, `RateLimited{retry_after_secs}`, `Ban{secs}`,
 //! `InvalidTimestamp` (-1021, signed only), `InsufficientMargin` (-2019, non-reduce-only
 //! orders only). Shorthands: `fail_next_orders_after_execute(n)`, `timeout_next(n, ms,

@@ -401,6 +401,7 @@ async fn process(
             let st = shared.lock();
             return (json_response(*http_status, body.clone(), &st, false), *http_status, None, label);
         }
+        Some(FaultAction::DropConnection { execute_first: false }) => return (broken_response(), 0, None, label),
         Some(FaultAction::TimeoutNotExecuted { ms }) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             let st = shared.lock();
@@ -478,6 +479,7 @@ async fn process(
             let st = shared.lock();
             return (json_response(*http_status, body.clone(), &st, false), *http_status, None, label);
         }
+        Some(FaultAction::DropConnection { execute_first: true }) => return (broken_response(), 0, None, label),
         Some(FaultAction::TimeoutAfterExecute { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         _ => {}
     }
@@ -497,6 +499,19 @@ async fn process(
         }
         Err(e) => (json_response(e.http_status, error_body(&e), &st, order_path), e.http_status, Some(e.code), label),
     }
+}
+
+/// A response whose body fails at once: hyper aborts the connection instead of answering.
+fn broken_response() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fault: connection dropped",
+        ))
+    });
+    let mut resp = Response::new(Body::from_stream(failing));
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    resp
 }
 
 fn too_many_msg(st: &State) -> String {
