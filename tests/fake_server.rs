@@ -1039,6 +1039,7 @@ async fn seeded_chaos_mixes_fault_kinds_and_never_duplicates() {
         p_invalid_timestamp: 0.04,
         p_latency_spike: 0.04,
         latency_spike_ms: 20,
+        p_drop_connection: 0.04,
     };
     fake.set_chaos(Some(chaos), 2026);
     let rest =
@@ -1068,7 +1069,7 @@ async fn seeded_chaos_mixes_fault_kinds_and_never_duplicates() {
     }
     fake.set_chaos(None, 0);
     let kinds = fake.injected_faults();
-    assert!(kinds.len() >= 5, "{kinds:?}");
+    assert!(kinds.len() >= 6, "{kinds:?}");
     assert!(fake.orders().len() < sent);
     assert_eq!(fake.panicked_requests(), 0);
     // Positions are the signed sum of fills.

@@ -155,6 +155,8 @@ pub struct Chaos {
     /// Delay by `latency_spike_ms`, then process normally.
     pub p_latency_spike: f64,
     pub latency_spike_ms: u64,
+    /// The connection breaks without an answer (mutating requests executed first).
+    pub p_drop_connection: f64,
 }
 
 impl Chaos {
@@ -171,6 +173,7 @@ impl Chaos {
             p_invalid_timestamp: 0.01,
             p_latency_spike: 0.02,
             latency_spike_ms: 2000,
+            p_drop_connection: 0.0,
         }
     }
 
@@ -208,6 +211,9 @@ impl Chaos {
         }
         if hit(self.p_latency_spike) {
             return Some(FaultAction::Latency { ms: self.latency_spike_ms });
+        }
+        if hit(self.p_drop_connection) {
+            return Some(FaultAction::DropConnection { execute_first: mutating });
         }
         None
     }

@@ -124,7 +124,7 @@
 //! `insufficient_margin_once()`, `latency_spike_next(n, ms)`, `set_latency_ms(ms)`,
 //! `set_random_failures(fraction, after_execute_fraction, seed)` and
 //! `set_chaos(Some(Chaos { p_5xx, p_5xx_after_execute, p_timeout, p_rate_limit,
-//! p_invalid_timestamp, p_latency_spike, .. }), seed)` (seeded, one draw per request;
+//! p_invalid_timestamp, p_latency_spike, p_drop_connection, .. }), seed)` (seeded, one draw per request;
 //! `Chaos::issue7(timeout_ms)` is the issue-7 mix), `clear_faults()`, `injected_faults()`
 //! (counts by kind, for reports). WebSocket: `drop_ws_connections()` (no close frame),
 //! `set_ws_drop_interval(Some(d))` (drop everything every `d`), `close_ws_connections()`,
