@@ -36,7 +36,49 @@ fn json<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> ExResult<T> {
 /// # Errors
 /// [`ExchangeError::Decode`] naming `field` for anything that is not a plain decimal.
 pub fn decimal(field: &str, s: &str) -> ExResult<Decimal> {
+    if let Some(d) = plain_decimal_fast(s) {
+        return Ok(d);
+    }
     Decimal::from_str(s.trim()).map_err(|_| ExchangeError::Decode(format!("{field}: not a decimal: `{}`", clip(s))))
+}
+
+/// Parses Binance's usual `-?\d+(\.\d+)?` with at most 28 digits without the general parser
+/// (several times faster on the mark-price hot path); `None` for anything else, which then
+/// goes through `Decimal::from_str`.
+fn plain_decimal_fast(s: &str) -> Option<Decimal> {
+    let bytes = s.as_bytes();
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some(_) => (false, bytes),
+        None => return None,
+    };
+    if digits.is_empty() || digits.len() > 29 {
+        return None;
+    }
+    let mut mantissa: i128 = 0;
+    let mut scale: u32 = 0;
+    let mut seen_dot = false;
+    let mut count = 0u32;
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + i128::from(b - b'0');
+                count += 1;
+                if seen_dot {
+                    scale += 1;
+                }
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return None,
+        }
+    }
+    if count == 0 || count > 28 || (seen_dot && scale == 0) {
+        return None;
+    }
+    if negative {
+        mantissa = -mantissa;
+    }
+    Decimal::try_from_i128_with_scale(mantissa, scale).ok()
 }
 
 /// Like [`decimal`], but an empty string reads as zero (Binance sends `""` for "none" in places).
@@ -909,6 +951,30 @@ mod tests {
         assert!(b.wallet_balance >= Decimal::ZERO);
         let b2 = account_balance(&fixture("account_v2.json")).unwrap();
         assert!(b2.wallet_balance > Decimal::ZERO);
+    }
+
+    #[test]
+    fn fast_decimal_agrees_with_the_general_parser() {
+        for text in ["0", "1", "-1", "68005.80802899", "0.00000001", "-0.00004435", "1000000", "123.0", "007.50"] {
+            assert_eq!(plain_decimal_fast(text), Decimal::from_str(text).ok(), "{text}");
+            assert_eq!(decimal("x", text).ok(), Decimal::from_str(text).ok(), "{text}");
+        }
+        for text in ["", "-", ".", "1.", "1e-5", "1.2.3", "+1", " 1", "12345678901234567890123456789"] {
+            assert_eq!(plain_decimal_fast(text), None, "{text}");
+        }
+        assert_eq!(decimal("x", " 1.5 ").ok(), Some(dec!(1.5)));
+        assert!(decimal("x", "abc").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn fast_decimal_matches_from_str(text in "-?[0-9]{1,20}(\\.[0-9]{1,10})?") {
+            // The fast path may decline (then the general parser decides), never disagree.
+            if let Some(fast) = plain_decimal_fast(&text) {
+                prop_assert_eq!(Some(fast), Decimal::from_str(&text).ok());
+            }
+            prop_assert_eq!(decimal("x", &text).ok(), Decimal::from_str(&text).ok());
+        }
     }
 
     #[test]
