@@ -86,11 +86,18 @@ async fn unknown_outcome_not_executed_is_sent_again_once() {
     assert_eq!(r.status, OrderStatus::Filled);
     assert_eq!(fake.orders_with_client_id("ke-once"), 1);
     assert_eq!(fake.requests_to("POST", "/fapi/v1/order").len(), 2);
-    // A definite 503 "Service Unavailable." is a rejection: no lookup, no resend.
+    // 503/-1001 "Service Unavailable.": looked up first (not there), then sent once more.
     fake.fail_next(1, FaultScope::MarketOrder, FaultAction::service_unavailable());
-    let e = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-503-definite")).await.unwrap_err();
-    assert_eq!(e.code(), Some(-1001));
-    assert_eq!(fake.orders_with_client_id("ke-503-definite"), 0);
+    let r = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-1001")).await.unwrap();
+    assert_eq!(r.status, OrderStatus::Filled);
+    assert_eq!(fake.orders_with_client_id("ke-1001"), 1);
+    // -1008 (overload throttle) is a definite rejection: no lookup, no resend.
+    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::overloaded());
+    let lookups = fake.requests_to("GET", "/fapi/v1/order").len();
+    let e = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-1008")).await.unwrap_err();
+    assert_eq!(e.code(), Some(-1008));
+    assert_eq!(fake.orders_with_client_id("ke-1008"), 0);
+    assert_eq!(fake.requests_to("GET", "/fapi/v1/order").len(), lookups);
     // -2019 keeps its code for the caller's halve-and-retry.
     fake.insufficient_margin_once();
     let e = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-margin")).await.unwrap_err();
