@@ -191,6 +191,7 @@ async fn symbols_account_setup_and_status() {
     let n = fake.requests().len();
     c.symbols().await.unwrap();
     assert_eq!(fake.requests().len(), n);
+    assert!(c.stats().rest_weight_used_1m > 0, "X-MBX-USED-WEIGHT-1M tracked");
 
     c.prepare_symbol("ETHUSDT", MarginType::Crossed, 7).await.unwrap();
     assert_eq!((fake.margin_type("ETHUSDT").as_deref(), fake.leverage("ETHUSDT")), (Some("CROSSED"), Some(7)));
@@ -305,4 +306,18 @@ async fn public_client_never_sends_a_signed_request() {
     assert!(fake.requests().iter().all(|r| !r.api_key_present && !r.signed), "no API key ever sent");
     assert!(fake.requests_to("POST", "/fapi/v1/listenKey").is_empty());
     assert!(fake.orders().is_empty());
+}
+
+#[tokio::test]
+async fn exchange_info_is_refreshed_after_its_interval() {
+    let fake = FakeBinance::start(FakeConfig::default().without_market_tick()).await;
+    let c = client_with(&fake, |s, _| s.exchange_info_refresh_secs = 1);
+    assert_eq!(c.symbols().await.unwrap().len(), 3);
+    c.symbols().await.unwrap();
+    assert_eq!(fake.requests_to("GET", "/fapi/v1/exchangeInfo").len(), 1);
+    fake.set_symbol_status("SOLUSDT", "SETTLING");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let symbols = c.symbols().await.unwrap();
+    assert_eq!(fake.requests_to("GET", "/fapi/v1/exchangeInfo").len(), 2);
+    assert!(symbols.iter().all(|s| s.filters.symbol != "SOLUSDT"), "no longer TRADING");
 }
