@@ -25,7 +25,7 @@ use super::candles::{align, candle_at};
 use super::endpoints::interval_ms;
 use super::engine;
 use super::json;
-use super::state::{Conn, Route, State, WsOut, system_ms};
+use super::state::{Conn, Market, Route, State, WsOut, system_ms};
 
 /// What a connection asked for in its URL.
 #[derive(Debug, Clone)]
@@ -210,14 +210,14 @@ impl State {
         let subs: BTreeSet<String> = self.conns.values().flat_map(|c| c.subscriptions.iter().cloned()).collect();
         for s in subs {
             let Some((sym, kind)) = s.split_once('@') else { continue };
-            let Some(m) = self.markets.get(&sym.to_uppercase()).cloned() else { continue };
-            let payload = match kind {
-                "markPrice@1s" => json::mark_price_event(&m, t),
-                "markPrice" if every_3 => json::mark_price_event(&m, t),
-                "miniTicker" => json::mini_ticker_event(&m, t),
-                "ticker" => json::ticker_event(&m, t),
+            let build: fn(&Market, i64) -> Value = match kind {
+                "markPrice@1s" => json::mark_price_event,
+                "markPrice" if every_3 => json::mark_price_event,
+                "miniTicker" => json::mini_ticker_event,
+                "ticker" => json::ticker_event,
                 _ => continue,
             };
+            let Some(payload) = self.markets.get(&sym.to_uppercase()).map(|m| build(m, t)) else { continue };
             self.emit_market(&s, &payload);
         }
     }
