@@ -1406,3 +1406,27 @@ async fn dropped_rest_connection_with_and_without_execution() {
     }
     assert_eq!(rest.public("/fapi/v1/time", &[]).await.status, 200);
 }
+
+#[tokio::test]
+async fn held_requests_wait_for_release() {
+    let fake = std::sync::Arc::new(FakeBinance::start(quiet()).await);
+    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::Hold { execute_first: true });
+    let f2 = fake.clone();
+    let sender = tokio::spawn(async move { Rest::new(&f2).market("SOLUSDT", "BUY", "1", "held").await.status });
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.held_requests() == 1).await);
+    // Executed, answer not sent yet: the moment to kill a client "after send, before reply".
+    assert_eq!(fake.orders_with_client_id("held"), 1);
+    assert!(!sender.is_finished());
+    fake.release_held_requests();
+    assert_eq!(sender.await.unwrap(), 200);
+    assert_eq!(fake.held_requests(), 0);
+    // Held before executing: nothing exists until released.
+    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::Hold { execute_first: false });
+    let f3 = fake.clone();
+    let sender = tokio::spawn(async move { Rest::new(&f3).market("SOLUSDT", "BUY", "1", "held-2").await.status });
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.held_requests() == 1).await);
+    assert_eq!(fake.orders_with_client_id("held-2"), 0);
+    fake.release_held_requests();
+    assert_eq!(sender.await.unwrap(), 200);
+    assert_eq!(fake.orders_with_client_id("held-2"), 1);
+}

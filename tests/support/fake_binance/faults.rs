@@ -43,6 +43,9 @@ pub enum FaultAction {
     /// Execute, then sleep `ms` before answering normally (a client with a shorter timeout sees a
     /// timeout although the order exists).
     TimeoutAfterExecute { ms: u64 },
+    /// Wait until `FakeBinance::release_held_requests` (or shutdown); with `execute_first` the
+    /// request is executed before waiting, else after. Then answer normally.
+    Hold { execute_first: bool },
     /// Sleep `ms`, then process normally (a latency spike).
     Latency { ms: u64 },
     /// 429 / -1003 with `Retry-After: retry_after_secs`; not executed.
@@ -119,6 +122,9 @@ impl FaultAction {
             FaultAction::TimeoutNotExecuted { ms } => format!("timeout {ms} ms, not executed"),
             FaultAction::TimeoutAfterExecute { ms } => format!("timeout {ms} ms after execute"),
             FaultAction::Latency { ms } => format!("latency {ms} ms"),
+            FaultAction::Hold { execute_first } => {
+                format!("hold{}", if *execute_first { " after execute" } else { "" })
+            }
             FaultAction::RateLimited { retry_after_secs } => format!("429 retry after {retry_after_secs} s"),
             FaultAction::Ban { secs } => format!("418 ban {secs} s"),
             FaultAction::InvalidTimestamp => "-1021".into(),

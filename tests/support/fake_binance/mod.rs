@@ -117,7 +117,9 @@
 //! `overloaded()` (-1008), `Html{..}` (proxy page), `Body{http_status, body, execute_first}`
 //! (any body, e.g. NaN prices), `TruncatedBody`, `DropConnection{execute_first}` (the TCP
 //! connection breaks without a usable answer; logged with status 0), `TimeoutNotExecuted{ms}`,
-//! `TimeoutAfterExecute{ms}`, `Latency{ms}`, `RateLimited{retry_after_secs}`, `Ban{secs}`,
+//! `TimeoutAfterExecute{ms}`, `Hold{execute_first}` (the request waits — after executing, if
+//! asked — until `release_held_requests()`; `held_requests()` counts them: for kill -9 at an
+//! exact point of the order flow), `Latency{ms}`, `RateLimited{retry_after_secs}`, `Ban{secs}`,
 //! `InvalidTimestamp` (-1021, signed only), `InsufficientMargin` (-2019, non-reduce-only
 //! orders only). Shorthands: `fail_next_orders_after_execute(n)`, `timeout_next(n, ms,
 //! executed)`, `rate_limit_next(n, secs)`, `ban_for(secs)`, `invalid_timestamp_next(n)`,
@@ -195,6 +197,10 @@ pub(crate) struct Shared {
     pub config: FakeConfig,
     pub state: Mutex<State>,
     pub cancel: CancellationToken,
+    /// Generation of `release_held_requests`; held requests wait for it to change.
+    pub release: tokio::sync::watch::Sender<u64>,
+    /// Requests currently held by `FaultAction::Hold`.
+    pub held: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -255,6 +261,8 @@ impl FakeBinance {
             state: Mutex::new(State::new(config.clone())),
             config,
             cancel: CancellationToken::new(),
+            release: tokio::sync::watch::Sender::new(0),
+            held: std::sync::atomic::AtomicUsize::new(0),
         });
         let app = rest::router(shared.clone());
         let cancel = shared.cancel.clone();
@@ -626,6 +634,16 @@ impl FakeBinance {
         let mut st = self.st();
         st.rng = StdRng::seed_from_u64(seed);
         st.faults.random = chaos;
+    }
+
+    /// Lets every request held by `FaultAction::Hold` continue.
+    pub fn release_held_requests(&self) {
+        self.shared.release.send_modify(|g| *g += 1);
+    }
+
+    /// Requests currently held by `FaultAction::Hold` (wait for 1 before killing a client).
+    pub fn held_requests(&self) -> usize {
+        self.shared.held.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Removes queued and random faults, latency and any ban.
