@@ -63,6 +63,7 @@ async fn unknown_outcome_order_exists_exactly_once() {
         ("ke-1007", FaultAction::backend_timeout_after_execute()),
         ("ke-trunc", FaultAction::TruncatedBody),
         ("ke-timeout", FaultAction::TimeoutAfterExecute { ms: 3000 }),
+        ("ke-drop", FaultAction::DropConnection { execute_first: true }),
     ];
     for (cid, action) in cases {
         fake.fail_next(1, FaultScope::MarketOrder, action);
@@ -72,7 +73,11 @@ async fn unknown_outcome_order_exists_exactly_once() {
         assert_eq!(r.status, OrderStatus::Filled, "{cid}");
         assert_eq!(fake.orders_with_client_id(cid), 1, "{cid}: exactly one order");
     }
-    assert_eq!(fake.position("ETHUSDT").map(|p| p.amount), Some(d("0.04")));
+    assert_eq!(fake.position("ETHUSDT").map(|p| p.amount), Some(d("0.05")));
+    // Dropped before execution: looked up, not there, sent once more: still one order.
+    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::DropConnection { execute_first: false });
+    c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-drop-2")).await.unwrap();
+    assert_eq!(fake.orders_with_client_id("ke-drop-2"), 1);
 }
 
 /// A timeout where the order never ran: the lookup finds nothing, the order is sent again
@@ -320,4 +325,46 @@ async fn exchange_info_is_refreshed_after_its_interval() {
     let symbols = c.symbols().await.unwrap();
     assert_eq!(fake.requests_to("GET", "/fapi/v1/exchangeInfo").len(), 2);
     assert!(symbols.iter().all(|s| s.filters.symbol != "SOLUSDT"), "no longer TRADING");
+}
+
+/// Seeded chaos on every REST call (5xx with and without execution, dropped connections,
+/// timeouts after execution, -1021): no intent ever becomes two orders, and every order the
+/// client reports as placed exists exactly once.
+#[tokio::test]
+async fn chaos_never_duplicates_an_order() {
+    use support::fake_binance::Chaos;
+    let fake = FakeBinance::start(FakeConfig::default().without_market_tick()).await;
+    let c = client(&fake);
+    c.sync_time().await.unwrap();
+    let chaos = Chaos {
+        p_5xx: 0.1,
+        p_5xx_after_execute: 0.15,
+        p_timeout: 0.03,
+        timeout_ms: 2500,
+        p_invalid_timestamp: 0.05,
+        p_drop_connection: 0.07,
+        ..Chaos::default()
+    };
+    fake.set_chaos(Some(chaos), 7);
+    let mut placed = 0;
+    for i in 0..30 {
+        let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+        let cid = format!("ke-chaos-{i}");
+        match c.place_market(&market("SOLUSDT", side, "1", &cid)).await {
+            Ok(r) => {
+                placed += 1;
+                assert_eq!(r.client_order_id, cid);
+                assert_eq!(fake.orders_with_client_id(&cid), 1, "{cid}: reported placed, exists once");
+            }
+            Err(e) => {
+                assert!(fake.orders_with_client_id(&cid) <= 1, "{cid}: {e}");
+                if !matches!(e, ExchangeError::UnknownOutcome { .. }) {
+                    assert_eq!(fake.orders_with_client_id(&cid), 0, "{cid}: a definite error left an order: {e}");
+                }
+            }
+        }
+    }
+    fake.set_chaos(None, 0);
+    assert!(placed >= 20, "most intents succeed: {placed}");
+    assert!(!fake.injected_faults().is_empty());
 }
