@@ -402,17 +402,18 @@ impl<'de> Deserialize<'de> for FrameOut<'de> {
 /// # Errors
 /// [`ExchangeError::Decode`] for malformed JSON or a known event with unreadable fields.
 pub fn decode_market(bytes: &[u8]) -> ExResult<MarketMessage> {
-    let text = std::str::from_utf8(bytes).map_err(|e| decode_err("market frame", e))?;
-    if text.trim_start().starts_with('[') {
-        return by_event(text);
+    let text = || std::str::from_utf8(bytes).map_err(|e| decode_err("market frame", e));
+    if bytes.trim_ascii_start().starts_with(b"[") {
+        return by_event(text()?);
     }
-    match serde_json::from_str::<FrameOut<'_>>(text).map_err(|e| decode_err("market frame", e))? {
+    // From the bytes: serde_json checks UTF-8 inside strings as it goes, no separate pass.
+    match serde_json::from_slice::<FrameOut<'_>>(bytes).map_err(|e| decode_err("market frame", e))? {
         FrameOut::Decoded(m) => Ok(m),
         FrameOut::Late(stream, raw) => by_stream(stream, raw.get()),
         FrameOut::Control { code: Some(code), msg, .. } => {
             Ok(MarketMessage::ControlError { code, msg: msg.unwrap_or_default() })
         }
-        FrameOut::Control { event: true, .. } => by_event(text),
+        FrameOut::Control { event: true, .. } => by_event(text()?),
         FrameOut::Control { id: Some(id), .. } => Ok(MarketMessage::Ack { id }),
         FrameOut::Control { .. } => Err(ExchangeError::Decode("market frame without stream, id or event type".into())),
     }
