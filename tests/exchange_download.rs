@@ -84,3 +84,45 @@ async fn download_pages_writes_closed_candles_and_resumes() {
 
     assert_eq!(fake.signed_request_count(), 0);
 }
+
+/// The CLI path: `kinetic download-data` with the REST URL from the environment, and credentials
+/// in the environment that must not be used.
+#[test]
+fn cli_download_data_uses_the_configured_endpoint_without_signing() {
+    use clap::Parser;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let fake = rt.block_on(FakeBinance::start(FakeConfig::default().without_market_tick()));
+    let now = fake.server_time();
+    let tf = Timeframe::H1;
+    fake.set_klines("SOLUSDT", "1h", candles(tf, tf.align(now - 3 * 86_400_000), tf.align(now)));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_string_lossy().to_string();
+    let cli = kinetic::cli::Cli::try_parse_from([
+        "kinetic",
+        "download-data",
+        "--symbols",
+        "solusdt",
+        "--intervals",
+        "1h",
+        "--days",
+        "2",
+        "--out",
+        &out,
+    ])
+    .unwrap();
+    let env = std::collections::HashMap::from([
+        ("KINETIC__EXCHANGE__REST_URL".to_string(), fake.rest_url()),
+        ("BINANCE_API_KEY".to_string(), fake.api_key().to_string()),
+        ("BINANCE_API_SECRET".to_string(), fake.api_secret().to_string()),
+    ]);
+    kinetic::cli::run(cli, env).unwrap();
+    assert_eq!(load_candles(dir.path(), "SOLUSDT", tf).unwrap().len(), 48);
+    assert_eq!(fake.signed_request_count(), 0);
+    assert!(fake.requests().iter().all(|r| !r.api_key_present));
+    let bad =
+        kinetic::cli::Cli::try_parse_from(["kinetic", "download-data", "--symbols", "SOLUSDT", "--intervals", "7m"])
+            .unwrap();
+    let err = kinetic::cli::run(bad, std::collections::HashMap::new()).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    drop(fake);
+}

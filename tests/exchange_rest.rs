@@ -63,6 +63,7 @@ async fn unknown_outcome_order_exists_exactly_once() {
         ("ke-1007", FaultAction::backend_timeout_after_execute()),
         ("ke-trunc", FaultAction::TruncatedBody),
         ("ke-timeout", FaultAction::TimeoutAfterExecute { ms: 3000 }),
+        ("ke-drop", FaultAction::DropConnection { execute_first: true }),
     ];
     for (cid, action) in cases {
         fake.fail_next(1, FaultScope::MarketOrder, action);
@@ -72,7 +73,11 @@ async fn unknown_outcome_order_exists_exactly_once() {
         assert_eq!(r.status, OrderStatus::Filled, "{cid}");
         assert_eq!(fake.orders_with_client_id(cid), 1, "{cid}: exactly one order");
     }
-    assert_eq!(fake.position("ETHUSDT").map(|p| p.amount), Some(d("0.04")));
+    assert_eq!(fake.position("ETHUSDT").map(|p| p.amount), Some(d("0.05")));
+    // Dropped before execution: looked up, not there, sent once more: still one order.
+    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::DropConnection { execute_first: false });
+    c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-drop-2")).await.unwrap();
+    assert_eq!(fake.orders_with_client_id("ke-drop-2"), 1);
 }
 
 /// A timeout where the order never ran: the lookup finds nothing, the order is sent again
@@ -86,11 +91,18 @@ async fn unknown_outcome_not_executed_is_sent_again_once() {
     assert_eq!(r.status, OrderStatus::Filled);
     assert_eq!(fake.orders_with_client_id("ke-once"), 1);
     assert_eq!(fake.requests_to("POST", "/fapi/v1/order").len(), 2);
-    // A definite 503 "Service Unavailable." is a rejection: no lookup, no resend.
+    // 503/-1001 "Service Unavailable.": looked up first (not there), then sent once more.
     fake.fail_next(1, FaultScope::MarketOrder, FaultAction::service_unavailable());
-    let e = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-503-definite")).await.unwrap_err();
-    assert_eq!(e.code(), Some(-1001));
-    assert_eq!(fake.orders_with_client_id("ke-503-definite"), 0);
+    let r = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-1001")).await.unwrap();
+    assert_eq!(r.status, OrderStatus::Filled);
+    assert_eq!(fake.orders_with_client_id("ke-1001"), 1);
+    // -1008 (overload throttle) is a definite rejection: no lookup, no resend.
+    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::overloaded());
+    let lookups = fake.requests_to("GET", "/fapi/v1/order").len();
+    let e = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-1008")).await.unwrap_err();
+    assert_eq!(e.code(), Some(-1008));
+    assert_eq!(fake.orders_with_client_id("ke-1008"), 0);
+    assert_eq!(fake.requests_to("GET", "/fapi/v1/order").len(), lookups);
     // -2019 keeps its code for the caller's halve-and-retry.
     fake.insufficient_margin_once();
     let e = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-margin")).await.unwrap_err();
@@ -184,6 +196,7 @@ async fn symbols_account_setup_and_status() {
     let n = fake.requests().len();
     c.symbols().await.unwrap();
     assert_eq!(fake.requests().len(), n);
+    assert!(c.stats().rest_weight_used_1m > 0, "X-MBX-USED-WEIGHT-1M tracked");
 
     c.prepare_symbol("ETHUSDT", MarginType::Crossed, 7).await.unwrap();
     assert_eq!((fake.margin_type("ETHUSDT").as_deref(), fake.leverage("ETHUSDT")), (Some("CROSSED"), Some(7)));
@@ -298,4 +311,60 @@ async fn public_client_never_sends_a_signed_request() {
     assert!(fake.requests().iter().all(|r| !r.api_key_present && !r.signed), "no API key ever sent");
     assert!(fake.requests_to("POST", "/fapi/v1/listenKey").is_empty());
     assert!(fake.orders().is_empty());
+}
+
+#[tokio::test]
+async fn exchange_info_is_refreshed_after_its_interval() {
+    let fake = FakeBinance::start(FakeConfig::default().without_market_tick()).await;
+    let c = client_with(&fake, |s, _| s.exchange_info_refresh_secs = 1);
+    assert_eq!(c.symbols().await.unwrap().len(), 3);
+    c.symbols().await.unwrap();
+    assert_eq!(fake.requests_to("GET", "/fapi/v1/exchangeInfo").len(), 1);
+    fake.set_symbol_status("SOLUSDT", "SETTLING");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let symbols = c.symbols().await.unwrap();
+    assert_eq!(fake.requests_to("GET", "/fapi/v1/exchangeInfo").len(), 2);
+    assert!(symbols.iter().all(|s| s.filters.symbol != "SOLUSDT"), "no longer TRADING");
+}
+
+/// Seeded chaos on every REST call (5xx with and without execution, dropped connections,
+/// timeouts after execution, -1021): no intent ever becomes two orders, and every order the
+/// client reports as placed exists exactly once.
+#[tokio::test]
+async fn chaos_never_duplicates_an_order() {
+    use support::fake_binance::Chaos;
+    let fake = FakeBinance::start(FakeConfig::default().without_market_tick()).await;
+    let c = client(&fake);
+    c.sync_time().await.unwrap();
+    let chaos = Chaos {
+        p_5xx: 0.1,
+        p_5xx_after_execute: 0.15,
+        p_timeout: 0.03,
+        timeout_ms: 2500,
+        p_invalid_timestamp: 0.05,
+        p_drop_connection: 0.07,
+        ..Chaos::default()
+    };
+    fake.set_chaos(Some(chaos), 7);
+    let mut placed = 0;
+    for i in 0..30 {
+        let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+        let cid = format!("ke-chaos-{i}");
+        match c.place_market(&market("SOLUSDT", side, "1", &cid)).await {
+            Ok(r) => {
+                placed += 1;
+                assert_eq!(r.client_order_id, cid);
+                assert_eq!(fake.orders_with_client_id(&cid), 1, "{cid}: reported placed, exists once");
+            }
+            Err(e) => {
+                assert!(fake.orders_with_client_id(&cid) <= 1, "{cid}: {e}");
+                if !matches!(e, ExchangeError::UnknownOutcome { .. }) {
+                    assert_eq!(fake.orders_with_client_id(&cid), 0, "{cid}: a definite error left an order: {e}");
+                }
+            }
+        }
+    }
+    fake.set_chaos(None, 0);
+    assert!(placed >= 20, "most intents succeed: {placed}");
+    assert!(!fake.injected_faults().is_empty());
 }

@@ -271,3 +271,49 @@ async fn user_stream_delivers_orders_account_and_stops_and_survives_key_expiry()
     assert!(fake.requests_to("POST", "/fapi/v1/listenKey").len() >= 2);
     cancel.cancel();
 }
+
+/// Connections are recycled before Binance's 24 h limit (shrunk to 1.5 s here).
+#[tokio::test]
+async fn connections_rotate_before_their_maximum_age() {
+    let fake = FakeBinance::start_default().await;
+    let c = exchange_helpers::public_client_with(&fake, |o| o.max_connection_age = Duration::from_millis(1500));
+    let (tx, mut rx) = mpsc::channel(100_000);
+    let cancel = CancellationToken::new();
+    let _control = c.start_streams(tx, cancel.clone()).await.unwrap();
+    let mut seen = Vec::new();
+    let rotated = wait_event(
+        &mut rx,
+        &mut seen,
+        Duration::from_secs(5),
+        |e| matches!(e, ExchangeEvent::Stream(StreamEvent::Disconnected { reason, .. }) if reason.contains("24 h")),
+    )
+    .await;
+    assert!(rotated.is_some());
+    assert!(wait_event(&mut rx, &mut seen, Duration::from_secs(5), |e| is_stream(e, "market", true)).await.is_some());
+    assert!(!seen.iter().any(|e| matches!(e, ExchangeEvent::Stream(StreamEvent::Stale { .. }))));
+    cancel.cancel();
+}
+
+/// The server pings often and drops clients that do not answer: the client's automatic pongs
+/// keep both connections; the listenKey is kept alive on schedule.
+#[tokio::test]
+async fn pings_are_answered_and_the_listen_key_is_kept_alive() {
+    let cfg = FakeConfig { ws_ping_interval_ms: 150, ws_pong_timeout_ms: 600, ..FakeConfig::default() };
+    let fake = FakeBinance::start(cfg).await;
+    let c = exchange_helpers::client_with(&fake, |_, o| o.listen_key_keepalive = Duration::from_millis(400));
+    let (tx, mut rx) = mpsc::channel(100_000);
+    let cancel = CancellationToken::new();
+    let _control = c.start_streams(tx, cancel.clone()).await.unwrap();
+    let mut seen = Vec::new();
+    assert!(wait_event(&mut rx, &mut seen, Duration::from_secs(5), |e| is_stream(e, "user", false)).await.is_some());
+    // Drain for 2 s: no disconnect of either stream.
+    let _ = wait_event(&mut rx, &mut seen, Duration::from_secs(2), |_| false).await;
+    cancel.cancel();
+    assert!(
+        !seen.iter().any(|e| matches!(e, ExchangeEvent::Stream(StreamEvent::Disconnected { .. }))),
+        "{:?}",
+        seen.iter().filter(|e| matches!(e, ExchangeEvent::Stream(_))).collect::<Vec<_>>()
+    );
+    assert_eq!(fake.ws_connects_total(), 2, "one market and one user connection");
+    assert!(fake.requests_to("PUT", "/fapi/v1/listenKey").len() >= 3);
+}

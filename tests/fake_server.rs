@@ -444,6 +444,15 @@ async fn market_stream_subscribe_unsubscribe_and_routes() {
     ws.send(Message::text("not json")).await.unwrap();
     assert_eq!(next_json(&mut ws, Duration::from_secs(2)).await.unwrap()["code"], 3);
 
+    // Percent-encoded path segments are decoded.
+    let mut enc = connect(&format!("{}/market/ws/%21markPrice%40arr%401s", fake.ws_url())).await;
+    assert!(fake.wait_for_subscription("!markPrice@arr@1s", Duration::from_secs(2)).await);
+    fake.set_mark_price("BTCUSDT", d("68100"));
+    assert_eq!(next_json(&mut enc, Duration::from_secs(2)).await.unwrap()[0]["s"], "BTCUSDT");
+    let _ = next_json(&mut ws, Duration::from_millis(200)).await;
+    drop(enc);
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.ws_connection_count() == 1).await);
+
     // Combined mode wraps; a kline subscription on /public (wrong route) is ACKed and silent.
     let mut comb = connect(&fake.market_stream_url(&["ethusdt@kline_1h"])).await;
     let mut public = connect(&format!("{}/public/ws", fake.ws_url())).await;
@@ -494,6 +503,16 @@ async fn dropped_connections_reconnect_and_resubscribe() {
     fake.push_kline("SOLUSDT", "15m", candle(1_699_999_200_000, 151.0), true);
     assert!(next_json(&mut ws, Duration::from_millis(300)).await.is_none());
     fake.set_ws_silent(false);
+
+    // Only /market silent: /private still delivers.
+    fake.set_ws_route_silent(support::fake_binance::Route::Market, true);
+    let rest = Rest::new(&fake);
+    let mut private = private_socket(&fake, &rest).await;
+    fake.push_kline("SOLUSDT", "15m", candle(1_699_999_200_000, 152.0), true);
+    assert_eq!(rest.market("SOLUSDT", "BUY", "1", "route-silent").await.status, 200);
+    assert_eq!(next_json(&mut private, Duration::from_secs(2)).await.unwrap()["e"], "ORDER_TRADE_UPDATE");
+    assert!(next_json(&mut ws, Duration::from_millis(300)).await.is_none());
+    fake.set_ws_route_silent(support::fake_binance::Route::Market, false);
 
     // Refused handshakes.
     fake.set_ws_refuse(true);
@@ -1020,6 +1039,7 @@ async fn seeded_chaos_mixes_fault_kinds_and_never_duplicates() {
         p_invalid_timestamp: 0.04,
         p_latency_spike: 0.04,
         latency_spike_ms: 20,
+        p_drop_connection: 0.04,
     };
     fake.set_chaos(Some(chaos), 2026);
     let rest =
@@ -1049,7 +1069,7 @@ async fn seeded_chaos_mixes_fault_kinds_and_never_duplicates() {
     }
     fake.set_chaos(None, 0);
     let kinds = fake.injected_faults();
-    assert!(kinds.len() >= 5, "{kinds:?}");
+    assert!(kinds.len() >= 6, "{kinds:?}");
     assert!(fake.orders().len() < sent);
     assert_eq!(fake.panicked_requests(), 0);
     // Positions are the signed sum of fills.
@@ -1247,7 +1267,6 @@ fn own_runtime_serves_blocking_tests() {
     use std::io::{Read, Write};
     let fake = FakeBinance::start_on_own_runtime(quiet());
     let addr = fake.rest_url().trim_start_matches("http://").to_string();
-    std::thread::sleep(Duration::from_millis(50));
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     write!(s, "GET /fapi/v1/time HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
@@ -1257,6 +1276,157 @@ fn own_runtime_serves_blocking_tests() {
     assert!(out.to_lowercase().contains("x-mbx-used-weight-1m: 1"));
     assert!(fake.wait_until_blocking(Duration::from_secs(1), |f| f.requests().len() == 1));
     drop(fake);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(std::net::TcpStream::connect(&addr).is_err(), "server still listening after drop");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "server still listening after drop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn edge_case_symbols_and_percent_encoded_signing() {
+    let fake = FakeBinance::start(quiet().with_edge_case_symbols()).await;
+    let rest = Rest::new(&fake);
+    let info = rest.public("/fapi/v1/exchangeInfo", &[]).await.body;
+    let tradeable: Vec<&str> = info["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["contractType"] == "PERPETUAL" && s["status"] == "TRADING" && s["quoteAsset"] == "USDT")
+        .map(|s| s["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(tradeable.len(), 4, "{tradeable:?}");
+    assert!(tradeable.contains(&"币安人生USDT"));
+    // serde_urlencoded percent-encodes the symbol; the signature covers the encoded bytes.
+    let a = rest.market("币安人生USDT", "BUY", "100", "uni-1").await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["symbol"], "币安人生USDT");
+    assert!(fake.requests_to("POST", "/fapi/v1/order")[0].body.contains("%E5%B8%81"));
+    assert_eq!(fake.position("币安人生USDT").unwrap().amount, d("100"));
+    let k = rest.public("/fapi/v1/ticker/24hr", &[("symbol", "币安人生USDT")]).await;
+    assert_eq!(k.body["symbol"], "币安人生USDT");
+    // Opening on a SETTLING symbol is refused.
+    assert_eq!(rest.market("EOSUSDT", "BUY", "20.0", "eos").await.code(), -4140);
+}
+
+#[tokio::test]
+async fn custom_bodies_and_raw_frames_for_bad_input_tests() {
+    use support::fake_binance::Route;
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    let bad = r#"[{"symbol":"BTCUSDT","lastPrice":"NaN","quoteVolume":"-5"}]"#;
+    fake.fail_next(
+        1,
+        FaultScope::Endpoint("GET".into(), "/fapi/v1/ticker/24hr".into()),
+        FaultAction::Body { http_status: 200, body: bad.into(), execute_first: false },
+    );
+    assert_eq!(rest.public("/fapi/v1/time", &[]).await.status, 200);
+    let a = rest.public("/fapi/v1/ticker/24hr", &[]).await;
+    assert_eq!(a.body[0]["lastPrice"], "NaN");
+    assert_eq!(rest.public("/fapi/v1/ticker/24hr", &[]).await.body.as_array().unwrap().len(), 3);
+    // Executed first, then a body the client cannot trust.
+    fake.fail_next(
+        1,
+        FaultScope::MarketOrder,
+        FaultAction::Body { http_status: 200, body: "{".into(), execute_first: true },
+    );
+    assert_eq!(rest.market("SOLUSDT", "BUY", "1", "cb").await.status, 200);
+    assert_eq!(fake.orders_with_client_id("cb"), 1);
+
+    let mut m = connect(&format!("{}/market/ws", fake.ws_url())).await;
+    assert!(fake.wait_for_ws_connections(1, Duration::from_secs(2)).await);
+    assert_eq!(fake.push_text(Route::Market, "{not json"), 1);
+    let big = format!("{{\"e\":\"kline\",\"pad\":\"{}\"}}", "x".repeat(2_000_000));
+    fake.push_text(Route::Market, &big);
+    let frame1 = tokio::time::timeout(Duration::from_secs(2), m.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(frame1.to_text().unwrap(), "{not json");
+    let frame2 = tokio::time::timeout(Duration::from_secs(5), m.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(frame2.len(), big.len());
+}
+
+#[tokio::test]
+async fn trailing_stop_follows_the_high_and_fires_on_the_callback() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    assert_eq!(rest.market("SOLUSDT", "BUY", "10", "trail-entry").await.status, 200);
+    let base = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "SOLUSDT"),
+        ("side", "SELL"),
+        ("type", "TRAILING_STOP_MARKET"),
+        ("quantity", "10"),
+        ("reduceOnly", "true"),
+    ];
+    let mut p = base.to_vec();
+    p.push(("callbackRate", "25"));
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &p).await.code(), -1130);
+    let mut p = base.to_vec();
+    p.extend([("callbackRate", "1"), ("activatePrice", "149.0000")]);
+    assert_eq!(rest.signed(Method::POST, "/fapi/v1/algoOrder", &p).await.code(), -2021);
+    let mut p = base.to_vec();
+    p.extend([("callbackRate", "1"), ("clientAlgoId", "trail")]);
+    let a = rest.signed(Method::POST, "/fapi/v1/algoOrder", &p).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["callbackRate"], "1");
+    assert!(fake.unprotected_positions().is_empty());
+    for px in ["152", "155", "153.5"] {
+        fake.set_price("SOLUSDT", d(px));
+        assert!(fake.position("SOLUSDT").is_some(), "fired early at {px}");
+    }
+    fake.set_price("SOLUSDT", d("153.4")); // 155 × 0.99 = 153.45
+    assert!(fake.position("SOLUSDT").is_none());
+    let t = fake.algo_orders().into_iter().find(|a| a.client_algo_id == "trail").unwrap();
+    assert_eq!((t.status.as_str(), t.actual_qty), ("FINISHED", d("10")));
+    assert_eq!(fake.fills().last().unwrap().price, d("153.4"));
+}
+
+#[tokio::test]
+async fn dropped_rest_connection_with_and_without_execution() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    for (cid, executed) in [("drop-1", false), ("drop-2", true)] {
+        fake.fail_next(1, FaultScope::MarketOrder, FaultAction::DropConnection { execute_first: executed });
+        let mut q = format!("symbol=SOLUSDT&side=BUY&type=MARKET&quantity=1&newClientOrderId={cid}");
+        q.push_str(&format!("&timestamp={}", now_ms()));
+        let body = format!("{q}&signature={}", fake.sign(&q));
+        let r = rest
+            .http
+            .post(format!("{}/fapi/v1/order", fake.rest_url()))
+            .header("X-MBX-APIKEY", DOC_API_KEY)
+            .body(body)
+            .send()
+            .await;
+        // Either the request fails outright or the body cannot be read: no usable answer.
+        let usable = match r {
+            Ok(resp) => resp.text().await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!usable, "{cid}: got a complete answer");
+        assert_eq!(fake.orders_with_client_id(cid), usize::from(executed));
+    }
+    assert_eq!(rest.public("/fapi/v1/time", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn held_requests_wait_for_release() {
+    let fake = std::sync::Arc::new(FakeBinance::start(quiet()).await);
+    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::Hold { execute_first: true });
+    let f2 = fake.clone();
+    let sender = tokio::spawn(async move { Rest::new(&f2).market("SOLUSDT", "BUY", "1", "held").await.status });
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.held_requests() == 1).await);
+    // Executed, answer not sent yet: the moment to kill a client "after send, before reply".
+    assert_eq!(fake.orders_with_client_id("held"), 1);
+    assert!(!sender.is_finished());
+    fake.release_held_requests();
+    assert_eq!(sender.await.unwrap(), 200);
+    assert_eq!(fake.held_requests(), 0);
+    // Held before executing: nothing exists until released.
+    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::Hold { execute_first: false });
+    let f3 = fake.clone();
+    let sender = tokio::spawn(async move { Rest::new(&f3).market("SOLUSDT", "BUY", "1", "held-2").await.status });
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.held_requests() == 1).await);
+    assert_eq!(fake.orders_with_client_id("held-2"), 0);
+    fake.release_held_requests();
+    assert_eq!(sender.await.unwrap(), 200);
+    assert_eq!(fake.orders_with_client_id("held-2"), 1);
 }

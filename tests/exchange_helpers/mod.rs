@@ -76,3 +76,9 @@ pub async fn wait_event(
         }
     }
 }
+
+pub fn public_client_with(fake: &FakeBinance, edit: impl FnOnce(&mut ClientOptions)) -> BinanceClient {
+    let mut o = fast_options();
+    edit(&mut o);
+    BinanceClient::with_options(&settings(fake), None, o).unwrap()
+}

@@ -8,6 +8,7 @@
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::wire::{clip, decimal, decimal_or_zero, float, order_status, side, stop_status};
@@ -42,22 +43,6 @@ pub enum MarketMessage {
     },
     /// A stream or event we do not use.
     Ignored,
-}
-
-#[derive(Deserialize)]
-struct Frame<'a> {
-    #[serde(default, borrow)]
-    stream: Option<&'a str>,
-    #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
-    #[serde(default)]
-    id: Option<u64>,
-    #[serde(default)]
-    code: Option<i64>,
-    #[serde(default)]
-    msg: Option<String>,
-    #[serde(default, borrow)]
-    e: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +90,10 @@ fn opt_float(field: &str, v: Option<&str>) -> ExResult<f64> {
 
 fn kline_event(json: &str) -> ExResult<MarketMessage> {
     let w: KlineEventWire<'_> = serde_json::from_str(json).map_err(|e| decode_err("kline", e))?;
+    kline_from_wire(&w)
+}
+
+fn kline_from_wire(w: &KlineEventWire<'_>) -> ExResult<MarketMessage> {
     let timeframe: Timeframe = w.k.i.parse().map_err(|e| decode_err("kline interval", e))?;
     let candle = Candle {
         open_time: w.k.t,
@@ -271,29 +260,163 @@ fn by_event(json: &str) -> ExResult<MarketMessage> {
     }
 }
 
+/// What a combined stream's `data` holds, by the stream's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    MarkArray,
+    TickerArray,
+    Kline,
+    Mark,
+    Ticker,
+    Other,
+}
+
+fn stream_kind(stream: &str) -> StreamKind {
+    if stream.starts_with("!markPrice@arr") {
+        StreamKind::MarkArray
+    } else if stream.starts_with("!miniTicker@arr") || stream.starts_with("!ticker@arr") {
+        StreamKind::TickerArray
+    } else if stream.contains("@kline_") {
+        StreamKind::Kline
+    } else if stream.contains("@markPrice") {
+        StreamKind::Mark
+    } else if stream.ends_with("@miniTicker") || stream.ends_with("@ticker") {
+        StreamKind::Ticker
+    } else {
+        StreamKind::Other
+    }
+}
+
+/// Decodes `data` straight into the typed message while the frame is parsed: one pass over
+/// the bytes (the hot path: ~300 mark prices every second).
+struct DataSeed(StreamKind);
+
+struct MarkSeq;
+
+impl<'de> Visitor<'de> for MarkSeq {
+    type Value = Vec<MarkPriceUpdate>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of markPriceUpdate events")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(512).min(4096));
+        while let Some(w) = seq.next_element::<MarkPriceWire<'de>>()? {
+            if w.st.is_none_or(|st| st == 1) {
+                out.push(mark_price(&w).map_err(S::Error::custom)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DataSeed {
+    type Value = MarketMessage;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let converted = match self.0 {
+            StreamKind::MarkArray => return d.deserialize_seq(MarkSeq).map(MarketMessage::MarkPrices),
+            StreamKind::TickerArray => {
+                let list = Vec::<MiniTickerWire<'de>>::deserialize(d)?;
+                list.iter()
+                    .filter(|w| w.st.is_none_or(|st| st == 1))
+                    .map(ticker)
+                    .collect::<ExResult<Vec<_>>>()
+                    .map(MarketMessage::Tickers)
+            }
+            StreamKind::Kline => kline_from_wire(&KlineEventWire::deserialize(d)?),
+            StreamKind::Mark => mark_price(&MarkPriceWire::deserialize(d)?).map(|m| MarketMessage::MarkPrices(vec![m])),
+            StreamKind::Ticker => ticker(&MiniTickerWire::deserialize(d)?).map(|t| MarketMessage::Tickers(vec![t])),
+            StreamKind::Other => {
+                IgnoredAny::deserialize(d)?;
+                Ok(MarketMessage::Ignored)
+            }
+        };
+        converted.map_err(D::Error::custom)
+    }
+}
+
+/// A market frame after one pass.
+enum FrameOut<'a> {
+    Decoded(MarketMessage),
+    /// `data` came before `stream`: decode it afterwards.
+    Late(&'a str, &'a RawValue),
+    Control {
+        id: Option<u64>,
+        code: Option<i64>,
+        msg: Option<String>,
+        event: bool,
+    },
+}
+
+struct FrameVisitor;
+
+impl<'de> Visitor<'de> for FrameVisitor {
+    type Value = FrameOut<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a market stream frame")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut stream: Option<&'de str> = None;
+        let mut decoded: Option<MarketMessage> = None;
+        let mut late: Option<&'de RawValue> = None;
+        let (mut id, mut code, mut msg, mut event) = (None, None, None, false);
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "stream" => stream = Some(map.next_value()?),
+                "data" => match stream {
+                    Some(s) => decoded = Some(map.next_value_seed(DataSeed(stream_kind(s)))?),
+                    None => late = Some(map.next_value()?),
+                },
+                "id" => id = map.next_value::<Option<u64>>()?,
+                "code" => code = map.next_value::<Option<i64>>()?,
+                "msg" => msg = map.next_value::<Option<String>>()?,
+                "e" => {
+                    event = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(match (decoded, stream, late) {
+            (Some(m), _, _) => FrameOut::Decoded(m),
+            (None, Some(s), Some(raw)) => FrameOut::Late(s, raw),
+            _ => FrameOut::Control { id, code, msg, event },
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for FrameOut<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FrameVisitor)
+    }
+}
+
 /// Decodes one text frame of a market stream.
 ///
 /// # Errors
 /// [`ExchangeError::Decode`] for malformed JSON or a known event with unreadable fields.
 pub fn decode_market(bytes: &[u8]) -> ExResult<MarketMessage> {
-    let text = std::str::from_utf8(bytes).map_err(|e| decode_err("market frame", e))?;
-    if text.trim_start().starts_with('[') {
-        return by_event(text);
+    let text = || std::str::from_utf8(bytes).map_err(|e| decode_err("market frame", e));
+    if bytes.trim_ascii_start().starts_with(b"[") {
+        return by_event(text()?);
     }
-    let frame: Frame<'_> = serde_json::from_str(text).map_err(|e| decode_err("market frame", e))?;
-    if let (Some(stream), Some(data)) = (frame.stream, frame.data) {
-        return by_stream(stream, data.get());
+    // From the bytes: serde_json checks UTF-8 inside strings as it goes, no separate pass.
+    match serde_json::from_slice::<FrameOut<'_>>(bytes).map_err(|e| decode_err("market frame", e))? {
+        FrameOut::Decoded(m) => Ok(m),
+        FrameOut::Late(stream, raw) => by_stream(stream, raw.get()),
+        FrameOut::Control { code: Some(code), msg, .. } => {
+            Ok(MarketMessage::ControlError { code, msg: msg.unwrap_or_default() })
+        }
+        FrameOut::Control { event: true, .. } => by_event(text()?),
+        FrameOut::Control { id: Some(id), .. } => Ok(MarketMessage::Ack { id }),
+        FrameOut::Control { .. } => Err(ExchangeError::Decode("market frame without stream, id or event type".into())),
     }
-    if let Some(code) = frame.code {
-        return Ok(MarketMessage::ControlError { code, msg: frame.msg.unwrap_or_default() });
-    }
-    if frame.e.is_some() {
-        return by_event(text);
-    }
-    if let Some(id) = frame.id {
-        return Ok(MarketMessage::Ack { id });
-    }
-    Err(ExchangeError::Decode("market frame without stream, id or event type".into()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -621,237 +744,5 @@ pub fn decode_user(bytes: &[u8]) -> ExResult<UserMessage> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-    use crate::core::models::{OrderStatus, Side};
-    use crate::exchange::StopStatus;
-    use proptest::prelude::*;
-    use rust_decimal_macros::dec;
-
-    fn ws(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/binance/ws/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    fn wrap(stream: &str, payload: &[u8]) -> Vec<u8> {
-        format!(r#"{{"stream":"{stream}","data":{}}}"#, String::from_utf8_lossy(payload)).into_bytes()
-    }
-
-    #[test]
-    fn kline_frames_decode_raw_and_combined() {
-        for (file, closed) in [("kline_closed.json", true), ("kline_open.json", false)] {
-            let raw = decode_market(&ws(file)).unwrap();
-            let combined = decode_market(&wrap("btcusdt@kline_1m", &ws(file))).unwrap();
-            assert_eq!(raw, combined);
-            match raw {
-                MarketMessage::Kline { symbol, timeframe, candle, closed: c } => {
-                    assert_eq!((symbol.as_str(), timeframe, c), ("BTCUSDT", Timeframe::M1, closed));
-                    assert_eq!(candle.open_time, 1_638_747_660_000);
-                    assert_eq!(candle.high, 0.0025);
-                    assert_eq!(candle.trades, 100);
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn mark_price_frames_decode() {
-        let m = decode_market(&ws("combined_markPrice_1s_live.json")).unwrap();
-        let MarketMessage::MarkPrices(v) = m else { panic!("{m:?}") };
-        assert_eq!(v[0].mark_price, dec!(68005.80802899));
-        assert_eq!(v[0].funding_rate, Some(dec!(-0.00004435)));
-        assert_eq!(v[0].next_funding_time, Some(1_771_286_400_000));
-        let single = String::from_utf8(ws("markPriceUpdate.json")).unwrap();
-        let arr = format!("[{single},{}]", single.replace("\"st\": 1", "\"st\": 2"));
-        let m = decode_market(&wrap("!markPrice@arr@1s", arr.as_bytes())).unwrap();
-        let MarketMessage::MarkPrices(v) = m else { panic!("{m:?}") };
-        assert_eq!(v.len(), 1, "COIN-M entries (st=2) are filtered");
-        assert_eq!(decode_market(arr.as_bytes()).unwrap(), MarketMessage::MarkPrices(v));
-    }
-
-    #[test]
-    fn ticker_frames_decode() {
-        let m = decode_market(&ws("24hrTicker.json")).unwrap();
-        let MarketMessage::Tickers(v) = m else { panic!("{m:?}") };
-        assert_eq!(v[0].symbol, "BTCUSDT");
-        assert_eq!(v[0].last_price, 16584.6);
-        let mini =
-            br#"[{"e":"24hrMiniTicker","E":1,"s":"ETHUSDT","c":"110","o":"100","h":"111","l":"99","v":"5","q":"500"}]"#;
-        let m = decode_market(&wrap("!miniTicker@arr", mini)).unwrap();
-        let MarketMessage::Tickers(v) = m else { panic!("{m:?}") };
-        assert!((v[0].price_change_pct - 10.0).abs() < 1e-9);
-        assert!(matches!(decode_market(&ws("24hrTicker_placeholder.json")), Ok(MarketMessage::Tickers(_))));
-    }
-
-    #[test]
-    fn control_and_unused_frames() {
-        assert_eq!(decode_market(br#"{"result":null,"id":7}"#).unwrap(), MarketMessage::Ack { id: 7 });
-        assert!(matches!(
-            decode_market(br#"{"code":2,"msg":"Invalid request"}"#),
-            Ok(MarketMessage::ControlError { code: 2, .. })
-        ));
-        for f in ["combined_aggTrade_live.json", "combined_bookTicker_live.json", "aggTrade.json", "forceOrder.json"] {
-            assert_eq!(decode_market(&ws(f)).unwrap(), MarketMessage::Ignored, "{f}");
-        }
-        assert!(decode_market(b"{\"stream\":\"btcusdt@kline_1m\",\"data\":{\"e\":\"kline\"").is_err());
-        assert!(decode_market(b"<html>").is_err());
-        assert!(decode_market(br#"{"stream":"btcusdt@kline_7m","data":{"s":"X","k":{"t":1,"T":2,"i":"7m","o":"1","c":"1","h":"1","l":"1","v":"1","x":true}}}"#).is_err());
-    }
-
-    #[test]
-    fn order_updates_decode_with_fills() {
-        let m = decode_user(&ws("ORDER_TRADE_UPDATE_trade_filled.json")).unwrap();
-        let UserMessage::Order { report, fill } = m else { panic!("{m:?}") };
-        assert_eq!((report.status, report.side, report.order_id), (OrderStatus::PartiallyFilled, Side::Buy, 8_886_774));
-        let fill = fill.unwrap();
-        assert_eq!(
-            (fill.qty, fill.price, fill.fee, fill.realized_pnl),
-            (dec!(0.001), dec!(7100.5), dec!(0.01), dec!(12.34))
-        );
-        assert_eq!(fill.trade_id, 12_345_678);
-        let m = decode_user(&ws("ORDER_TRADE_UPDATE_new.json")).unwrap();
-        assert!(matches!(m, UserMessage::Order { fill: None, .. }));
-        for f in [
-            "ORDER_TRADE_UPDATE_adl.json",
-            "ORDER_TRADE_UPDATE_calculated_liquidation.json",
-            "ORDER_TRADE_UPDATE_calculated_pending.json",
-            "ORDER_TRADE_UPDATE_insurance.json",
-            "ORDER_TRADE_UPDATE_liquidation_nulls.json",
-            "ORDER_TRADE_UPDATE_new_reduce_only.json",
-            "ORDER_TRADE_UPDATE_new_stop_limit_price_match.json",
-            "ORDER_TRADE_UPDATE_settlement.json",
-            "ORDER_TRADE_UPDATE_trade_partial.json",
-        ] {
-            assert!(matches!(decode_user(&ws(f)), Ok(UserMessage::Order { .. })), "{f}: {:?}", decode_user(&ws(f)));
-        }
-        let liq = decode_user(&ws("ORDER_TRADE_UPDATE_liquidation_nulls.json")).unwrap();
-        assert!(matches!(liq, UserMessage::Order { fill: Some(_), .. }));
-    }
-
-    #[test]
-    fn account_updates_decode() {
-        let m = decode_user(&ws("ACCOUNT_UPDATE.json")).unwrap();
-        let UserMessage::Account { balance, positions, time } = m else { panic!("{m:?}") };
-        assert_eq!(time, 1_564_745_798_939);
-        assert_eq!(balance.unwrap().wallet_balance, dec!(122624.12345678));
-        assert_eq!(positions.len(), 3);
-        assert_eq!((positions[2].direction, positions[2].qty), (Direction::Short, dec!(10)));
-        assert_eq!(positions[1].mark_price, dec!(6563.6) + dec!(2850.21200) / dec!(20));
-        let bnfcr = decode_user(&ws("ACCOUNT_UPDATE_bnfcr.json")).unwrap();
-        assert!(matches!(bnfcr, UserMessage::Account { balance: None, .. }));
-    }
-
-    #[test]
-    fn algo_updates_decode_with_keys() {
-        let new = decode_user(&ws("ALGO_UPDATE_new.json")).unwrap();
-        let UserMessage::Algo { stop, key } = new else { panic!("{new:?}") };
-        assert_eq!((stop.algo_id, stop.status, stop.trigger_price), (2_148_719, StopStatus::New, dec!(750)));
-        assert_eq!(key.actual_order_id, "");
-        let trig = decode_user(&ws("ALGO_UPDATE_triggered.json")).unwrap();
-        let fin = decode_user(&ws("ALGO_UPDATE_finished.json")).unwrap();
-        let (UserMessage::Algo { stop: t, key: kt }, UserMessage::Algo { stop: f, key: kf }) = (trig, fin) else {
-            panic!()
-        };
-        assert_eq!((t.status, f.status), (StopStatus::Triggered, StopStatus::Finished));
-        assert_ne!(kt, kf);
-        assert_eq!(kt.actual_order_id, "88937381063");
-        assert!(matches!(decode_user(&ws("ALGO_UPDATE_canceled.json")), Ok(UserMessage::Algo { .. })));
-    }
-
-    #[test]
-    fn other_user_events() {
-        let m = decode_user(&ws("MARGIN_CALL.json")).unwrap();
-        assert_eq!(m, UserMessage::MarginCall { symbols: vec!["ETHUSDT".into()], time: 1_587_727_187_525 });
-        assert_eq!(decode_user(&ws("listenKeyExpired.json")).unwrap(), UserMessage::ListenKeyExpired);
-        assert_eq!(decode_user(&ws("listenKeyExpired_with_key.json")).unwrap(), UserMessage::ListenKeyExpired);
-        assert_eq!(decode_user(&ws("TRADE_LITE.json")).unwrap(), UserMessage::Ignored("TRADE_LITE".into()));
-        assert!(decode_user(b"{}").is_err());
-        assert!(decode_user(br#"{"e":"ORDER_TRADE_UPDATE","E":1,"o":{"s":"X"}}"#).is_err());
-    }
-
-    /// Arbitrary JSON values (nested objects with the field names the decoders look for).
-    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::Bool),
-            any::<i64>().prop_map(|n| serde_json::json!(n)),
-            any::<f64>().prop_map(|f| serde_json::json!(f)),
-            "[0-9.eE+-]{0,12}".prop_map(serde_json::Value::String),
-            prop::sample::select(vec![
-                "kline",
-                "markPriceUpdate",
-                "24hrMiniTicker",
-                "ORDER_TRADE_UPDATE",
-                "ACCOUNT_UPDATE",
-                "ALGO_UPDATE",
-                "MARGIN_CALL",
-                "listenKeyExpired",
-                "BUY",
-                "SELL",
-                "NEW",
-                "TRADE",
-                "FILLED",
-                "15m",
-                "1h",
-                "USDT",
-                "!markPrice@arr@1s",
-                "btcusdt@kline_15m",
-                "!miniTicker@arr",
-            ])
-            .prop_map(|s| serde_json::Value::String(s.to_string())),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            let keys = prop::sample::select(vec![
-                "e", "E", "T", "s", "k", "t", "i", "o", "c", "h", "l", "v", "n", "x", "q", "V", "Q", "p", "r", "st",
-                "stream", "data", "id", "result", "code", "msg", "a", "B", "P", "wb", "cw", "pa", "ep", "up", "ps",
-                "S", "X", "z", "L", "R", "rp", "aid", "caid", "tp", "ai",
-            ]);
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
-                prop::collection::btree_map(keys.prop_map(String::from), inner, 0..10)
-                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
-        #[test]
-        fn decoders_never_panic_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_market(&bytes);
-            let _ = decode_user(&bytes);
-        }
-
-        #[test]
-        fn decoders_never_panic_on_json(v in arb_json(), stream in prop::sample::select(vec![
-            "!markPrice@arr@1s", "!miniTicker@arr", "btcusdt@kline_15m", "btcusdt@markPrice", "x@miniTicker", "other",
-        ])) {
-            let text = v.to_string();
-            let _ = decode_market(text.as_bytes());
-            let _ = decode_user(text.as_bytes());
-            let wrapped = format!(r#"{{"stream":"{stream}","data":{text}}}"#);
-            let _ = decode_market(wrapped.as_bytes());
-            let _ = decode_user(wrapped.as_bytes());
-        }
-
-        #[test]
-        fn mutated_fixtures_never_panic(idx in 0usize..8, cut in 0usize..1000, byte in any::<u8>()) {
-            let files = ["kline_closed.json", "combined_markPrice_1s_live.json", "24hrTicker.json",
-                "ORDER_TRADE_UPDATE_trade_filled.json", "ACCOUNT_UPDATE.json", "ALGO_UPDATE_new.json",
-                "MARGIN_CALL.json", "listenKeyExpired_with_key.json"];
-            let mut bytes = ws(files[idx]);
-            let at = cut % bytes.len().max(1);
-            if let Some(b) = bytes.get_mut(at) { *b = byte; }
-            let _ = decode_market(&bytes);
-            let _ = decode_user(&bytes);
-            let mut bytes = ws(files[idx]).trim_ascii_end().to_vec();
-            bytes.truncate(at % bytes.len().max(1));
-            // A truncated frame is never valid JSON: always a typed error.
-            prop_assert!(matches!(decode_market(&bytes), Err(ExchangeError::Decode(_))));
-            prop_assert!(matches!(decode_user(&bytes), Err(ExchangeError::Decode(_))));
-        }
-    }
-}
+#[path = "events_tests.rs"]
+mod tests;

@@ -63,15 +63,23 @@ pub fn apply_event(hub: &mut DataHub, event: &ExchangeEvent, now: TimestampMs) {
         }
         _ => {}
     }
-    match event {
+    let stream = match event {
         ExchangeEvent::Kline { .. } | ExchangeEvent::MarkPrices(_) | ExchangeEvent::Tickers(_) => {
-            hub.stream_message(super::streams::MARKET_STREAM, now);
+            super::streams::MARKET_STREAM
         }
         ExchangeEvent::OrderUpdate { .. }
         | ExchangeEvent::StopUpdate(_)
         | ExchangeEvent::AccountUpdate { .. }
-        | ExchangeEvent::MarginCall { .. } => hub.stream_message(super::streams::USER_STREAM, now),
-        _ => {}
+        | ExchangeEvent::MarginCall { .. } => super::streams::USER_STREAM,
+        _ => return,
+    };
+    // In place when the stream is known (no key allocation on the hot path).
+    match hub.streams.get_mut(stream) {
+        Some(h) => {
+            h.state = StreamState::Live;
+            h.last_message_at = Some(now);
+        }
+        None => hub.stream_message(stream, now),
     }
 }
 

@@ -679,6 +679,35 @@ impl Exchange for BinanceClient {
 mod tests {
     use super::*;
 
+    fn settings() -> ExchangeSettings {
+        ExchangeSettings {
+            rest_url: "http://127.0.0.1:9".into(),
+            ws_url: "ws://127.0.0.1:9".into(),
+            testnet: false,
+            recv_window_ms: 5000,
+            margin_type: crate::config::MarginType::Isolated,
+            allow_hedge_mode: false,
+            request_timeout_secs: 1,
+            stream_stale_secs: 30,
+            time_sync_interval_secs: 300,
+            exchange_info_refresh_secs: 3600,
+            trading_status_interval_secs: 300,
+            rest_min_spacing_ms: 100,
+            weight_limit_per_min: 2400,
+            weight_slowdown_pct: 80.0,
+        }
+    }
+
+    #[test]
+    fn generated_client_ids_are_unique_and_valid() {
+        let Ok(client) = BinanceClient::public(&settings()) else { panic!("client") };
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| client.new_client_order_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| valid_client_id(id)));
+        assert!(client.is_public_only());
+        assert_eq!(client.requests_sent(), 0);
+    }
+
     #[test]
     fn client_ids_are_checked() {
         assert!(valid_client_id("ke-abc-1-x"));

@@ -117,11 +117,12 @@ impl Failure {
         match &self.error {
             ExchangeError::Transport(_) | ExchangeError::Decode(_) => true,
             ExchangeError::Api { http_status, code, .. } => {
-                // -1008 (overload) and 503 "Service Unavailable" (-1001) are definite failures.
-                if matches!(code, -1008 | -1001) {
+                // -1008 (overload throttle) is a definite rejection. -1001 is looked up first,
+                // as Binance's error table advises for mutating calls.
+                if *code == -1008 {
                     return false;
                 }
-                *http_status >= 500 || *http_status == 408 || matches!(code, -1000 | -1006 | -1007)
+                *http_status >= 500 || *http_status == 408 || matches!(code, -1000 | -1001 | -1006 | -1007)
             }
             _ => false,
         }
@@ -484,6 +485,63 @@ mod tests {
         assert_eq!(ban_until_from_msg("nothing"), None);
     }
 
+    fn test_client(limit: u32) -> RestClient {
+        let cfg = RestConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            recv_window_ms: 5000,
+            timeout: Duration::from_secs(1),
+            min_spacing: Duration::from_millis(100),
+            weight_limit_per_min: limit,
+            weight_slowdown_pct: 80.0,
+            time_sync_interval: Duration::from_secs(300),
+            retry_base: Duration::from_millis(1),
+            max_attempts: 3,
+            default_rate_limit_pause: Duration::from_secs(60),
+        };
+        match RestClient::new(cfg, None) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn report_weight(c: &RestClient, used: u32) {
+        c.weight_used.store(used, Ordering::Relaxed);
+        c.weight_minute.store(c.now_ms().div_euclid(60_000), Ordering::Relaxed);
+    }
+
+    #[tokio::test]
+    async fn queue_spaces_requests_and_slows_down_near_the_budget() {
+        let c = test_client(1000);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(c.acquire(1).await.is_ok());
+        }
+        let spaced = t0.elapsed();
+        assert!(spaced >= Duration::from_millis(200) && spaced < Duration::from_millis(400), "{spaced:?}");
+        // Above 80 % of the budget: the rest (100) is spread over the minute, 600 ms apart.
+        // (Keep clear of a minute boundary, where the reported weight expires.)
+        let into_minute = c.now_ms().rem_euclid(60_000);
+        if into_minute > 57_000 {
+            tokio::time::sleep(Duration::from_millis(u64::try_from(60_100 - into_minute).unwrap_or(0))).await;
+        }
+        report_weight(&c, 900);
+        assert!(c.acquire(1).await.is_ok());
+        let t1 = Instant::now();
+        assert!(c.acquire(1).await.is_ok());
+        assert!(t1.elapsed() >= Duration::from_millis(550), "{:?}", t1.elapsed());
+    }
+
+    #[tokio::test]
+    async fn rate_limit_pause_and_ban_hold_the_queue() {
+        let c = test_client(2400);
+        c.pause(Duration::from_millis(300)).await;
+        let t0 = Instant::now();
+        assert!(c.acquire(1).await.is_ok());
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        c.banned_until.store(c.now_ms() + 60_000, Ordering::Relaxed);
+        assert!(matches!(c.acquire(1).await, Err(Failure { error: ExchangeError::Banned { .. }, .. })));
+    }
+
     #[test]
     fn failure_classification() {
         let api = |status, code| {
@@ -491,7 +549,8 @@ mod tests {
         };
         assert!(api(503, -1000).is_unknown_outcome());
         assert!(api(408, -1007).is_unknown_outcome());
-        assert!(!api(503, -1001).is_unknown_outcome());
+        assert!(api(503, -1001).is_unknown_outcome());
+        assert!(!api(503, -1008).is_unknown_outcome());
         assert!(api(503, -1001).is_retryable());
         assert!(!api(400, -2019).is_retryable());
         assert!(!api(400, -2019).is_unknown_outcome());

@@ -27,6 +27,8 @@ pub struct NewAlgo {
     pub reduce_only: Option<bool>,
     pub price_protect: bool,
     pub client_algo_id: Option<String>,
+    pub activate_price: Option<Decimal>,
+    pub callback_rate: Option<Decimal>,
 }
 
 /// Marks the algo order behind `order_id` FINISHED once that order is done.
@@ -53,7 +55,26 @@ pub(super) fn emit_algo_update(st: &mut State, algo_id: i64) {
     st.emit_user(ev);
 }
 
+/// Advances a trailing stop with the latest working price: activation at `activatePrice`, then
+/// the best price since (highest for SELL, lowest for BUY).
+pub(super) fn track_trailing(a: &mut AlgoOrder, price: Decimal) {
+    if a.order_type != "TRAILING_STOP_MARKET" {
+        return;
+    }
+    let sell = a.side == "SELL";
+    a.trailing_extreme = match a.trailing_extreme {
+        Some(x) => Some(if sell { x.max(price) } else { x.min(price) }),
+        None if (sell && price >= a.trigger_price) || (!sell && price <= a.trigger_price) => Some(price),
+        None => None,
+    };
+}
+
 pub(super) fn trigger_reached(a: &AlgoOrder, price: Decimal) -> bool {
+    if a.order_type == "TRAILING_STOP_MARKET" {
+        let Some(x) = a.trailing_extreme else { return false };
+        let rate = a.callback_rate / Decimal::ONE_HUNDRED;
+        return if a.side == "SELL" { price <= x * (Decimal::ONE - rate) } else { price >= x * (Decimal::ONE + rate) };
+    }
     let stop = a.order_type.starts_with("STOP");
     match (stop, a.side.as_str()) {
         (true, "BUY") => price >= a.trigger_price,
@@ -83,10 +104,10 @@ pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
         return Err(ApiError::new(-1117, "Invalid side."));
     }
     match req.order_type.as_str() {
-        "STOP_MARKET" | "TAKE_PROFIT_MARKET" | "STOP" | "TAKE_PROFIT" => {}
-        // Trailing stops are valid on Binance but not simulated by this fake server.
+        "STOP_MARKET" | "TAKE_PROFIT_MARKET" | "STOP" | "TAKE_PROFIT" | "TRAILING_STOP_MARKET" => {}
         _ => return Err(ApiError::new(-1116, "Invalid orderType.")),
     }
+    let trailing = req.order_type == "TRAILING_STOP_MARKET";
     check_order_rate(st)?;
     if let Some(id) = &req.client_algo_id {
         check_client_id_free(st, id, true)?;
@@ -100,8 +121,34 @@ pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
     }
     let position_side = resolve_position_side(st, req.position_side.as_deref(), req.reduce_only.is_some())?;
     let reduce_only = req.reduce_only.unwrap_or(false);
-    let trigger = req.trigger_price.ok_or_else(|| ApiError::mandatory("triggerPrice"))?;
-    check_price(st, &req.symbol, trigger)?;
+    let working_type = req.working_type.clone().unwrap_or_else(|| "CONTRACT_PRICE".into());
+    if working_type != "MARK_PRICE" && working_type != "CONTRACT_PRICE" {
+        return Err(ApiError::new(-1130, "Data sent for parameter 'workingType' is not valid."));
+    }
+    let now_price = if working_type == "MARK_PRICE" { market.mark_price } else { market.last_price };
+    let (trigger, callback_rate) = if trailing {
+        // Trailing stop: optional activatePrice (BUY below, SELL above the price), callbackRate
+        // in % (0.1 … 20 since 2026-10-23).
+        let rate = req.callback_rate.ok_or_else(|| ApiError::mandatory("callbackRate"))?;
+        if rate < Decimal::new(1, 1) || rate > Decimal::from(20) || rate.normalize().scale() > 1 {
+            return Err(ApiError::new(-1130, "Data sent for parameter 'callbackRate' is not valid."));
+        }
+        let activate = match req.activate_price {
+            Some(p) => {
+                check_price(st, &req.symbol, p)?;
+                if (req.side == "BUY" && p >= now_price) || (req.side == "SELL" && p <= now_price) {
+                    return Err(ApiError::new(-2021, "Order would immediately trigger."));
+                }
+                p
+            }
+            None => Decimal::ZERO,
+        };
+        (activate, rate)
+    } else {
+        let t = req.trigger_price.ok_or_else(|| ApiError::mandatory("triggerPrice"))?;
+        check_price(st, &req.symbol, t)?;
+        (t, Decimal::ZERO)
+    };
     let qty = if close_position {
         Decimal::ZERO
     } else {
@@ -117,11 +164,8 @@ pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
     } else {
         Decimal::ZERO
     };
-    let working_type = req.working_type.clone().unwrap_or_else(|| "CONTRACT_PRICE".into());
-    if working_type != "MARK_PRICE" && working_type != "CONTRACT_PRICE" {
-        return Err(ApiError::new(-1130, "Data sent for parameter 'workingType' is not valid."));
-    }
-    if !reduce_only && !close_position && mul(qty, trigger) < market.spec.min_notional {
+    let notional_price = if trigger.is_zero() { now_price } else { trigger };
+    if !reduce_only && !close_position && mul(qty, notional_price) < market.spec.min_notional {
         return Err(ApiError::new(
             -4164,
             format!(
@@ -153,8 +197,11 @@ pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
         actual_price: Decimal::ZERO,
         actual_qty: Decimal::ZERO,
         reject_reason: String::new(),
+        callback_rate,
+        // Without activatePrice a trailing stop tracks from the current price at once.
+        trailing_extreme: if trailing && trigger.is_zero() { Some(now_price) } else { None },
     };
-    if trigger_reached(&algo, working_price(st, &algo)) {
+    if !trailing && trigger_reached(&algo, working_price(st, &algo)) {
         return Err(ApiError::new(-2021, "Order would immediately trigger."));
     }
     if st.open_algo_count() >= st.cfg.max_algo_orders {

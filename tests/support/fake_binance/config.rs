@@ -319,6 +319,24 @@ impl FakeConfig {
         self
     }
 
+    /// Adds symbols that test selection and encoding: `BTCUSDT_250926` (CURRENT_QUARTER),
+    /// `EOSUSDT` (SETTLING), `BTCUSDC` (USDC-quoted) — none tradeable by the daemon's rule — and
+    /// the tradeable non-ASCII `币安人生USDT` (percent-encoded in requests, as on Binance since
+    /// 2025-10-09).
+    pub fn with_edge_case_symbols(mut self) -> Self {
+        let mut quarter = SymbolSpec::new("BTCUSDT_250926", dec!(68500.0), dec!(0.1), dec!(0.001), dec!(5));
+        quarter.contract_type = "CURRENT_QUARTER".into();
+        quarter.base_asset = "BTC".into();
+        let mut settling = SymbolSpec::new("EOSUSDT", dec!(0.500), dec!(0.001), dec!(0.1), dec!(5));
+        settling.status = "SETTLING".into();
+        let mut usdc = SymbolSpec::new("BTCUSDC", dec!(68000.0), dec!(0.1), dec!(0.001), dec!(5));
+        usdc.quote_asset = "USDC".into();
+        usdc.base_asset = "BTC".into();
+        let unicode = SymbolSpec::new("币安人生USDT", dec!(0.15000), dec!(0.00001), dec!(1), dec!(5));
+        self.symbols.extend([quarter, settling, usdc, unicode]);
+        self
+    }
+
     /// No periodic market pushes (fully test-driven streams).
     pub fn without_market_tick(mut self) -> Self {
         self.market_tick_ms = None;

@@ -507,6 +507,8 @@ fn new_algo(st: &mut State, p: &Params) -> ApiResult<Value> {
         reduce_only: bool_param(p, "reduceOnly")?,
         price_protect: bool_param(p, "priceProtect")?.unwrap_or(false),
         client_algo_id: p.get("clientAlgoId").map(str::to_string),
+        activate_price: decimal_param(p, "activatePrice")?,
+        callback_rate: decimal_param(p, "callbackRate")?,
     };
     if p.get("stopPrice").is_some() {
         return Err(ApiError::new(-1106, "Parameter 'stopPrice' sent when not required."));

@@ -7,7 +7,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use rust_decimal::Decimal;
 
-use super::algo::{finish_algo_of, trigger_algo, trigger_reached, working_price};
+use super::algo::{finish_algo_of, track_trailing, trigger_algo, trigger_reached, working_price};
 use super::json;
 use super::state::{AlgoOrder, FillRecord, Order, Position, State, fmt_dec};
 
@@ -513,6 +513,17 @@ pub fn on_price_change(st: &mut State, symbol: &str) {
         .collect();
     for (id, px) in crossing {
         execute(st, id, px, true);
+    }
+    let working: Vec<(i64, Decimal)> = st
+        .algo_orders
+        .values()
+        .filter(|a| a.symbol == symbol && a.is_open() && a.order_type == "TRAILING_STOP_MARKET")
+        .map(|a| (a.algo_id, working_price(st, a)))
+        .collect();
+    for (id, price) in working {
+        if let Some(a) = st.algo_orders.get_mut(&id) {
+            track_trailing(a, price);
+        }
     }
     let fired: Vec<i64> = st
         .algo_orders

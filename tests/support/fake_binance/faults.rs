@@ -29,14 +29,23 @@ pub enum FaultAction {
     Error { http_status: u16, code: i64, msg: String, execute_first: bool },
     /// A proxy's HTML error page (not JSON), never executed.
     Html { http_status: u16 },
+    /// Answer exactly `body` (any bytes: malformed JSON, NaN prices, huge numbers...) with
+    /// `http_status` and `content-type: application/json`; executed first if `execute_first`.
+    Body { http_status: u16, body: String, execute_first: bool },
     /// Execute, then answer 200 with the real body cut in half (truncated JSON).
     TruncatedBody,
+    /// The connection breaks before a complete answer arrives (the body stream fails, hyper
+    /// aborts the connection); executed first if `execute_first`.
+    DropConnection { execute_first: bool },
     /// Sleep `ms` and then answer 503 without executing (a client with a shorter timeout sees a
     /// timeout; the request never ran).
     TimeoutNotExecuted { ms: u64 },
     /// Execute, then sleep `ms` before answering normally (a client with a shorter timeout sees a
     /// timeout although the order exists).
     TimeoutAfterExecute { ms: u64 },
+    /// Wait until `FakeBinance::release_held_requests` (or shutdown); with `execute_first` the
+    /// request is executed before waiting, else after. Then answer normally.
+    Hold { execute_first: bool },
     /// Sleep `ms`, then process normally (a latency spike).
     Latency { ms: u64 },
     /// 429 / -1003 with `Retry-After: retry_after_secs`; not executed.
@@ -103,10 +112,19 @@ impl FaultAction {
                 format!("error {http_status}/{code}{}", if *execute_first { " after execute" } else { "" })
             }
             FaultAction::Html { http_status } => format!("html {http_status}"),
+            FaultAction::Body { http_status, execute_first, .. } => {
+                format!("custom body {http_status}{}", if *execute_first { " after execute" } else { "" })
+            }
             FaultAction::TruncatedBody => "truncated body".into(),
+            FaultAction::DropConnection { execute_first } => {
+                format!("connection dropped{}", if *execute_first { " after execute" } else { "" })
+            }
             FaultAction::TimeoutNotExecuted { ms } => format!("timeout {ms} ms, not executed"),
             FaultAction::TimeoutAfterExecute { ms } => format!("timeout {ms} ms after execute"),
             FaultAction::Latency { ms } => format!("latency {ms} ms"),
+            FaultAction::Hold { execute_first } => {
+                format!("hold{}", if *execute_first { " after execute" } else { "" })
+            }
             FaultAction::RateLimited { retry_after_secs } => format!("429 retry after {retry_after_secs} s"),
             FaultAction::Ban { secs } => format!("418 ban {secs} s"),
             FaultAction::InvalidTimestamp => "-1021".into(),
@@ -143,6 +161,8 @@ pub struct Chaos {
     /// Delay by `latency_spike_ms`, then process normally.
     pub p_latency_spike: f64,
     pub latency_spike_ms: u64,
+    /// The connection breaks without an answer (mutating requests executed first).
+    pub p_drop_connection: f64,
 }
 
 impl Chaos {
@@ -159,6 +179,7 @@ impl Chaos {
             p_invalid_timestamp: 0.01,
             p_latency_spike: 0.02,
             latency_spike_ms: 2000,
+            p_drop_connection: 0.0,
         }
     }
 
@@ -196,6 +217,9 @@ impl Chaos {
         }
         if hit(self.p_latency_spike) {
             return Some(FaultAction::Latency { ms: self.latency_spike_ms });
+        }
+        if hit(self.p_drop_connection) {
+            return Some(FaultAction::DropConnection { execute_first: mutating });
         }
         None
     }

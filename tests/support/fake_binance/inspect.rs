@@ -84,7 +84,7 @@ impl FakeBinance {
                     a.is_open()
                         && a.symbol == p.symbol
                         && a.side == closing_side
-                        && a.order_type.starts_with("STOP")
+                        && (a.order_type.starts_with("STOP") || a.order_type == "TRAILING_STOP_MARKET")
                         && (a.reduce_only || a.close_position)
                 });
                 let covered = stops.clone().any(|a| a.close_position)

@@ -17,6 +17,7 @@
 //! `FakeConfig::default()`: API key/secret = Binance's documented HMAC example pair
 //! ([`DOC_API_KEY`], [`DOC_API_SECRET`]); symbols BTCUSDT (68000), ETHUSDT (3500), SOLUSDT (150)
 //! with the real filters and leverage brackets; `.with_generated_symbols(n)` adds `GEN000USDT`..;
+//! `.with_edge_case_symbols()` adds a quarterly, a SETTLING, a USDC-quoted and a non-ASCII symbol;
 //! 10 000 USDT; taker 0.05 % / maker 0.02 %; one-way mode; 20x ISOLATED; weight limit 2400/min;
 //! a market tick every 1000 ms (`.without_market_tick()` for fully test-driven streams);
 //! listenKey TTL 60 min; 200 open algo orders max; WS ping every 3 min.
@@ -58,12 +59,14 @@
 //!   one-way mode needs positionSide BOTH/absent (else -4061), hedge mode needs LONG/SHORT and
 //!   no reduceOnly (-1106); notional (mark × qty for MARKET) below MIN_NOTIONAL and not
 //!   reduce-only → -4164; reduce-only with nothing to reduce → -2022; initial margin + fee >
-//!   available → -2019; duplicate `newClientOrderId` of any known order → -4116; bad id →
-//!   -4015; symbol not TRADING → -4140; quantitative lock → -4400; GTX that would take → -5022.
+//!   available → -2019; duplicate `newClientOrderId` of any known order → -4116 (checked
+//!   before everything but the symbol, so a blind resend of an order that landed always gets
+//!   -4116); bad id → -4015; symbol not TRADING → -4140; quantitative lock → -4400; GTX that would take → -5022.
 //!   `newOrderRespType` ACK (default) answers status NEW before the fill; RESULT answers FILLED.
 //!   GET by orderId/origClientOrderId, unknown → -2013; DELETE unknown/closed → -2011.
 //! - Algo API: `algoType=CONDITIONAL`, STOP_MARKET/TAKE_PROFIT_MARKET/STOP/TAKE_PROFIT with
-//!   `triggerPrice`, `workingType` MARK_PRICE or CONTRACT_PRICE (default), `closePosition`
+//!   `triggerPrice`, TRAILING_STOP_MARKET with `callbackRate` (0.1–20 %) and optional
+//!   `activatePrice` (BUY below / SELL above the price, else -2021), `workingType` MARK_PRICE or CONTRACT_PRICE (default), `closePosition`
 //!   (not with quantity -4137 or reduceOnly -1106), would trigger at once → -2021, more than
 //!   `max_algo_orders` open → -4045, duplicate clientAlgoId → -4116. No margin check before the
 //!   trigger. Algo orders are not in `openOrders` and `allOpenOrders` does not cancel them.
@@ -101,7 +104,8 @@
 //! `fill_history(interval, n, seed)` (seeded candle history for every symbol, ending now at
 //! the current price). Candle generators: `trend_candles`, `random_walk_candles`, `candle_at`, `align`,
 //! `interval_ms`. Account: `set_wallet_balance`, `set_position`, `set_hedge_mode`.
-//! User stream: `push_margin_call(symbol)`, `push_user_event(json)`.
+//! User stream: `push_margin_call(symbol)`, `push_user_event(json)`. Bad input on any route:
+//! `push_text(route, text)` (raw frame to every connection of the route).
 //! Clock: `set_clock_skew_ms` (server time = wall clock + skew).
 //! `FakeBinance` is `Send + Sync`: wrap it in an `Arc` to drive it from another task.
 //!
@@ -110,19 +114,24 @@
 //! ([`FaultScope`]: Any, Signed, OrderPlacement, MarketOrder, AlgoOrder, Endpoint(method, path));
 //! actions ([`FaultAction`]): `unknown_after_execute()` (503 after really placing the order),
 //! `service_unavailable()`, `internal_error()`, `backend_timeout_after_execute()` (408/-1007),
-//! `overloaded()` (-1008), `Html{..}` (proxy page), `TruncatedBody`, `TimeoutNotExecuted{ms}`,
-//! `TimeoutAfterExecute{ms}`, `Latency{ms}`, `RateLimited{retry_after_secs}`, `Ban{secs}`,
+//! `overloaded()` (-1008), `Html{..}` (proxy page), `Body{http_status, body, execute_first}`
+//! (any body, e.g. NaN prices), `TruncatedBody`, `DropConnection{execute_first}` (the TCP
+//! connection breaks without a usable answer; logged with status 0), `TimeoutNotExecuted{ms}`,
+//! `TimeoutAfterExecute{ms}`, `Hold{execute_first}` (the request waits — after executing, if
+//! asked — until `release_held_requests()`; `held_requests()` counts them: for kill -9 at an
+//! exact point of the order flow), `Latency{ms}`, `RateLimited{retry_after_secs}`, `Ban{secs}`,
 //! `InvalidTimestamp` (-1021, signed only), `InsufficientMargin` (-2019, non-reduce-only
 //! orders only). Shorthands: `fail_next_orders_after_execute(n)`, `timeout_next(n, ms,
 //! executed)`, `rate_limit_next(n, secs)`, `ban_for(secs)`, `invalid_timestamp_next(n)`,
 //! `insufficient_margin_once()`, `latency_spike_next(n, ms)`, `set_latency_ms(ms)`,
 //! `set_random_failures(fraction, after_execute_fraction, seed)` and
 //! `set_chaos(Some(Chaos { p_5xx, p_5xx_after_execute, p_timeout, p_rate_limit,
-//! p_invalid_timestamp, p_latency_spike, .. }), seed)` (seeded, one draw per request;
+//! p_invalid_timestamp, p_latency_spike, p_drop_connection, .. }), seed)` (seeded, one draw per request;
 //! `Chaos::issue7(timeout_ms)` is the issue-7 mix), `clear_faults()`, `injected_faults()`
 //! (counts by kind, for reports). WebSocket: `drop_ws_connections()` (no close frame),
 //! `set_ws_drop_interval(Some(d))` (drop everything every `d`), `close_ws_connections()`,
-//! `set_ws_silent(bool)` (ACKs but no data: wrong-route simulation), `set_ws_refuse(bool)`
+//! `set_ws_silent(bool)` (ACKs but no data: wrong-route simulation), `set_ws_route_silent(route,
+//! bool)` (one route only), `set_ws_refuse(bool)`
 //! (handshake 503), `expire_listen_key()`, `ping_ws_clients()`.
 //!
 //! # Inspection
@@ -136,9 +145,11 @@
 //! `ws_connection_count()`, `ws_connections()`, `ws_connects_total()`, `subscriptions()`,
 //! `weight_used_1m()`, `server_time()`, `sign(payload)`, `panicked_requests()` (bugs in the
 //! fake answered 500; always 0); async waits `wait_for_ws_connections`,
-//! `wait_for_subscription`, `wait_until`.
+//! `wait_for_subscription`, `wait_until`; sync `wait_until_blocking`.
+//! Ids: orderId from 4000000001, algoId from 1000000000001, trade id from 700000001; listen
+//! keys and generated client ids come from the seeded RNG (`FakeConfig::seed`).
 //!
-//! Not simulated: trailing stops (-1116), ADL, batch orders, order modify (PUT),
+//! Not simulated: ADL, batch orders, order modify (PUT),
 //! countdownCancelAll, income history, depth/bookTicker data (use `push_raw`), multi-assets mode.
 
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
@@ -186,6 +197,10 @@ pub(crate) struct Shared {
     pub config: FakeConfig,
     pub state: Mutex<State>,
     pub cancel: CancellationToken,
+    /// Generation of `release_held_requests`; held requests wait for it to change.
+    pub release: tokio::sync::watch::Sender<u64>,
+    /// Requests currently held by `FaultAction::Hold`.
+    pub held: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -246,6 +261,8 @@ impl FakeBinance {
             state: Mutex::new(State::new(config.clone())),
             config,
             cancel: CancellationToken::new(),
+            release: tokio::sync::watch::Sender::new(0),
+            held: std::sync::atomic::AtomicUsize::new(0),
         });
         let app = rest::router(shared.clone());
         let cancel = shared.cancel.clone();
@@ -619,6 +636,16 @@ impl FakeBinance {
         st.faults.random = chaos;
     }
 
+    /// Lets every request held by `FaultAction::Hold` continue.
+    pub fn release_held_requests(&self) {
+        self.shared.release.send_modify(|g| *g += 1);
+    }
+
+    /// Requests currently held by `FaultAction::Hold` (wait for 1 before killing a client).
+    pub fn held_requests(&self) -> usize {
+        self.shared.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Removes queued and random faults, latency and any ban.
     pub fn clear_faults(&self) {
         let mut st = self.st();
@@ -666,6 +693,16 @@ impl FakeBinance {
         self.st().ws_silent = silent;
     }
 
+    /// `set_ws_silent` for one route only (e.g. a silent `/market` while `/private` works).
+    pub fn set_ws_route_silent(&self, route: Route, silent: bool) {
+        let mut st = self.st();
+        if silent {
+            st.ws_silent_routes.insert(route);
+        } else {
+            st.ws_silent_routes.remove(&route);
+        }
+    }
+
     /// While on, WS handshakes are refused with HTTP 503.
     pub fn set_ws_refuse(&self, refuse: bool) {
         self.st().ws_refuse = refuse;
@@ -674,6 +711,19 @@ impl FakeBinance {
     /// Drops every WS connection (no close frame) every `interval` until set to `None` (chaos runs).
     pub fn set_ws_drop_interval(&self, interval: Option<Duration>) {
         self.st().ws_drop_interval_ms = interval.map(|d| d.as_millis() as u64);
+    }
+
+    /// Sends a raw text frame (anything: malformed JSON, an oversized frame, a stale event) to
+    /// every connection on `route`, ignoring subscriptions. Returns how many got it.
+    pub fn push_text(&self, route: Route, text: &str) -> usize {
+        let st = self.st();
+        let mut n = 0;
+        for c in st.conns.values().filter(|c| c.route == route) {
+            if c.tx.send(WsOut::Text(text.to_string())).is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Pushes any user-data event to the `/private` connections of the live listenKey.

@@ -397,6 +397,11 @@ async fn process(
             resp.headers_mut().insert("content-type", HeaderValue::from_static("text/html"));
             return (resp, *http_status, None, label);
         }
+        Some(FaultAction::Body { http_status, body, execute_first: false }) => {
+            let st = shared.lock();
+            return (json_response(*http_status, body.clone(), &st, false), *http_status, None, label);
+        }
+        Some(FaultAction::DropConnection { execute_first: false }) => return (broken_response(), 0, None, label),
         Some(FaultAction::TimeoutNotExecuted { ms }) => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             let st = shared.lock();
@@ -404,6 +409,7 @@ async fn process(
             return (json_response(503, error_body(&e), &st, false), 503, Some(e.code), label);
         }
         Some(FaultAction::Latency { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+        Some(FaultAction::Hold { execute_first: false }) => hold(shared).await,
         Some(FaultAction::RateLimited { retry_after_secs }) => {
             let st = shared.lock();
             let e = ApiError::new(-1003, too_many_msg(&st));
@@ -470,7 +476,13 @@ async fn process(
             let e = ApiError::new(*code, msg.clone());
             return (json_response(*http_status, error_body(&e), &st, false), *http_status, Some(*code), label);
         }
+        Some(FaultAction::Body { http_status, body, execute_first: true }) => {
+            let st = shared.lock();
+            return (json_response(*http_status, body.clone(), &st, false), *http_status, None, label);
+        }
+        Some(FaultAction::DropConnection { execute_first: true }) => return (broken_response(), 0, None, label),
         Some(FaultAction::TimeoutAfterExecute { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+        Some(FaultAction::Hold { execute_first: true }) => hold(shared).await,
         _ => {}
     }
     let st = shared.lock();
@@ -489,6 +501,32 @@ async fn process(
         }
         Err(e) => (json_response(e.http_status, error_body(&e), &st, order_path), e.http_status, Some(e.code), label),
     }
+}
+
+/// Waits for `release_held_requests` or shutdown, counted in `Shared::held`.
+async fn hold(shared: &Shared) {
+    use std::sync::atomic::Ordering;
+    let mut rx = shared.release.subscribe();
+    rx.mark_unchanged();
+    shared.held.fetch_add(1, Ordering::SeqCst);
+    tokio::select! {
+        _ = rx.changed() => {}
+        _ = shared.cancel.cancelled() => {}
+    }
+    shared.held.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// A response whose body fails at once: hyper aborts the connection instead of answering.
+fn broken_response() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fault: connection dropped",
+        ))
+    });
+    let mut resp = Response::new(Body::from_stream(failing));
+    resp.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    resp
 }
 
 fn too_many_msg(st: &State) -> String {

@@ -100,6 +100,11 @@ pub struct AlgoOrder {
     pub actual_price: Decimal,
     pub actual_qty: Decimal,
     pub reject_reason: String,
+    /// TRAILING_STOP_MARKET: callback in % (0 for other types); `trigger_price` holds the
+    /// activation price (0 = active at once).
+    pub callback_rate: Decimal,
+    /// TRAILING_STOP_MARKET: best price since activation (`None` = not activated yet).
+    pub trailing_extreme: Option<Decimal>,
 }
 
 impl AlgoOrder {
@@ -252,6 +257,8 @@ pub struct State {
     pub last_event_time: i64,
     /// Accept WS connections and ACK control messages but send no data at all.
     pub ws_silent: bool,
+    /// Like `ws_silent`, for the listed routes only.
+    pub ws_silent_routes: BTreeSet<Route>,
     /// Refuse WS handshakes (HTTP 503).
     pub ws_refuse: bool,
     /// Random walk of prices on each market tick: (max step in bps, RNG).
@@ -298,6 +305,7 @@ impl State {
             ban_until: None,
             last_event_time: 0,
             ws_silent: false,
+            ws_silent_routes: BTreeSet::new(),
             ws_refuse: false,
             price_walk: None,
             auto_klines: false,

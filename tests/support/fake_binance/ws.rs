@@ -25,7 +25,7 @@ use super::candles::{align, candle_at};
 use super::endpoints::interval_ms;
 use super::engine;
 use super::json;
-use super::state::{Conn, Route, State, WsOut, system_ms};
+use super::state::{Conn, Market, Route, State, WsOut, system_ms};
 
 /// What a connection asked for in its URL.
 #[derive(Debug, Clone)]
@@ -72,7 +72,13 @@ fn query_params(uri: &Uri) -> Vec<(String, String)> {
 /// Parses a connection URL; `None` = 404.
 pub fn parse_path(uri: &Uri) -> Option<ConnSpec> {
     let path = uri.path().trim_end_matches('/');
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    // Path segments may be percent-encoded (`%21markPrice@arr`, a non-ASCII symbol).
+    let decoded: Vec<String> = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+        .collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let (route, rest) = match parts.first().copied() {
         Some("market") => (Route::Market, &parts[1..]),
         Some("public") => (Route::Public, &parts[1..]),
@@ -128,7 +134,10 @@ impl State {
         let mut raw: Option<String> = None;
         let mut wrapped: Option<String> = None;
         for c in self.conns.values() {
-            if !route_delivers(c.route, route) || !c.subscriptions.contains(stream) {
+            if !route_delivers(c.route, route)
+                || !c.subscriptions.contains(stream)
+                || self.ws_silent_routes.contains(&c.route)
+            {
                 continue;
             }
             let text = if c.combined {
@@ -142,7 +151,7 @@ impl State {
 
     /// Sends a user-data event to every `/private` connection using the live listenKey.
     pub fn emit_user(&mut self, event: Value) {
-        if self.ws_silent {
+        if self.ws_silent || self.ws_silent_routes.contains(&Route::Private) {
             return;
         }
         let Some(lk) = self.listen_key.as_ref().filter(|k| !k.dead) else { return };
@@ -201,14 +210,14 @@ impl State {
         let subs: BTreeSet<String> = self.conns.values().flat_map(|c| c.subscriptions.iter().cloned()).collect();
         for s in subs {
             let Some((sym, kind)) = s.split_once('@') else { continue };
-            let Some(m) = self.markets.get(&sym.to_uppercase()).cloned() else { continue };
-            let payload = match kind {
-                "markPrice@1s" => json::mark_price_event(&m, t),
-                "markPrice" if every_3 => json::mark_price_event(&m, t),
-                "miniTicker" => json::mini_ticker_event(&m, t),
-                "ticker" => json::ticker_event(&m, t),
+            let build: fn(&Market, i64) -> Value = match kind {
+                "markPrice@1s" => json::mark_price_event,
+                "markPrice" if every_3 => json::mark_price_event,
+                "miniTicker" => json::mini_ticker_event,
+                "ticker" => json::ticker_event,
                 _ => continue,
             };
+            let Some(payload) = self.markets.get(&sym.to_uppercase()).map(|m| build(m, t)) else { continue };
             self.emit_market(&s, &payload);
         }
     }
