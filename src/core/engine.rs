@@ -751,6 +751,10 @@ impl<E: Exchange> Engine<E> {
     // ------------------------------------------------------------------------------- entries
 
     async fn consider_entry(&mut self, symbol: &str) {
+        if self.locked.contains(crate::exchange::binance::ACCOUNT_LOCK_KEY) {
+            tracing::warn!(%symbol, "skipped: the account is locked by Binance's trading rules");
+            return;
+        }
         if self.locked.contains(symbol) {
             tracing::info!(%symbol, "skipped: symbol locked by Binance's trading rules");
             return;
