@@ -4,7 +4,7 @@
 //! into the trailing stage, then every iteration pushes a new best price, which makes the exit
 //! ladder move the trailing stop — the same path (event → ladder → exchange call) a take-profit
 //! close takes. Also the pure ladder step for one price (`PositionManager::on_price`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

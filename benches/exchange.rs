@@ -3,7 +3,7 @@
 //! merged into a warm `DataHub` (targets: ≤ 2 µs and ≤ 150 µs).
 //!
 //! `cargo bench --bench exchange -- --quick` for a short run.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::hint::black_box;
 

@@ -2,7 +2,7 @@
 //! full 3-timeframe score of one symbol. Targets (issue 3): ≤ 100 ns and ≤ 1 µs.
 //!
 //! Run briefly: `cargo bench --bench strategy -- --quick`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::hint::black_box;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `kinetic analyze` through the real binary on tests/data (SOLUSDT on 4h, 1h and 15m), with
 //! every JSON value checked against the library: indicators against the batch forms over the
 //! candles that closed by the evaluated moment, the score against `SymbolAnalyzer`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,5 +1,5 @@
 //! The HTTP status server over real HTTP on loopback.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::sync::{Arc, RwLock};
 

@@ -5,7 +5,7 @@
 //! every 200 ms. Afterwards: no duplicate orders (by client id and by intent), no position
 //! older than two monitor ticks was ever without a resting stop, the journal agrees with the
 //! exchange's positions and executed orders, nothing panicked, and `/health` recovered.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
 mod support;

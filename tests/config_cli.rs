@@ -1,5 +1,5 @@
 //! Config layering, validation and secret redaction, through the library and the real binary.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::collections::HashMap;
 use std::path::Path;

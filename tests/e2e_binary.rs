@@ -5,7 +5,7 @@
 //! - `run` live, `kill -9` while a position is open after TP1, restart → the position is
 //!   restored with its ladder state, exactly one stop rests on the exchange, no order is sent
 //!   twice; restarted again with an empty journal → the position is adopted and protected.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
 mod support;

@@ -5,7 +5,7 @@
 //! TP2 30 %, the trailing stop follows and the exchange-side stop closes the rest; the same
 //! for a short. A −5 % portfolio closes everything and cancels every order. No client order id
 //! is ever used twice.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
 mod support;

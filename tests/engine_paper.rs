@@ -4,7 +4,7 @@
 //! 40 %, TP2 30 %, the trailing stop follows and closes the rest — for a long and a short. The
 //! portfolio emergency exit closes everything and latches. The market source refuses (and
 //! counts) every account call, proving the paper exchange never forwards one.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
 

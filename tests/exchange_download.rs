@@ -1,6 +1,6 @@
 //! `download-data` against the fake server: paged downloads (more than one 1500-candle page),
 //! closed candles only, the data-file format, resuming where a file ends, and no signed call.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod exchange_helpers;
 mod support;

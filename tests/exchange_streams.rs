@@ -1,7 +1,7 @@
 //! The Binance client's WebSocket side against the fake server: reconnects with resubscription
 //! and REST backfill (no duplicate candle), the staleness watchdog, live subscription changes,
 //! the user data stream (orders, account, algo updates, listenKey expiry) and malformed frames.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod exchange_helpers;
 mod support;

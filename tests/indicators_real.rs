@@ -2,7 +2,7 @@
 //! values computed independently (a plain Python script using the textbook definitions:
 //! SMA-seeded EMA, Wilder RSI/ATR with SMA seeds, MACD = EMA12 − EMA26 with an EMA9 signal),
 //! and against a naive textbook EMA written here.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::path::Path;
 

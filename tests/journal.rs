@@ -1,5 +1,5 @@
 //! The SQLite journal: WAL mode, migrations, round trips, and state that survives a restart.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use kinetic::core::models::{Direction, LadderStage, PartialExit, Position};
 use kinetic::store::{EquitySnapshot, Journal, JournalFill, JournalOrder, RiskCheckRecord, SignalRecord};

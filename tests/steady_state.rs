@@ -3,7 +3,7 @@
 //! random walk, live klines of the scanner's candidates). Measures resident memory and CPU of
 //! the daemon over a window after warm-up. A measurement, not a CI test — run with
 //! `cargo test --release --test steady_state -- --ignored --nocapture`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod support;
 

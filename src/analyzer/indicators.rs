@@ -461,7 +461,7 @@ pub fn volume_ratio_series(volumes: &[f64], lookback: usize) -> Vec<Option<f64>>
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

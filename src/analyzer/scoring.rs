@@ -227,7 +227,7 @@ pub fn score(inputs: &ScoreInputs, settings: &StrategySettings) -> Score {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use crate::config::Settings;

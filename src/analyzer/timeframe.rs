@@ -210,7 +210,7 @@ fn last_two_swings(ring: &Ring, width: usize, beats: impl Fn(f64, f64) -> bool) 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -207,6 +207,7 @@ pub fn write_candle_file(path: &Path, candles: &[Candle]) -> Result<(), DataErro
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use std::io::Cursor;

@@ -124,7 +124,7 @@ pub fn audit(positions: &[HeldPosition], stops: &[RestingStop]) -> Vec<Protectio
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -232,7 +232,7 @@ pub fn emergency_triggered(unrealized_pnl: Decimal, equity: Decimal, settings: &
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use crate::config::Settings;

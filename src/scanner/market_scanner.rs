@@ -94,7 +94,7 @@ pub fn scan(inputs: &[ScanInput], settings: &ScannerSettings) -> Vec<Candidate> 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use crate::config::Settings;

@@ -1,5 +1,5 @@
 //! Tests of `events.rs`: recorded payloads and property tests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use super::*;
 use crate::core::models::{OrderStatus, Side};

@@ -84,7 +84,7 @@ pub fn apply_event(hub: &mut DataHub, event: &ExchangeEvent, now: TimestampMs) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use crate::core::models::{Candle, Timeframe};

@@ -473,6 +473,7 @@ fn transport(e: reqwest::Error) -> ExchangeError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 
