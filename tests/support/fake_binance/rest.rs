@@ -508,12 +508,20 @@ async fn hold(shared: &Shared) {
     use std::sync::atomic::Ordering;
     let mut rx = shared.release.subscribe();
     rx.mark_unchanged();
+    // Decrements on drop too: a client that gives up (timeout, kill -9) drops the connection
+    // and with it this future, which must not leave the count behind.
+    struct Held<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Held<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
     shared.held.fetch_add(1, Ordering::SeqCst);
+    let _held = Held(&shared.held);
     tokio::select! {
         _ = rx.changed() => {}
         _ = shared.cancel.cancelled() => {}
     }
-    shared.held.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// A response whose body fails at once: hyper aborts the connection instead of answering.
