@@ -480,6 +480,11 @@ impl<E: Exchange> Engine<E> {
         let now = self.ex.now_ms();
         match ev {
             ExchangeEvent::Kline { symbol, timeframe, candle, closed } => {
+                if !candle.is_sane() {
+                    self.handles.metrics.dropped_messages.get_or_create(&Metrics::label("source", "kline")).inc();
+                    tracing::warn!(%symbol, timeframe = timeframe.as_str(), ?candle, "malformed candle dropped");
+                    return;
+                }
                 if let Ok(mut hub) = self.handles.hub.write() {
                     hub.merge_candle(&symbol, timeframe, candle);
                     hub.stream_message("market", now);
@@ -502,7 +507,20 @@ impl<E: Exchange> Engine<E> {
                     self.consider_entry(&symbol).await;
                 }
             }
-            ExchangeEvent::MarkPrices(updates) => {
+            ExchangeEvent::MarkPrices(mut updates) => {
+                // A price that is not a positive number is bad input, never a reason to act
+                // (it would fake a loss and fire the emergency exit).
+                let before = updates.len();
+                updates.retain(|u| u.mark_price > Decimal::ZERO && !u.symbol.is_empty());
+                if updates.len() < before {
+                    let bad = u64::try_from(before - updates.len()).unwrap_or(u64::MAX);
+                    self.handles
+                        .metrics
+                        .dropped_messages
+                        .get_or_create(&Metrics::label("source", "mark_price"))
+                        .inc_by(bad);
+                    tracing::warn!(dropped = bad, "mark prices that are not positive dropped");
+                }
                 if let Ok(mut hub) = self.handles.hub.write() {
                     for u in &updates {
                         let prev = hub.mark_prices.get(&u.symbol).copied();
@@ -1443,6 +1461,12 @@ impl<E: Exchange> Engine<E> {
         m.clock_offset_ms.set(stats.clock_offset_ms);
         m.algo_orders_open.set(i64::from(stats.algo_orders_open).max(i64::try_from(self.stops.len()).unwrap_or(0)));
         m.algo_orders_limit.set(200);
+        // The client counts the frames it could not decode; export the increase.
+        let dropped = m.dropped_messages.get_or_create(&Metrics::label("source", "exchange"));
+        let seen = dropped.get();
+        if stats.dropped_messages > seen {
+            dropped.inc_by(stats.dropped_messages - seen);
+        }
         if let Ok(h) = self.handles.hub.read() {
             for s in h.stream_statuses() {
                 let age = s.last_message_at.map(|t| (now - t).max(0) as f64 / 1000.0).unwrap_or(f64::INFINITY);
