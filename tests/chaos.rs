@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,8 +18,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use common::{CraftedMarket, now_ms};
+use daemon::credentials;
 use kinetic::api::{Metrics, StatusSnapshot, health};
-use kinetic::config::{ConfigSources, Credentials, load};
+use kinetic::config::{ConfigSources, load};
 use kinetic::core::data_hub::DataHub;
 use kinetic::core::engine::{Engine, EngineHandles};
 use kinetic::core::models::{Direction, Timeframe};
@@ -26,19 +29,10 @@ use kinetic::store::Journal;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use rust_decimal_macros::dec;
-use support::fake_binance::{Chaos, DOC_API_KEY, DOC_API_SECRET, FakeBinance, FakeConfig, SymbolSpec};
+use support::fake_binance::{Chaos, FakeBinance, FakeConfig, SymbolSpec};
 use tokio_util::sync::CancellationToken;
 
 const SYMBOLS: [&str; 6] = ["CHAAUSDT", "CHABUSDT", "CHACUSDT", "CHADUSDT", "CHAEUSDT", "CHAFUSDT"];
-
-fn credentials() -> Credentials {
-    let env: HashMap<String, String> = [
-        ("BINANCE_API_KEY".to_string(), DOC_API_KEY.to_string()),
-        ("BINANCE_API_SECRET".to_string(), DOC_API_SECRET.to_string()),
-    ]
-    .into();
-    Credentials::from_env(&env).unwrap()
-}
 
 /// The price path of one symbol, as percent moves from its entry, one step per second.
 fn path(i: usize) -> Vec<f64> {

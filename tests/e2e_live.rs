@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 mod support;
 
 use std::collections::HashMap;
@@ -15,8 +17,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use common::{CraftedMarket, now_ms};
+use daemon::{credentials, install};
 use kinetic::api::{Metrics, StatusSnapshot};
-use kinetic::config::{ConfigSources, Credentials, Settings, load};
+use kinetic::config::{ConfigSources, Settings, load};
 use kinetic::core::data_hub::DataHub;
 use kinetic::core::engine::{Engine, EngineHandles};
 use kinetic::core::models::{Direction, Timeframe};
@@ -24,7 +27,7 @@ use kinetic::exchange::binance::BinanceClient;
 use kinetic::store::Journal;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
-use support::fake_binance::{DOC_API_KEY, DOC_API_SECRET, FakeBinance, FakeConfig};
+use support::fake_binance::{FakeBinance, FakeConfig};
 use tokio_util::sync::CancellationToken;
 
 pub fn settings_for(fake: &FakeBinance, extra: &[(&str, &str)]) -> Settings {
@@ -37,25 +40,6 @@ pub fn settings_for(fake: &FakeBinance, extra: &[(&str, &str)]) -> Settings {
         env.insert((*k).to_string(), (*v).to_string());
     }
     load(&ConfigSources { file: None, env }).expect("valid test config")
-}
-
-fn credentials() -> Credentials {
-    let env: HashMap<String, String> = [
-        ("BINANCE_API_KEY".to_string(), DOC_API_KEY.to_string()),
-        ("BINANCE_API_SECRET".to_string(), DOC_API_SECRET.to_string()),
-    ]
-    .into();
-    Credentials::from_env(&env).unwrap()
-}
-
-/// Loads a crafted market into the fake exchange: candle history, 24 h stats, prices.
-pub fn install(fake: &FakeBinance, m: &CraftedMarket) {
-    for (tf, candles) in &m.history {
-        fake.set_klines(&m.symbol, tf.as_str(), candles.clone());
-    }
-    let change = if m.direction == Direction::Long { Decimal::new(25, 1) } else { Decimal::new(-25, 1) };
-    fake.set_ticker_stats(&m.symbol, Decimal::from(100_000_000), change);
-    fake.set_price(&m.symbol, Decimal::from_f64(m.end_price).unwrap());
 }
 
 struct Live {

@@ -59,6 +59,16 @@ pub fn install(fake: &FakeBinance, m: &CraftedMarket) {
     fake.set_price(&m.symbol, Decimal::from_f64(m.end_price).unwrap());
 }
 
+/// The fake server's documented key pair as `Credentials`.
+pub fn credentials() -> kinetic::config::Credentials {
+    let env: std::collections::HashMap<String, String> = [
+        ("BINANCE_API_KEY".to_string(), DOC_API_KEY.to_string()),
+        ("BINANCE_API_SECRET".to_string(), DOC_API_SECRET.to_string()),
+    ]
+    .into();
+    kinetic::config::Credentials::from_env(&env).unwrap()
+}
+
 pub struct Daemon {
     pub child: Child,
     pub port: u16,
