@@ -479,6 +479,20 @@ impl PositionManager {
         out
     }
 
+    /// Marks everything left of `symbol` as closed by the exchange or the operator for
+    /// `reason` (a liquidation, a manual close) and returns the close to book with
+    /// [`PositionManager::on_exit_filled`]; `None` without an open quantity. The one-symbol
+    /// counterpart of [`PositionManager::close_all_actions`].
+    pub fn close_position(&mut self, symbol: &str, reason: ExitReason, trigger_price: Decimal) -> Option<ExitAction> {
+        let mp = self.positions.get_mut(symbol)?;
+        let qty = mp.ladder.remaining_qty;
+        if qty <= Decimal::ZERO {
+            return None;
+        }
+        mp.ladder.remaining_qty = Decimal::ZERO;
+        Some(ExitAction::CloseAll { qty, reason, trigger_price })
+    }
+
     /// The emergency rule over the whole portfolio; fires (and latches) at most once.
     /// Returns true when every position must be closed now.
     pub fn check_emergency(&mut self, unrealized_pnl: Decimal, equity: Decimal, now: TimestampMs) -> bool {
