@@ -24,9 +24,10 @@ pub mod symbols;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::core::models::{Timeframe, TimestampMs};
+use crate::core::models::{Candle, Timeframe, TimestampMs};
 use crate::data::{self, DataError};
 
 pub use engine::{BacktestError, Engine, EquityPoint, RunStats, SymbolSpec};
@@ -126,6 +127,44 @@ pub fn prepare(settings: &Settings, opts: &BacktestOptions) -> Result<Prepared, 
     let trade_from = opts.from.or_else(|| feed.peek_close_time().map(|t| t + 1)).unwrap_or(0);
     let engine = Engine::new(settings, specs, trade_from)?;
     Ok(Prepared { feed, engine, bytes_read: counter, total_bytes })
+}
+
+/// Candles of one symbol already in memory: 15m, 1h and 4h, each in ascending time.
+#[derive(Debug, Clone)]
+pub struct SymbolCandles {
+    pub symbol: String,
+    pub m15: Arc<[Candle]>,
+    pub h1: Arc<[Candle]>,
+    pub h4: Arc<[Candle]>,
+}
+
+/// A feed and an engine over candles in memory (benchmarks, tests, a dry-run replay of
+/// recorded candles), with the same rules as [`prepare`]: trading from `from` (or the first
+/// close), flat funding, symbol rules from [`symbols::rules_for`].
+///
+/// # Errors
+/// Bad settings or a symbol listed twice.
+pub fn prepare_in_memory(
+    settings: &Settings,
+    data: &[SymbolCandles],
+    from: Option<TimestampMs>,
+) -> Result<(Feed, Engine), BacktestError> {
+    let mut feed = Feed::new(from.map(|f| f - WARMUP_MS).unwrap_or(i64::MIN), i64::MAX);
+    let mut specs = Vec::with_capacity(data.len());
+    for (i, d) in data.iter().enumerate() {
+        feed.add(i, Timeframe::H4, Box::new(MemorySource::new(d.h4.clone())))?;
+        feed.add(i, Timeframe::H1, Box::new(MemorySource::new(d.h1.clone())))?;
+        feed.add(i, Timeframe::M15, Box::new(MemorySource::new(d.m15.clone())))?;
+        let first_price = d.m15.first().map(|c| c.open).unwrap_or(1.0);
+        specs.push(SymbolSpec {
+            name: d.symbol.clone(),
+            rules: symbols::rules_for(&d.symbol, first_price),
+            funding: None,
+        });
+    }
+    let trade_from = from.or_else(|| feed.peek_close_time().map(|t| t + 1)).unwrap_or(0);
+    let engine = Engine::new(settings, specs, trade_from)?;
+    Ok((feed, engine))
 }
 
 /// Replays `feed` through `engine` to the end and closes what is left. `progress` is called
