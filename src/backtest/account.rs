@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::backtest::sim::{self, FillModel};
 use crate::backtest::symbols::SymbolRules;
-use crate::core::models::{Candle, Direction, PartialExit, TimestampMs, decimal_from_f64};
+use crate::core::models::{Candle, Direction, PartialExit, TimestampMs};
 use crate::manager::exit_ladder::{ExitAction, ExitReason};
 use crate::manager::position_manager::{ClosedTrade, EntryPlan, PositionManager};
 
@@ -109,10 +109,6 @@ pub struct SimAccount {
     pub trades: Vec<TradeRecord>,
     pub by_reason: BTreeMap<ExitReason, ReasonStats>,
     open: BTreeMap<String, OpenSim>,
-}
-
-fn dec(v: f64) -> Decimal {
-    decimal_from_f64(v).unwrap_or(Decimal::ZERO)
 }
 
 impl SimAccount {
@@ -194,6 +190,7 @@ impl SimAccount {
         };
         let direction = state.direction;
         let liq = state.liquidation_price;
+        let scale = rules.price_scale();
         let path = match direction {
             Direction::Long => [candle.open, candle.low, candle.high, candle.close],
             Direction::Short => [candle.open, candle.high, candle.low, candle.close],
@@ -202,7 +199,7 @@ impl SimAccount {
             let Some(mp) = pm.position(symbol) else {
                 return;
             };
-            let price = dec(*px);
+            let price = sim::price_from_f64(*px, scale);
             if sim::is_adverse_beyond(direction, price, liq) {
                 let stop_first = i > 0 && !sim::is_adverse_beyond(direction, mp.ladder.stop, liq);
                 if !stop_first {

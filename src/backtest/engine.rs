@@ -121,6 +121,8 @@ struct SymbolState {
     window: TickerWindow,
     /// Last 15m close as money.
     last_price: Decimal,
+    /// Decimal places prices are converted at (the tick's).
+    price_scale: u32,
     closed_in_batch: bool,
     funding: Option<FundingSource>,
     ticker: Ticker,
@@ -184,10 +186,6 @@ pub enum BacktestError {
     },
 }
 
-fn dec(v: f64) -> Decimal {
-    decimal_from_f64(v).unwrap_or(Decimal::ZERO)
-}
-
 /// Groups a refusal into a short, stable category for the skip table.
 fn skip_category(reason: &str, failed_checks: &[&str]) -> String {
     if !failed_checks.is_empty() {
@@ -232,6 +230,7 @@ impl Engine {
                     event_time: 0,
                 },
                 name: s.name,
+                price_scale: s.rules.price_scale(),
                 rules: s.rules,
                 window: TickerWindow::new(),
                 last_price: Decimal::ZERO,
@@ -284,7 +283,7 @@ impl Engine {
                 s.closed_in_batch = true;
                 self.account.resolve_candle(&mut self.manager, &s.name, &s.rules, candle, candle.close_time + 1);
                 s.window.push(candle);
-                s.last_price = dec(candle.close);
+                s.last_price = sim::price_from_f64(candle.close, s.price_scale);
             }
             Timeframe::H1 => self.stats.candles_1h += 1,
             Timeframe::H4 => self.stats.candles_4h += 1,
@@ -440,7 +439,7 @@ impl Engine {
             let Some(s) = self.symbols.get(i) else {
                 continue;
             };
-            let entry_price = dec(next.open);
+            let entry_price = sim::price_from_f64(next.open, s.price_scale);
             let decision = self.manager.evaluate_entry(
                 &s.name,
                 now,

@@ -297,7 +297,7 @@ pub fn report_html(m: &Metrics, equity: &[EquityPoint], trades: &[TradeRecord]) 
         if i > 0 {
             series.push(',');
         }
-        let _ = write!(series, "[{},{:.4}]", p.time, p.equity);
+        let _ = write!(series, "[{},{}]", p.time, (p.equity * 1e4).round() / 1e4);
     }
     series.push_str("]}");
     let mut h = String::with_capacity(series.len() + 200_000);

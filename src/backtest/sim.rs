@@ -68,6 +68,19 @@ impl FillModel {
     }
 }
 
+/// A candle price (`f64`, parsed from text) as money at `scale` decimal places (the tick's):
+/// exact for prices on the tick grid and much cheaper than a general float conversion, which
+/// matters because every candle of a symbol with a position goes through it. Falls back to
+/// the general conversion for values out of `i64` range.
+pub fn price_from_f64(x: f64, scale: u32) -> Decimal {
+    let scaled = x * 10f64.powi(scale.min(18) as i32);
+    if scaled.is_finite() && scaled.abs() < 9.0e15 {
+        Decimal::new(scaled.round() as i64, scale.min(18))
+    } else {
+        Decimal::from_f64(x).unwrap_or(Decimal::ZERO)
+    }
+}
+
 /// `price` moved against a market order of `side` by `slippage` and rounded to `tick` against
 /// the trader. Never below one tick.
 pub fn market_fill_price(side: Side, price: Decimal, slippage: Decimal, tick: Decimal) -> Decimal {
@@ -142,6 +155,15 @@ mod tests {
         assert_eq!(market_fill_price(Side::Sell, dec!(100), dec!(0.0002), dec!(0.01)), dec!(99.98));
         assert_eq!(market_fill_price(Side::Buy, dec!(100.001), dec!(0), dec!(0.01)), dec!(100.01));
         assert_eq!(market_fill_price(Side::Sell, dec!(100.009), dec!(0), dec!(0.01)), dec!(100));
+    }
+
+    #[test]
+    fn candle_prices_convert_exactly_at_tick_precision() {
+        assert_eq!(price_from_f64(78706.7, 1), dec!(78706.7));
+        assert_eq!(price_from_f64(0.10588, 5), dec!(0.10588));
+        assert_eq!(price_from_f64(1.5361, 4), dec!(1.5361));
+        assert_eq!(price_from_f64(100.0, 2), dec!(100));
+        assert_eq!(price_from_f64(1e300, 2), Decimal::from_f64(1e300).unwrap_or(Decimal::ZERO));
     }
 
     #[test]

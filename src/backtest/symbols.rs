@@ -19,6 +19,14 @@ pub struct SymbolRules {
     pub maint_margin_rate: Decimal,
 }
 
+impl SymbolRules {
+    /// Decimal places of the tick (0.10 → 1): candle prices are converted to money at this
+    /// precision ([`crate::backtest::sim::price_from_f64`]).
+    pub fn price_scale(&self) -> u32 {
+        self.filters.tick_size.normalize().scale()
+    }
+}
+
 /// One row of the built-in table: decimals as (mantissa, scale).
 struct Known {
     symbol: &'static str,
