@@ -241,3 +241,59 @@ fn funding_is_paid_by_longs_and_lands_in_the_trade() {
     assert_eq!(t.net_pnl, t.gross_pnl - t.fees - t.funding);
     assert_eq!(acct.wallet, dec!(10000) + t.net_pnl);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A random walk of candles around 100.
+    fn walk() -> impl Strategy<Value = Vec<(f64, f64, f64, f64)>> {
+        prop::collection::vec((-3.0f64..3.0, 0.0f64..2.5, 0.0f64..2.5, -3.0f64..3.0), 1..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Whatever the path: the exits add up to the entry quantity, each trade's net PnL is
+        /// gross − fees − funding, and the wallet moves by exactly the sum of net PnL.
+        #[test]
+        fn money_is_conserved(
+            steps in walk(),
+            long in any::<bool>(),
+            stop_tenths in 5i64..60,
+            leverage in 1u32..=50,
+            funding_every in 1usize..8,
+        ) {
+            let (mut pm, mut acct) = setup(0.02);
+            let dir = if long { Direction::Long } else { Direction::Short };
+            acct.enter(&mut pm, &plan(dir, Decimal::new(stop_tenths, 1), leverage), &rules(), dec!(100), T0).unwrap();
+            let mut px = 100.0f64;
+            for (i, (gap, up, down, body)) in steps.iter().enumerate() {
+                let open = (px + gap).max(1.0);
+                let close = (open + body).max(1.0);
+                let c = candle(i as i64, open, open.max(close) + up, (open.min(close) - down).max(0.5), close);
+                acct.resolve_candle(&mut pm, SYM, &rules(), &c, c.close_time + 1);
+                if i % funding_every == 0 {
+                    acct.charge_funding(&pm, SYM, Decimal::try_from(close).unwrap(), dec!(0.0001));
+                }
+                px = close;
+            }
+            let last = Decimal::try_from(px).unwrap();
+            acct.close_all(&mut pm, ExitReason::EndOfData, &|_| Some(last), &|_| Some(dec!(0.01)), T0 + 99 * Q);
+            prop_assert!(!pm.has_position(SYM));
+            prop_assert_eq!(acct.trades.len(), 1);
+            let t = &acct.trades[0];
+            let exit_qty: Decimal = t.exits.iter().map(|e| e.qty).sum();
+            prop_assert_eq!(exit_qty, t.qty);
+            prop_assert_eq!(t.net_pnl, t.gross_pnl - t.fees - t.funding);
+            prop_assert_eq!(acct.wallet, acct.starting_balance + t.net_pnl);
+            prop_assert_eq!(acct.fees_paid, t.fees);
+            prop_assert_eq!(acct.funding_paid, t.funding);
+            // A liquidated trade loses exactly its isolated margin (plus the entry fee).
+            if t.exit_reason == ExitReason::Liquidation && t.exits.len() == 1 {
+                let margin = t.entry_price * t.qty / Decimal::from(leverage);
+                // (equal up to Decimal's 28-digit rounding of 1/leverage)
+                prop_assert!((t.gross_pnl + margin).abs() < dec!(0.000000001), "{} vs {}", t.gross_pnl, margin);
+            }
+        }
+    }
+}
