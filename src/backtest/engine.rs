@@ -38,12 +38,13 @@ use crate::backtest::account::SimAccount;
 use crate::backtest::feed::FundingSource;
 use crate::backtest::sim::{self, FillModel};
 use crate::backtest::symbols::SymbolRules;
-use crate::config::Settings;
+use crate::config::{ScannerSettings, Settings};
 use crate::core::models::{Candle, Ticker, Timeframe, TimestampMs, decimal_from_f64};
 use crate::data::DataError;
 use crate::manager::exit_ladder::ExitReason;
 use crate::manager::position_manager::PositionManager;
 use crate::manager::risk_checks::PortfolioSnapshot;
+use crate::scanner::market_scanner::{is_allowed, passes_liquidity_floor, passes_momentum_filter};
 
 /// 24 h of 15m candles.
 pub const TICKER_WINDOW: usize = 96;
@@ -64,6 +65,8 @@ struct TickerWindow {
     quote_volume: [f64; TICKER_WINDOW],
     head: usize,
     len: usize,
+    volume_sum: f64,
+    quote_volume_sum: f64,
     last_close: f64,
     last_close_time: TimestampMs,
 }
@@ -76,22 +79,37 @@ impl TickerWindow {
             quote_volume: [0.0; TICKER_WINDOW],
             head: 0,
             len: 0,
+            volume_sum: 0.0,
+            quote_volume_sum: 0.0,
             last_close: 0.0,
             last_close_time: 0,
         }
     }
 
+    /// Adds a candle, keeping running sums; every full turn of the ring the sums are
+    /// recomputed from scratch so floating-point drift cannot accumulate.
     fn push(&mut self, c: &Candle) {
         let i = self.head;
+        let qv = c.quote_volume_or_estimate();
         if let (Some(o), Some(v), Some(q)) =
             (self.open.get_mut(i), self.volume.get_mut(i), self.quote_volume.get_mut(i))
         {
+            if self.len == TICKER_WINDOW {
+                self.volume_sum -= *v;
+                self.quote_volume_sum -= *q;
+            }
             *o = c.open;
             *v = c.volume;
-            *q = c.quote_volume_or_estimate();
+            *q = qv;
         }
+        self.volume_sum += c.volume;
+        self.quote_volume_sum += qv;
         self.head = (self.head + 1) % TICKER_WINDOW;
         self.len = (self.len + 1).min(TICKER_WINDOW);
+        if self.head == 0 {
+            self.volume_sum = self.volume.iter().take(self.len).sum();
+            self.quote_volume_sum = self.quote_volume.iter().take(self.len).sum();
+        }
         self.last_close = c.close;
         self.last_close_time = c.close_time;
     }
@@ -108,8 +126,8 @@ impl TickerWindow {
         }
         t.last_price = self.last_close;
         t.price_change_pct = (self.last_close - first_open) / first_open * 100.0;
-        t.volume = self.volume.iter().sum();
-        t.quote_volume = self.quote_volume.iter().sum();
+        t.volume = self.volume_sum;
+        t.quote_volume = self.quote_volume_sum;
         t.event_time = self.last_close_time;
         true
     }
@@ -159,6 +177,7 @@ pub struct Engine {
     symbols: Vec<SymbolState>,
     index: BTreeMap<String, usize>,
     scan_interval_ms: i64,
+    scanner: ScannerSettings,
     flat_funding: Decimal,
     min_confidence: u8,
     trade_from: TimestampMs,
@@ -243,6 +262,7 @@ impl Engine {
             account: SimAccount::new(model, balance),
             symbols: states,
             index,
+            scanner: settings.scanner.clone(),
             scan_interval_ms: i64::try_from(settings.scanner.interval_secs).unwrap_or(i64::MAX / 1000).max(1) * 1000,
             flat_funding,
             min_confidence: settings.strategy.min_confidence,
@@ -337,6 +357,9 @@ impl Engine {
     }
 
     fn exposure(&self) -> (Decimal, Decimal) {
+        if self.manager.open_count() == 0 {
+            return (Decimal::ZERO, Decimal::ZERO);
+        }
         let (symbols, index) = (&self.symbols, &self.index);
         let price = |name: &str| index.get(name).and_then(|&i| symbols.get(i)).map(|s| s.last_price);
         self.manager.exposure(&price)
@@ -382,9 +405,19 @@ impl Engine {
         self.stats.scans += 1;
         self.tickers.clear();
         for s in &mut self.symbols {
-            if s.window.fill(&mut s.ticker) {
+            // The scanner's own liquidity, momentum and exclusion filters, applied before the
+            // ticker is copied; `scan` applies them again (same functions, same result).
+            if s.window.fill(&mut s.ticker)
+                && is_allowed(&s.ticker.symbol, &self.scanner)
+                && passes_liquidity_floor(&s.ticker, &self.scanner)
+                && passes_momentum_filter(&s.ticker, &self.scanner)
+            {
                 self.tickers.push(s.ticker.clone());
             }
+        }
+        if self.tickers.is_empty() {
+            self.candidates.clear();
+            return;
         }
         let found = self.manager.scan(&self.tickers);
         self.candidates.clear();
