@@ -130,14 +130,17 @@ impl CandleSource for FileCandleSource {
 pub fn parse_row(text: &str) -> Result<Candle, String> {
     let mut it = text.split(',');
     let mut field = |name: &'static str| it.next().ok_or_else(|| format!("missing column {name}"));
-    let int = |name: &str, s: &str| s.trim().parse::<i64>().map_err(|_| format!("{name}: not an integer: `{s}`"));
+    // Fields are parsed as they are (the hot path); padded fields are retried trimmed.
+    let int = |name: &str, s: &str| {
+        s.parse::<i64>().or_else(|_| s.trim().parse::<i64>()).map_err(|_| format!("{name}: not an integer: `{s}`"))
+    };
     let num = |name: &str, s: &str| -> Result<f64, String> {
-        match s.trim().parse::<f64>() {
+        match s.parse::<f64>().or_else(|_| s.trim().parse::<f64>()) {
             Ok(v) if v.is_finite() => Ok(v),
             _ => Err(format!("{name}: not a finite number: `{s}`")),
         }
     };
-    let opt = |name: &str, s: &str| if s.trim().is_empty() { Ok(0.0) } else { num(name, s) };
+    let opt = |name: &str, s: &str| if s.is_empty() || s.trim().is_empty() { Ok(0.0) } else { num(name, s) };
     let open_time = int("open_time", field("open_time")?)?;
     let open = num("open", field("open")?)?;
     let high = num("high", field("high")?)?;
@@ -147,7 +150,7 @@ pub fn parse_row(text: &str) -> Result<Candle, String> {
     let close_time = int("close_time", field("close_time")?)?;
     let quote_volume = opt("quote_volume", field("quote_volume")?)?;
     let trades_text = field("trades")?;
-    let trades = if trades_text.trim().is_empty() {
+    let trades = if trades_text.is_empty() || trades_text.trim().is_empty() {
         0
     } else {
         trades_text.trim().parse::<u64>().map_err(|_| format!("trades: not a count: `{trades_text}`"))?
@@ -438,6 +441,7 @@ mod tests {
         let c = parse_row("1755388800000,117342.1,117500,117300,117450.5,123.4,1755389699999,,,,").unwrap();
         assert_eq!(c.open, 117342.1);
         assert_eq!(c.quote_volume, 0.0);
+        assert_eq!(parse_row("1, 2,3,1,2,5,900, , , ,").unwrap().open, 2.0);
         assert!(parse_row("1,2,3,1,2,5").is_err());
         assert!(parse_row("1,2,1,3,2,5,900,,,,").is_err());
     }
