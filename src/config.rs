@@ -258,6 +258,19 @@ pub struct BacktestSettings {
 pub struct StorageSettings {
     pub path: PathBuf,
     pub dry_run_path: PathBuf,
+    pub sync: JournalSync,
+}
+
+/// How hard the journal pushes each commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalSync {
+    /// WAL + `synchronous = NORMAL`: every commit survives a process crash (kill -9, panic);
+    /// an OS crash or power loss may lose the last commits. Sub-millisecond writes.
+    Normal,
+    /// WAL + `synchronous = FULL`: every commit is fsynced before the call returns; survives
+    /// power loss, at the cost of an fsync (milliseconds) before every order.
+    Full,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

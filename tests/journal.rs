@@ -51,6 +51,10 @@ fn file_journal_is_wal_and_migrated() {
     let path = dir.path().join("nested/kinetic.db");
     let j = Journal::open(&path).unwrap();
     assert_eq!(j.journal_mode().unwrap(), "wal");
+    // storage.sync: NORMAL by default (survives kill -9), FULL on request (survives power loss).
+    assert_eq!(j.sync_level().unwrap(), 1);
+    j.set_full_sync(true).unwrap();
+    assert_eq!(j.sync_level().unwrap(), 2);
     assert_eq!(j.schema_version().unwrap(), 1);
     drop(j);
     // Reopening does not re-run migrations.

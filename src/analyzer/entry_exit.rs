@@ -30,14 +30,17 @@ pub fn level(direction: Direction, entry: Decimal, pct: f64) -> Option<Decimal> 
     entry.checked_mul(Decimal::ONE + f * direction.sign())
 }
 
-/// Stop distance `min(atr_stop_mult × ATR, max_stop_pct % of entry)`.
+/// Stop distance `min(atr_stop_mult × ATR, max_stop_pct % of entry)`. An ATR distance too
+/// large for a `Decimal` is simply capped (the cap holds "regardless of ATR value").
 pub fn stop_distance(entry: Decimal, atr: f64, settings: &StrategySettings) -> Option<Decimal> {
     if !(atr.is_finite() && atr > 0.0) || entry <= Decimal::ZERO {
         return None;
     }
-    let atr_dist = decimal_from_f64(settings.atr_stop_mult * atr)?;
     let cap = entry.checked_mul(pct_fraction(settings.max_stop_pct)?)?;
-    Some(atr_dist.min(cap))
+    Some(match decimal_from_f64(settings.atr_stop_mult * atr) {
+        Some(atr_dist) => atr_dist.min(cap),
+        None => cap,
+    })
 }
 
 /// Stop and target levels for an entry at `entry`. The stop is rounded to `tick` towards the
@@ -121,6 +124,9 @@ mod tests {
         let l = exit_levels(Direction::Short, dec!(1000), 500.0, &s, dec!(0.1)).unwrap();
         assert_eq!(l.stop_loss, dec!(1030));
         assert_eq!(l.tp1, dec!(985));
+        // An ATR beyond Decimal's range is capped too, not refused.
+        let l = exit_levels(Direction::Long, dec!(1000), 1e300, &s, dec!(0.1)).unwrap();
+        assert_eq!(l.stop_loss, dec!(970));
         assert!(exit_levels(Direction::Long, dec!(1000), 0.0, &s, dec!(0.1)).is_none());
         assert!(exit_levels(Direction::Long, dec!(1000), f64::NAN, &s, dec!(0.1)).is_none());
         // A stop that rounds onto the entry is refused.

@@ -18,9 +18,9 @@
 //!   A zero mean gives 0 when the last volume is 0 too, else [`VOLUME_RATIO_CAP`].
 //!
 //! Robustness: non-finite inputs are skipped (the state does not change), every output is
-//! finite, and the arithmetic is arranged (convex combinations, running means) so values up to
-//! `f64::MAX` cannot overflow; if an update would still produce a non-finite value, the
-//! previous value is kept.
+//! finite, and the arithmetic is arranged (running means, corrections `prev + α·(x − prev)`) so
+//! positive values up to `f64::MAX` cannot overflow and a constant input is reproduced
+//! exactly; if an update would still produce a non-finite value, the previous value is kept.
 
 /// Upper bound of the volume ratio (a spike from zero volume would otherwise be infinite).
 pub const VOLUME_RATIO_CAP: f64 = 1.0e6;
@@ -31,10 +31,26 @@ fn finite_or(v: f64, fallback: f64) -> f64 {
     if v.is_finite() { v } else { fallback }
 }
 
-/// `prev·(k−1)/k + x/k`: a running mean / Wilder step that cannot overflow for finite inputs.
+/// `prev + (x − prev)·inv_k` with `inv_k = 1/k`, i.e. `prev·(k−1)/k + x/k`: a running mean /
+/// Wilder step. Written as a correction of `prev` so a constant input is reproduced exactly (a
+/// flat market gives EMA12 = EMA26 and a MACD of exactly 0, not rounding noise that could read
+/// as a cross). Same-signed values cannot overflow; should `x − prev` overflow, the previous
+/// value is kept. Takes the reciprocal so the steady state multiplies instead of dividing.
 #[inline]
-fn blend(prev: f64, x: f64, k: f64) -> f64 {
-    finite_or(prev * ((k - 1.0) / k) + x / k, prev)
+fn blend(prev: f64, x: f64, inv_k: f64) -> f64 {
+    finite_or(prev + (x - prev) * inv_k, prev)
+}
+
+/// `1/k`, the weight of the newest value in a running mean of `k` values.
+#[inline]
+fn inv(k: usize) -> f64 {
+    1.0 / k as f64
+}
+
+/// One EMA step `α·x + (1 − α)·prev`, in the same exact-for-constants correction form.
+#[inline]
+fn ema_step(prev: f64, x: f64, alpha: f64) -> f64 {
+    finite_or(prev + alpha * (x - prev), prev)
 }
 
 /// RSI from average gain and loss (halved first so their sum cannot overflow).
@@ -76,13 +92,14 @@ impl Ema {
     }
 
     /// Adds one value; returns the EMA once `period` values were seen.
+    #[inline]
     pub fn update(&mut self, x: f64) -> Option<f64> {
         if x.is_finite() {
             if self.count < self.period {
                 self.count += 1;
-                self.value = blend(self.value, x, self.count as f64);
+                self.value = blend(self.value, x, inv(self.count));
             } else {
-                self.value = finite_or(self.alpha * x + (1.0 - self.alpha) * self.value, self.value);
+                self.value = ema_step(self.value, x, self.alpha);
             }
         }
         self.value()
@@ -97,6 +114,7 @@ impl Ema {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rsi {
     period: usize,
+    inv_period: f64,
     prev_close: Option<f64>,
     changes: usize,
     avg_gain: f64,
@@ -105,10 +123,12 @@ pub struct Rsi {
 
 impl Rsi {
     pub fn new(period: usize) -> Self {
-        Rsi { period: period.max(1), prev_close: None, changes: 0, avg_gain: 0.0, avg_loss: 0.0 }
+        let period = period.max(1);
+        Rsi { period, inv_period: inv(period), prev_close: None, changes: 0, avg_gain: 0.0, avg_loss: 0.0 }
     }
 
     /// Adds one close; returns the RSI once `period + 1` closes were seen.
+    #[inline]
     pub fn update(&mut self, close: f64) -> Option<f64> {
         if !close.is_finite() {
             return self.value();
@@ -116,14 +136,14 @@ impl Rsi {
         let prev = self.prev_close.replace(close)?;
         let change = finite_or(close - prev, 0.0);
         let (gain, loss) = (change.max(0.0), (-change).max(0.0));
-        let k = if self.changes < self.period {
+        let inv_k = if self.changes < self.period {
             self.changes += 1;
-            self.changes as f64
+            inv(self.changes)
         } else {
-            self.period as f64
+            self.inv_period
         };
-        self.avg_gain = blend(self.avg_gain, gain, k);
-        self.avg_loss = blend(self.avg_loss, loss, k);
+        self.avg_gain = blend(self.avg_gain, gain, inv_k);
+        self.avg_loss = blend(self.avg_loss, loss, inv_k);
         self.value()
     }
 
@@ -160,6 +180,7 @@ impl Macd {
     }
 
     /// Adds one close; returns line, signal and histogram once all three exist.
+    #[inline]
     pub fn update(&mut self, close: f64) -> Option<MacdValue> {
         if !close.is_finite() {
             return self.last;
@@ -185,6 +206,7 @@ impl Macd {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Atr {
     period: usize,
+    inv_period: f64,
     prev_close: Option<f64>,
     count: usize,
     value: f64,
@@ -192,23 +214,25 @@ pub struct Atr {
 
 impl Atr {
     pub fn new(period: usize) -> Self {
-        Atr { period: period.max(1), prev_close: None, count: 0, value: 0.0 }
+        let period = period.max(1);
+        Atr { period, inv_period: inv(period), prev_close: None, count: 0, value: 0.0 }
     }
 
     /// Adds one candle; returns the ATR once `period` candles were seen.
+    #[inline]
     pub fn update(&mut self, high: f64, low: f64, close: f64) -> Option<f64> {
         if !(high.is_finite() && low.is_finite() && close.is_finite()) {
             return self.value();
         }
         let tr = true_range(high, low, self.prev_close);
         self.prev_close = Some(close);
-        let k = if self.count < self.period {
+        let inv_k = if self.count < self.period {
             self.count += 1;
-            self.count as f64
+            inv(self.count)
         } else {
-            self.period as f64
+            self.inv_period
         };
-        self.value = blend(self.value, tr, k);
+        self.value = blend(self.value, tr, inv_k);
         self.value()
     }
 
@@ -222,8 +246,9 @@ pub const MAX_VOLUME_LOOKBACK: usize = 500;
 
 /// Incremental volume ratio: last volume / mean of the `lookback` volumes before it.
 ///
-/// Keeps a ring of `lookback + 1` volumes, allocated once in [`VolumeRatio::new`]; an update
-/// re-sums the ring (a constant `lookback` additions) so it agrees exactly with the batch form.
+/// Keeps a ring of `lookback + 1` volumes, allocated once in [`VolumeRatio::new`]. Reading the
+/// ratio re-sums the ring (a constant `lookback` additions, oldest first) so it agrees exactly
+/// with the batch form; [`VolumeRatio::push`] only stores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VolumeRatio {
     lookback: usize,
@@ -240,31 +265,47 @@ impl VolumeRatio {
     }
 
     /// Adds one volume; returns the ratio once `lookback + 1` volumes were seen.
+    #[inline]
     pub fn update(&mut self, volume: f64) -> Option<f64> {
+        self.push(volume);
+        self.value()
+    }
+
+    /// Adds one volume without computing the ratio (the per-candle hot path: the ratio is
+    /// only read when scoring). Non-finite volumes are skipped.
+    #[inline]
+    pub fn push(&mut self, volume: f64) {
         if volume.is_finite() {
             let cap = self.ring.len();
             if let Some(slot) = self.ring.get_mut(self.head) {
                 *slot = volume;
             }
-            self.head = (self.head + 1) % cap;
+            self.head += 1;
+            if self.head == cap {
+                self.head = 0;
+            }
             self.len = (self.len + 1).min(cap);
         }
-        self.value()
     }
 
     pub fn value(&self) -> Option<f64> {
-        let cap = self.ring.len();
-        if self.len < cap {
+        if self.len < self.ring.len() {
             return None;
         }
-        // Full ring: `head` is the oldest slot; sum oldest first, like the batch form.
-        let newest = (self.head + cap - 1) % cap;
-        let n = self.lookback as f64;
-        let mut mean = 0.0;
-        for i in 0..self.lookback {
-            mean += self.ring.get((self.head + i) % cap).copied().unwrap_or(0.0) / n;
-        }
-        Some(ratio(self.ring.get(newest).copied().unwrap_or(0.0), mean))
+        // Full ring: `head` is the oldest slot and the slot before it the newest. Oldest first,
+        // like the batch form: ring[head..], then ring[..head] (whose last is the newest).
+        let (older, from_head) = self.ring.split_at_checked(self.head)?;
+        // Drop the newest from whichever part ends with it (`older`, unless `head` is 0).
+        let (&last, from_head, older) = match older.split_last() {
+            Some((last, rest)) => (last, from_head, rest),
+            None => {
+                let (last, rest) = from_head.split_last()?;
+                (last, rest, older)
+            }
+        };
+        let inv_n = inv(self.lookback);
+        let mean = older.iter().fold(from_head.iter().fold(0.0, |m, v| m + v * inv_n), |m, v| m + v * inv_n);
+        Some(ratio(last, mean))
     }
 }
 
@@ -292,7 +333,7 @@ pub fn ema_series(values: &[f64], period: usize) -> Vec<Option<f64>> {
     for &x in values {
         if x.is_finite() {
             current = match current {
-                Some(prev) => Some(finite_or(alpha * x + (1.0 - alpha) * prev, prev)),
+                Some(prev) => Some(ema_step(prev, x, alpha)),
                 None => {
                     seed.push(x);
                     (seed.len() == period).then(|| mean_of(&seed))
@@ -306,12 +347,13 @@ pub fn ema_series(values: &[f64], period: usize) -> Vec<Option<f64>> {
 
 /// Mean computed as a sequence of running means (same rounding as the incremental seed).
 fn mean_of(values: &[f64]) -> f64 {
-    values.iter().enumerate().fold(0.0, |m, (i, &x)| blend(m, x, (i + 1) as f64))
+    values.iter().enumerate().fold(0.0, |m, (i, &x)| blend(m, x, inv(i + 1)))
 }
 
 /// RSI (Wilder) over a slice of closes.
 pub fn rsi_series(closes: &[f64], period: usize) -> Vec<Option<f64>> {
     let period = period.max(1);
+    let inv_n = inv(period);
     let mut out = Vec::with_capacity(closes.len());
     let mut prev: Option<f64> = None;
     let mut gains = Vec::with_capacity(period);
@@ -323,10 +365,7 @@ pub fn rsi_series(closes: &[f64], period: usize) -> Vec<Option<f64>> {
                 let change = finite_or(c - p, 0.0);
                 let (g, l) = (change.max(0.0), (-change).max(0.0));
                 avg = match avg {
-                    Some((ag, al)) => {
-                        let n = period as f64;
-                        Some((blend(ag, g, n), blend(al, l, n)))
-                    }
+                    Some((ag, al)) => Some((blend(ag, g, inv_n), blend(al, l, inv_n))),
                     None => {
                         gains.push(g);
                         losses.push(l);
@@ -375,18 +414,18 @@ pub fn macd_series(closes: &[f64], fast: usize, slow: usize, signal: usize) -> V
 /// ATR (Wilder) over parallel high, low, close slices (the shortest length wins).
 pub fn atr_series(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Vec<Option<f64>> {
     let period = period.max(1);
+    let inv_n = inv(period);
     let n = high.len().min(low.len()).min(close.len());
     let mut out = Vec::with_capacity(n);
     let mut prev_close = None;
     let mut seed = Vec::with_capacity(period);
     let mut atr: Option<f64> = None;
-    for i in 0..n {
-        let (h, l, c) = (high[i], low[i], close[i]);
+    for ((&h, &l), &c) in high.iter().zip(low).zip(close) {
         if h.is_finite() && l.is_finite() && c.is_finite() {
             let tr = true_range(h, l, prev_close);
             prev_close = Some(c);
             atr = match atr {
-                Some(a) => Some(blend(a, tr, period as f64)),
+                Some(a) => Some(blend(a, tr, inv_n)),
                 None => {
                     seed.push(tr);
                     (seed.len() == period).then(|| mean_of(&seed))
@@ -401,20 +440,22 @@ pub fn atr_series(high: &[f64], low: &[f64], close: &[f64], period: usize) -> Ve
 /// Volume ratio over a slice of volumes.
 pub fn volume_ratio_series(volumes: &[f64], lookback: usize) -> Vec<Option<f64>> {
     let lookback = lookback.clamp(1, MAX_VOLUME_LOOKBACK);
-    let finite: Vec<(usize, f64)> = volumes.iter().copied().enumerate().filter(|(_, v)| v.is_finite()).collect();
-    let mut out = vec![None; volumes.len()];
+    let inv_n = inv(lookback);
+    let mut seen: Vec<f64> = Vec::with_capacity(volumes.len());
     let mut current = None;
-    let mut j = 0usize;
-    for (i, slot) in out.iter_mut().enumerate() {
-        while j < finite.len() && finite[j].0 <= i {
-            if j >= lookback {
-                let n = lookback as f64;
-                let mean = finite[j - lookback..j].iter().fold(0.0, |m, (_, v)| m + v / n);
-                current = Some(ratio(finite[j].1, mean));
+    let mut out = Vec::with_capacity(volumes.len());
+    for &v in volumes {
+        if v.is_finite() {
+            seen.push(v);
+            if let Some((last, before)) = seen.split_last() {
+                // The `lookback` volumes before the last, summed oldest first (as incremental).
+                if let Some(window) = before.len().checked_sub(lookback).and_then(|start| before.get(start..)) {
+                    let mean = window.iter().fold(0.0, |m, x| m + x * inv_n);
+                    current = Some(ratio(*last, mean));
+                }
             }
-            j += 1;
         }
-        *slot = current;
+        out.push(current);
     }
     out
 }

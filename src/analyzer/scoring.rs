@@ -4,6 +4,7 @@
 //! Owns the score table only. It must not read candles, clocks or files: it takes finished
 //! indicator values plus the 15m MACD-cross and swing-pattern readings as plain data.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use serde::Serialize;
@@ -174,7 +175,8 @@ fn pts(met: bool, max: u8) -> u8 {
 pub fn score(inputs: &ScoreInputs, settings: &StrategySettings) -> Score {
     let (h4, h1, m15) = (&inputs.h4, &inputs.h1, &inputs.m15);
     let direction = if h4.ema_9 < h4.ema_21 { Direction::Short } else { Direction::Long };
-    let trend_met = h4.ema_9 != h4.ema_21;
+    // Strictly ordered EMAs only: equal (flat) or NaN values are no trend and score nothing.
+    let trend_met = matches!(h4.ema_9.partial_cmp(&h4.ema_21), Some(Ordering::Less | Ordering::Greater));
     let aligned = match direction {
         Direction::Long => h1.ema_9 > h1.ema_21,
         Direction::Short => h1.ema_9 < h1.ema_21,
@@ -251,6 +253,22 @@ mod tests {
         let names: Vec<&str> = sc.components.iter().map(Component::name).collect();
         assert_eq!(names, ["4h_trend", "1h_alignment", "rsi_zone", "macd_cross", "volume_spike", "price_action"]);
         assert!(sc.report()[2].reason.contains("inside the LONG zone [30, 45]"));
+    }
+
+    #[test]
+    fn nan_or_equal_4h_emas_are_no_trend() {
+        let s = Settings::defaults().unwrap().strategy;
+        for (e9, e21) in [(f64::NAN, 1.0), (1.0, f64::NAN), (1.0, 1.0)] {
+            let inputs = ScoreInputs {
+                h4: ind(e9, e21, 50.0, 1.0),
+                h1: ind(2.0, 1.0, 50.0, 1.0),
+                m15: ind(1.0, 1.0, 50.0, 1.0),
+                macd_cross: None,
+                swing: None,
+            };
+            let sc = score(&inputs, &s);
+            assert_eq!((sc.total, sc.components[0].points, sc.components[1].points), (0, 0, 0), "{e9} {e21}");
+        }
     }
 
     #[test]

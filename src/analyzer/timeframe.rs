@@ -19,6 +19,10 @@ pub const RSI_PERIOD: usize = 14;
 pub const ATR_PERIOD: usize = 14;
 pub const VOLUME_LOOKBACK: usize = 20;
 
+/// Closed candles a timeframe needs before all its indicators exist: the MACD signal line is
+/// the last to warm up (26 closes for the slow EMA, then 9 MACD values for the signal).
+pub const WARM_UP_CANDLES: usize = 26 + 9 - 1;
+
 /// Fixed-capacity ring of the last `HISTORY` values, oldest first when read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Ring {
@@ -102,7 +106,7 @@ impl TimeframeState {
             self.histogram.push(m.histogram);
         }
         self.atr.update(c.high, c.low, c.close);
-        self.volume_ratio.update(c.volume);
+        self.volume_ratio.push(c.volume);
         self.highs.push(c.high);
         self.lows.push(c.low);
         self.last_close = c.close;
@@ -187,19 +191,15 @@ fn last_two_swings(ring: &Ring, width: usize, beats: impl Fn(f64, f64) -> bool) 
     if len < 2 * width + 1 {
         return None;
     }
-    let mut found: [f64; 2] = [0.0; 2];
-    let mut n = 0;
+    let mut newest: Option<f64> = None;
     let mut i = len - 1 - width;
     loop {
         let center = ring.get(i);
         let is_swing = (i - width..=i + width).all(|j| j == i || beats(center, ring.get(j)));
         if is_swing {
-            if let Some(slot) = found.get_mut(n) {
-                *slot = center;
-            }
-            n += 1;
-            if n == 2 {
-                return Some((found[0], found[1]));
+            match newest {
+                None => newest = Some(center),
+                Some(n) => return Some((n, center)),
             }
         }
         if i == width {
@@ -234,6 +234,7 @@ mod tests {
     #[test]
     fn warm_up_until_macd_signal_exists() {
         let mut s = TimeframeState::new();
+        assert_eq!(WARM_UP_CANDLES, 34);
         for i in 0..33 {
             let p = 100.0 + (i as f64 * 0.3).sin();
             assert!(s.update(&candle(i, p + 1.0, p - 1.0, p, 10.0)));

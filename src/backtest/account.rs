@@ -237,10 +237,13 @@ impl SimAccount {
             return;
         };
         let price = state.bankruptcy_price;
-        if let Some(ExitAction::CloseAll { qty, reason, .. } | ExitAction::Close { qty, reason, .. }) =
-            pm.close_position(symbol, ExitReason::Liquidation, price)
-        {
-            self.book_exit(pm, symbol, qty, price, reason, false, now);
+        let Some(left) = pm.position(symbol).map(|mp| mp.ladder.remaining_qty) else {
+            return;
+        };
+        // The exchange closed it on its own: deduct, then book like any fill.
+        let qty = pm.reduce_remaining(symbol, left);
+        if qty > Decimal::ZERO {
+            self.book_exit(pm, symbol, qty, price, ExitReason::Liquidation, false, now);
         }
     }
 

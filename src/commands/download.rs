@@ -1,11 +1,201 @@
-//! `kinetic download-data`.
+//! `kinetic download-data`: public REST klines into the backtest data files
+//! (`DIR/<SYMBOL>-<interval>.csv`, DESIGN.md §4). Pages `/fapi/v1/klines` 1500 candles at a time
+//! through the Binance client (so its queue, weight budget and retries apply), resumes where an
+//! existing file ends and writes closed candles only. No credentials are used or needed.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use crate::cli::{CliError, Context, DownloadArgs};
+use crate::core::models::{Candle, Timeframe, TimestampMs};
+use crate::data::{self, HEADER};
+use crate::exchange::Exchange;
+use crate::exchange::binance::{BinanceClient, KLINES_PAGE_LIMIT};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// What one symbol/interval download did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesReport {
+    pub symbol: String,
+    pub timeframe: Timeframe,
+    pub path: PathBuf,
+    /// Candles appended by this run.
+    pub added: usize,
+    /// Candles in the file afterwards.
+    pub total: usize,
+}
 
 /// Runs `kinetic download-data`.
 ///
 /// # Errors
-/// Not implemented yet: exits 1 rather than print anything fake.
-pub fn execute(_ctx: &Context, _args: &DownloadArgs) -> Result<(), CliError> {
-    Err(CliError::NotImplemented("download-data"))
+/// [`CliError::Usage`] for bad symbols or intervals, [`CliError::Fatal`] for exchange and file
+/// errors.
+pub fn execute(ctx: &Context, args: &DownloadArgs) -> Result<(), CliError> {
+    let symbols = parse_symbols(&args.symbols)?;
+    let intervals = parse_intervals(&args.intervals)?;
+    if args.days == 0 {
+        return Err(CliError::Usage("--days must be at least 1".into()));
+    }
+    let out = args.out.clone().unwrap_or_else(|| ctx.settings.backtest.data_dir.clone());
+    let client = BinanceClient::public(&ctx.settings.exchange).map_err(|e| CliError::Fatal(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
+    let reports = runtime.block_on(download(&client, &out, &symbols, &intervals, args.days))?;
+    for r in &reports {
+        println!("{} {}: +{} candles, {} in {}", r.symbol, r.timeframe, r.added, r.total, r.path.display());
+    }
+    Ok(())
+}
+
+/// Upper-cased, de-duplicated symbols.
+///
+/// # Errors
+/// [`CliError::Usage`] for an empty or non-alphanumeric symbol.
+pub fn parse_symbols(raw: &[String]) -> Result<Vec<String>, CliError> {
+    let mut out: Vec<String> = Vec::new();
+    for s in raw {
+        let s = s.trim().to_uppercase();
+        if s.is_empty() || !s.chars().all(char::is_alphanumeric) {
+            return Err(CliError::Usage(format!("--symbols: `{s}` is not a symbol like BTCUSDT")));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError::Usage("--symbols: at least one symbol is needed".into()));
+    }
+    Ok(out)
+}
+
+/// Parsed, de-duplicated intervals.
+///
+/// # Errors
+/// [`CliError::Usage`] naming the unknown interval.
+pub fn parse_intervals(raw: &[String]) -> Result<Vec<Timeframe>, CliError> {
+    let mut out = Vec::new();
+    for s in raw {
+        let tf: Timeframe = s.trim().parse().map_err(|e| CliError::Usage(format!("--intervals: {e}")))?;
+        if !out.contains(&tf) {
+            out.push(tf);
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError::Usage("--intervals: at least one interval is needed".into()));
+    }
+    Ok(out)
+}
+
+/// Downloads every symbol × interval for the last `days` days into `out`.
+///
+/// # Errors
+/// [`CliError::Fatal`] for exchange and file errors (files written so far are kept: a rerun
+/// resumes).
+pub async fn download(
+    client: &BinanceClient,
+    out: &Path,
+    symbols: &[String],
+    intervals: &[Timeframe],
+    days: u32,
+) -> Result<Vec<SeriesReport>, CliError> {
+    std::fs::create_dir_all(out).map_err(|e| CliError::Fatal(format!("cannot create {}: {e}", out.display())))?;
+    if let Err(e) = client.sync_time().await {
+        tracing::warn!(error = %e, "server time sync failed; using the local clock");
+    }
+    let now = client.now_ms();
+    let mut reports = Vec::new();
+    for symbol in symbols {
+        for &tf in intervals {
+            let start = tf.align(now - i64::from(days) * DAY_MS);
+            reports.push(download_series(client, out, symbol, tf, start, now).await?);
+        }
+    }
+    Ok(reports)
+}
+
+/// Brings `DIR/<symbol>-<tf>.csv` up to date from `start` (or where the file ends) to the last
+/// candle closed before `now`.
+///
+/// # Errors
+/// [`CliError::Fatal`] for exchange and file errors.
+pub async fn download_series(
+    client: &BinanceClient,
+    dir: &Path,
+    symbol: &str,
+    tf: Timeframe,
+    start: TimestampMs,
+    now: TimestampMs,
+) -> Result<SeriesReport, CliError> {
+    let fatal = |e: String| CliError::Fatal(format!("{symbol} {tf}: {e}"));
+    let path = dir.join(format!("{symbol}-{tf}.csv"));
+    let mut existing = 0usize;
+    let mut last_open: Option<TimestampMs> = None;
+    if path.is_file() {
+        let candles = data::read_candle_file(&path).map_err(|e| fatal(e.to_string()))?;
+        existing = candles.len();
+        last_open = candles.last().map(|c| c.open_time);
+    } else if let Some(gz) = data::candle_path(dir, symbol, tf) {
+        // Only a compressed file: continue in a plain one that starts with its candles.
+        let candles = data::read_candle_file(&gz).map_err(|e| fatal(e.to_string()))?;
+        data::write_candle_file(&path, &candles).map_err(|e| fatal(e.to_string()))?;
+        existing = candles.len();
+        last_open = candles.last().map(|c| c.open_time);
+    }
+    let mut from = match last_open {
+        Some(t) => start.max(t + tf.duration_ms()),
+        None => start,
+    };
+    let mut added = 0usize;
+    while from < now {
+        let page = client
+            .klines(symbol, tf, Some(from), None, KLINES_PAGE_LIMIT)
+            .await
+            .map_err(|e| fatal(format!("klines from {from}: {e}")))?;
+        let full_page = page.len() >= usize::from(KLINES_PAGE_LIMIT);
+        let closed: Vec<Candle> = page
+            .into_iter()
+            .filter(|c| c.close_time < now && c.open_time >= from && last_open.is_none_or(|t| c.open_time > t))
+            .filter(Candle::is_sane)
+            .collect();
+        let Some(newest) = closed.last().map(|c| c.open_time) else { break };
+        append(&path, &closed).map_err(|e| fatal(e.to_string()))?;
+        added += closed.len();
+        last_open = Some(newest);
+        from = newest + tf.duration_ms();
+        if !full_page {
+            break;
+        }
+    }
+    tracing::info!(symbol, timeframe = %tf, added, "download finished");
+    Ok(SeriesReport { symbol: symbol.to_string(), timeframe: tf, path, added, total: existing + added })
+}
+
+/// Appends rows, writing the header first when the file is new.
+fn append(path: &Path, candles: &[Candle]) -> std::io::Result<()> {
+    let new = !path.exists();
+    let mut w = BufWriter::new(OpenOptions::new().create(true).append(true).open(path)?);
+    if new {
+        writeln!(w, "{HEADER}")?;
+    }
+    for c in candles {
+        writeln!(w, "{}", data::format_row(c))?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_checked() {
+        assert_eq!(parse_symbols(&["btcusdt".into(), "BTCUSDT".into()]).ok(), Some(vec!["BTCUSDT".to_string()]));
+        assert!(parse_symbols(&["BTC/USDT".into()]).is_err());
+        assert_eq!(parse_intervals(&["15m".into(), "4h".into()]).ok(), Some(vec![Timeframe::M15, Timeframe::H4]));
+        assert!(parse_intervals(&["7m".into()]).is_err());
+    }
 }

@@ -1,11 +1,124 @@
-//! `kinetic run`.
+//! `kinetic run [--dry-run]`: the daemon. Opens the journal, starts the HTTP status server,
+//! builds the exchange (live Binance, or the paper exchange over Binance's public data for
+//! `--dry-run`) and runs the engine until SIGINT/SIGTERM; then stops new entries, leaves
+//! positions open with their exchange-side stops and exits 0 within 10 s.
 
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState, Metrics, StatusSnapshot};
 use crate::cli::{CliError, Context, RunArgs};
+use crate::config::Settings;
+use crate::core::clock::SystemClock;
+use crate::core::data_hub::DataHub;
+use crate::core::engine::{Engine, EngineError, EngineHandles};
+use crate::exchange::Exchange;
+use crate::store::Journal;
+
+/// How long shutdown may take before the process exits anyway.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(9);
 
 /// Runs `kinetic run`.
 ///
 /// # Errors
-/// Not implemented yet: exits 1 rather than print anything fake.
-pub fn execute(_ctx: &Context, _args: &RunArgs) -> Result<(), CliError> {
-    Err(CliError::NotImplemented("run"))
+/// Start-up failures: journal, HTTP bind, exchange unreachable, hedge mode (exit 1).
+pub fn execute(ctx: &Context, args: &RunArgs) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        crate::shutdown::cancel_on_signal(cancel.clone());
+        if args.dry_run {
+            let market = crate::exchange::binance::BinanceClient::new(&ctx.settings.exchange, None)
+                .map_err(|e| CliError::Fatal(format!("cannot build the market-data client: {e}")))?;
+            let paper = crate::exchange::paper::PaperExchange::new(Arc::new(market), &ctx.settings.paper);
+            run_with(&ctx.settings, Arc::new(paper), true, args.clear_emergency, cancel).await
+        } else {
+            let live = crate::exchange::binance::BinanceClient::new(&ctx.settings.exchange, ctx.credentials.clone())
+                .map_err(|e| CliError::Fatal(format!("cannot build the exchange client: {e}")))?;
+            run_with(&ctx.settings, Arc::new(live), false, args.clear_emergency, cancel).await
+        }
+    })
+}
+
+fn open_journal(path: &Path) -> Result<Journal, CliError> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::Fatal(format!("cannot create the journal directory {}: {e}", dir.display())))?;
+    }
+    Journal::open(path).map_err(|e| CliError::Fatal(format!("cannot open the journal {}: {e}", path.display())))
+}
+
+/// Runs the daemon on `ex` until `cancel` fires (tests call this with their own exchange).
+///
+/// # Errors
+/// Start-up failures (exit 1).
+pub async fn run_with<E: Exchange>(
+    settings: &Settings,
+    ex: Arc<E>,
+    dry_run: bool,
+    clear_emergency: bool,
+    cancel: CancellationToken,
+) -> Result<(), CliError> {
+    let journal_path = if dry_run { &settings.storage.dry_run_path } else { &settings.storage.path };
+    let journal = open_journal(journal_path)?;
+    journal
+        .set_full_sync(settings.storage.sync == crate::config::JournalSync::Full)
+        .map_err(|e| CliError::Fatal(format!("cannot configure the journal: {e}")))?;
+    tracing::info!(journal = %journal_path.display(), mode = if dry_run { "dry-run" } else { "live" }, "starting");
+
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let status = Arc::new(RwLock::new(StatusSnapshot {
+        mode: if dry_run { "dry_run".into() } else { "live".into() },
+        ..StatusSnapshot::default()
+    }));
+    let api_state =
+        ApiState { status: Arc::clone(&status), registry: Arc::new(registry), clock: Arc::new(SystemClock) };
+    let listen = settings.api.listen_addr()?;
+    let (_addr, server) = api::serve(listen, api_state, cancel.clone())
+        .await
+        .map_err(|e| CliError::Fatal(format!("cannot bind the HTTP server to {}: {e}", settings.api.listen)))?;
+
+    let handles = EngineHandles { hub: DataHub::default().shared(), status, metrics };
+    let engine = Engine::new(ex, settings.clone(), journal, handles, dry_run)
+        .ok_or_else(|| CliError::Fatal("strategy settings unusable".into()))?;
+    let engine_cancel = cancel.clone();
+    let mut task = tokio::spawn(async move { engine.run(engine_cancel, clear_emergency).await });
+
+    let outcome = tokio::select! {
+        r = &mut task => Some(r),
+        _ = cancel.cancelled() => None,
+    };
+    let result = match outcome {
+        Some(r) => r,
+        None => match tokio::time::timeout(SHUTDOWN_BUDGET, &mut task).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!("engine did not stop within the shutdown budget; exiting anyway");
+                task.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    match result {
+        Ok(Ok(())) => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Ok(Err(EngineError::HedgeMode)) => Err(CliError::Fatal(EngineError::HedgeMode.to_string())),
+        Ok(Err(e)) => Err(CliError::Fatal(e.to_string())),
+        Err(join) => Err(CliError::Fatal(format!("engine task failed: {join}"))),
+    }
 }

@@ -4,5 +4,6 @@
 
 pub mod clock;
 pub mod data_hub;
+pub mod engine;
 pub mod models;
 pub mod systemd;

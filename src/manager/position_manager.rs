@@ -15,7 +15,7 @@
 //!    executed close with [`PositionManager::on_exit_filled`];
 //! 5. every monitor tick, [`PositionManager::check_emergency`] with the portfolio's PnL.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use rust_decimal::prelude::*;
 use serde::Serialize;
@@ -31,7 +31,7 @@ use crate::core::models::{
 use crate::manager::exit_ladder::{ExitAction, ExitLadder, ExitReason, LadderConfig};
 use crate::manager::risk_checks::{PortfolioSnapshot, RiskBook, RiskReport, TradeIntent, emergency_triggered, utc_day};
 use crate::manager::sizing::{is_high_volatility, leverage_for, size_position};
-use crate::scanner::market_scanner::{Candidate, ScanInput, scan};
+use crate::scanner::market_scanner::{Candidate, ScanInput, scan, volume_ratio_of};
 
 /// Everything needed to send one entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -126,6 +126,8 @@ pub struct PositionManager {
     scanner: ScannerSettings,
     ladder_cfg: LadderConfig,
     analyzers: HashMap<String, SymbolAnalyzer>,
+    /// The last `scanner.volume_lookback + 1` closed 15m candles per symbol (volume filter).
+    recent_15m: HashMap<String, VecDeque<Candle>>,
     positions: BTreeMap<String, ManagedPosition>,
     pub risk: RiskBook,
     emergency: Option<EmergencyLatch>,
@@ -141,6 +143,7 @@ impl PositionManager {
             scanner: settings.scanner.clone(),
             ladder_cfg: LadderConfig::from_settings(&settings.strategy)?,
             analyzers: HashMap::new(),
+            recent_15m: HashMap::new(),
             positions: BTreeMap::new(),
             risk: RiskBook::new(now, equity),
             emergency: None,
@@ -153,7 +156,7 @@ impl PositionManager {
         if !candle.is_sane() {
             return false;
         }
-        match self.analyzers.get_mut(symbol) {
+        let taken = match self.analyzers.get_mut(symbol) {
             Some(a) => a.on_closed_candle(tf, candle),
             None => {
                 let mut a = SymbolAnalyzer::new();
@@ -161,13 +164,23 @@ impl PositionManager {
                 self.analyzers.insert(symbol.to_string(), a);
                 taken
             }
+        };
+        if taken && tf == Timeframe::M15 {
+            let keep = self.scanner.volume_lookback.saturating_add(1);
+            let recent = self.recent_15m.entry(symbol.to_string()).or_default();
+            recent.push_back(*candle);
+            while recent.len() > keep {
+                recent.pop_front();
+            }
         }
+        taken
     }
 
     /// Forgets a symbol's analysis (it left the candidate list and has no position).
     pub fn forget_symbol(&mut self, symbol: &str) {
         if !self.positions.contains_key(symbol) {
             self.analyzers.remove(symbol);
+            self.recent_15m.remove(symbol);
         }
     }
 
@@ -175,17 +188,17 @@ impl PositionManager {
         self.analyzers.get(symbol)
     }
 
-    /// Runs the scanner over `tickers`, using each symbol's last closed 15m volume ratio.
-    pub fn scan(&self, tickers: &[Ticker]) -> Vec<Candidate> {
+    /// Runs the scanner over `tickers`, using each symbol's last closed 15m volume over the
+    /// mean of the `scanner.volume_lookback` candles before it.
+    pub fn scan(&mut self, tickers: &[Ticker]) -> Vec<Candidate> {
         let inputs: Vec<ScanInput> = tickers
             .iter()
             .map(|t| ScanInput {
                 ticker: t.clone(),
                 volume_ratio: self
-                    .analyzers
-                    .get(&t.symbol)
-                    .and_then(|a| a.m15.indicators())
-                    .map(|i| i.volume_ratio)
+                    .recent_15m
+                    .get_mut(&t.symbol)
+                    .and_then(|r| volume_ratio_of(r.make_contiguous(), &self.scanner))
                     .filter(|r| r.is_finite()),
             })
             .collect();
@@ -460,6 +473,38 @@ impl PositionManager {
         }
     }
 
+    /// Deducts `qty` that the exchange closed on its own (a resting stop triggered, a
+    /// liquidation) before the ladder saw the price. Returns how much was deducted; book it
+    /// afterwards with [`PositionManager::on_exit_filled`].
+    pub fn reduce_remaining(&mut self, symbol: &str, qty: Decimal) -> Decimal {
+        let Some(mp) = self.positions.get_mut(symbol) else {
+            return Decimal::ZERO;
+        };
+        let take = qty.min(mp.ladder.remaining_qty).max(Decimal::ZERO);
+        mp.ladder.remaining_qty -= take;
+        mp.sync_from_ladder();
+        take
+    }
+
+    /// Undoes the ladder's deduction of `qty` for a close that did not execute (rejected, or
+    /// only partly filled). When nothing of a take-profit executed, the ladder steps back to the
+    /// stage before that level so the level fires again on the next price. Fail-closed: the
+    /// position is tracked at (at least) its real size, so its stop is never shrunk below it.
+    pub fn revert_close(&mut self, symbol: &str, qty: Decimal, reason: ExitReason, nothing_filled: bool) {
+        let Some(mp) = self.positions.get_mut(symbol) else {
+            return;
+        };
+        mp.ladder.remaining_qty += qty.max(Decimal::ZERO);
+        if nothing_filled {
+            match reason {
+                ExitReason::TakeProfit1 => mp.ladder.stage = LadderStage::Open,
+                ExitReason::TakeProfit2 => mp.ladder.stage = LadderStage::Tp1Done,
+                _ => {}
+            }
+        }
+        mp.sync_from_ladder();
+    }
+
     /// Builds the list of close-all actions for every open position (emergency exit).
     pub fn close_all_actions(
         &mut self,
@@ -477,20 +522,6 @@ impl PositionManager {
             out.push((symbol.clone(), ExitAction::CloseAll { qty, reason, trigger_price: trigger }));
         }
         out
-    }
-
-    /// Marks everything left of `symbol` as closed by the exchange or the operator for
-    /// `reason` (a liquidation, a manual close) and returns the close to book with
-    /// [`PositionManager::on_exit_filled`]; `None` without an open quantity. The one-symbol
-    /// counterpart of [`PositionManager::close_all_actions`].
-    pub fn close_position(&mut self, symbol: &str, reason: ExitReason, trigger_price: Decimal) -> Option<ExitAction> {
-        let mp = self.positions.get_mut(symbol)?;
-        let qty = mp.ladder.remaining_qty;
-        if qty <= Decimal::ZERO {
-            return None;
-        }
-        mp.ladder.remaining_qty = Decimal::ZERO;
-        Some(ExitAction::CloseAll { qty, reason, trigger_price })
     }
 
     /// The emergency rule over the whole portfolio; fires (and latches) at most once.

@@ -6,8 +6,9 @@
 
 use std::cmp::Ordering;
 
+use crate::analyzer::indicators::VolumeRatio;
 use crate::config::ScannerSettings;
-use crate::core::models::Ticker;
+use crate::core::models::{Candle, Ticker};
 
 /// What the scanner knows about one symbol.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,15 @@ pub struct Candidate {
     pub quote_volume: f64,
     /// `w × volume_ratio + (1 − w) × |24 h change %|`, `w = scanner.rank_volume_weight`.
     pub rank_score: f64,
+}
+
+/// The volume filter's ratio from closed 15m candles (oldest first): the last volume over the
+/// mean of the `scanner.volume_lookback` volumes before it. `None` with too few candles.
+pub fn volume_ratio_of(closed_15m: &[Candle], settings: &ScannerSettings) -> Option<f64> {
+    let lookback = settings.volume_lookback;
+    let start = closed_15m.len().checked_sub(lookback.checked_add(1)?)?;
+    let mut ratio = VolumeRatio::new(lookback);
+    closed_15m.get(start..)?.iter().fold(None, |_, c| ratio.update(c.volume))
 }
 
 /// Volume filter: the ratio exceeds `scanner.volume_ratio_min` (strictly).
@@ -101,6 +111,30 @@ mod tests {
             },
             volume_ratio: ratio,
         }
+    }
+
+    #[test]
+    fn volume_ratio_over_the_configured_lookback() {
+        let mut s = Settings::defaults().unwrap().scanner;
+        s.volume_lookback = 3;
+        let candle = |v: f64| Candle {
+            open_time: 0,
+            close_time: 0,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume: v,
+            quote_volume: 0.0,
+            trades: 0,
+            taker_buy_volume: 0.0,
+            taker_buy_quote_volume: 0.0,
+        };
+        // Only the last 3 before the last count: mean(2, 4, 6) = 4 → 10 / 4.
+        let cs: Vec<Candle> = [100.0, 2.0, 4.0, 6.0, 10.0].into_iter().map(candle).collect();
+        assert_eq!(volume_ratio_of(&cs, &s), Some(2.5));
+        assert_eq!(volume_ratio_of(&cs[2..], &s), None);
+        assert_eq!(volume_ratio_of(&cs[1..], &s), Some(2.5));
     }
 
     #[test]

@@ -194,7 +194,8 @@ pub struct EquitySnapshot {
     pub equity: Decimal,
 }
 
-/// The journal: one SQLite connection in WAL mode with `synchronous = FULL`.
+/// The journal: one SQLite connection in WAL mode, `synchronous = NORMAL` unless
+/// [`Journal::set_full_sync`] asks for `FULL` (`storage.sync`).
 pub struct Journal {
     conn: Connection,
 }
@@ -252,6 +253,24 @@ impl Journal {
         Self::init(conn)
     }
 
+    /// `true`: fsync every commit (`synchronous = FULL`, survives power loss); `false`:
+    /// `synchronous = NORMAL` (survives process crashes; the default).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn set_full_sync(&self, full: bool) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })?;
+        Ok(())
+    }
+
+    /// The current `synchronous` level (1 = NORMAL, 2 = FULL).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn sync_level(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+    }
+
     /// An in-memory journal (tests and backtests).
     ///
     /// # Errors
@@ -264,7 +283,7 @@ impl Journal {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // journal_mode returns a row; in-memory databases answer "memory".
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         let mut journal = Journal { conn };
         journal.migrate()?;
         Ok(journal)
@@ -394,7 +413,8 @@ impl Journal {
              ON CONFLICT(client_order_id) DO UPDATE SET
                 exchange_order_id = COALESCE(excluded.exchange_order_id, orders.exchange_order_id),
                 status = excluded.status,
-                filled_qty = excluded.filled_qty,
+                filled_qty = CASE WHEN CAST(excluded.filled_qty AS REAL) >= CAST(orders.filled_qty AS REAL)
+                                  THEN excluded.filled_qty ELSE orders.filled_qty END,
                 avg_fill_price = COALESCE(excluded.avg_fill_price, orders.avg_fill_price),
                 trigger_price = excluded.trigger_price,
                 qty = excluded.qty,
@@ -427,6 +447,19 @@ impl Journal {
     pub fn order(&self, client_order_id: &str) -> Result<Option<JournalOrder>, StoreError> {
         let mut orders = self.orders_where("client_order_id = ?1", client_order_id)?;
         Ok(orders.pop())
+    }
+
+    /// Protective stops of `symbol` that may have executed without us seeing the fill: not
+    /// cancelled, expired or rejected, and no fill recorded.
+    ///
+    /// # Errors
+    /// SQLite errors, unreadable rows.
+    pub fn stops_without_fill(&self, symbol: &str) -> Result<Vec<JournalOrder>, StoreError> {
+        self.orders_where(
+            "symbol = ?1 AND order_type = 'STOP_MARKET' AND CAST(filled_qty AS REAL) = 0
+             AND status NOT IN ('CANCELED', 'EXPIRED', 'REJECTED')",
+            symbol,
+        )
     }
 
     /// Orders of `symbol` whose last known status is not final.

@@ -2,9 +2,14 @@
 //! snapshots, risk-check outcomes and the emergency latch. The only module that touches the
 //! database; it knows nothing about the exchange.
 //!
-//! Durability policy: WAL mode with `synchronous = FULL`, so every committed write is fsynced
-//! before the call returns. The daemon journals each state change before the next action
-//! depends on it; after a crash, the journal holds everything that was acknowledged.
+//! Durability policy (`storage.sync`): WAL mode with `synchronous = NORMAL` by default — every
+//! committed write survives a process crash (kill -9, panic, OOM kill) because it is in the WAL
+//! before the call returns; an OS crash or power loss can lose the last commits, and start-up
+//! reconciliation with the exchange (the truth for positions and stops) repairs what they
+//! described. `storage.sync = "full"` fsyncs every commit (survives power loss) at the cost of
+//! the disk's fsync time before every order. The daemon journals each state change — including
+//! the exit-ladder stage before a take-profit close is sent — before the next action depends on
+//! it.
 
 mod journal;
 

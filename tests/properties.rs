@@ -1,0 +1,1075 @@
+//! Property tests of the strategy core: the 11 correctness properties of the original design
+//! (docs/original-design.md), each tagged, plus incremental == batch for every indicator,
+//! no NaN or infinity out of any indicator, sizing under the notional cap after rounding, the
+//! leverage table at every boundary and the five risk checks always all reported.
+//!
+//! The expected values are computed here from the rules as written in DESIGN.md section 2,
+//! not by calling the code under test a second time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::*;
+
+use kinetic::analyzer::SymbolAnalyzer;
+use kinetic::analyzer::entry_exit::{build_signal, exit_levels};
+use kinetic::analyzer::indicators::{
+    Atr, Ema, Macd, Rsi, VolumeRatio, atr_series, ema_series, macd_series, rsi_series, volume_ratio_series,
+};
+use kinetic::analyzer::scoring::{ScoreInputs, score};
+use kinetic::analyzer::timeframe::{TimeframeState, WARM_UP_CANDLES};
+use kinetic::config::{RiskSettings, ScannerSettings, Settings, StrategySettings};
+use kinetic::core::models::{Candle, Direction, Indicators, SymbolFilters, Ticker, Timeframe, TimeframeIndicators};
+use kinetic::manager::exit_ladder::{
+    ExitAction, ExitLadder, ExitReason, LadderConfig, emergency_close_all, emergency_exit,
+};
+use kinetic::manager::risk_checks::{PortfolioSnapshot, RiskBook, TradeIntent};
+use kinetic::manager::sizing::{is_high_volatility, leverage_for, size_position};
+use kinetic::scanner::market_scanner::{
+    ScanInput, passes_momentum_filter, passes_volume_filter, scan, volume_ratio_of,
+};
+
+const CASES: u32 = 256;
+
+fn settings() -> Settings {
+    Settings::defaults().unwrap()
+}
+
+fn strategy() -> StrategySettings {
+    settings().strategy
+}
+
+fn risk() -> RiskSettings {
+    settings().risk
+}
+
+fn scanner() -> ScannerSettings {
+    settings().scanner
+}
+
+// ------------------------------------------------------------------------------------------
+// Generators
+// ------------------------------------------------------------------------------------------
+
+/// Any f64, with the awkward values over-represented.
+fn any_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        4 => -1.0e6..1.0e6f64,
+        2 => any::<f64>(),
+        1 => Just(0.0),
+        1 => Just(f64::NAN),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NEG_INFINITY),
+        1 => Just(f64::MAX),
+        1 => Just(-f64::MAX),
+        1 => Just(f64::MIN_POSITIVE),
+        1 => 1.0e300..f64::MAX,
+    ]
+}
+
+/// A positive, finite price, over a wide range.
+fn price() -> impl Strategy<Value = f64> {
+    prop_oneof![0.001..10.0f64, 10.0..100_000.0f64, 100_000.0..1.0e6f64]
+}
+
+/// Sane candles (what the data reader and streams let through), possibly extreme: flat runs,
+/// zero volume, values up to f64::MAX.
+fn candles(max_len: usize) -> impl Strategy<Value = Vec<Candle>> {
+    let body = prop_oneof![
+        4 => (price(), 0.0..0.05f64, 0.0..0.05f64, 0.0..1.0f64, 0.0..1.0e6f64),
+        1 => (Just(100.0), Just(0.0), Just(0.0), Just(0.5), Just(0.0)),
+        1 => (1.0e300..f64::MAX, 0.0..0.5f64, 0.0..0.5f64, 0.0..1.0f64, 1.0e300..f64::MAX),
+        1 => (Just(f64::MIN_POSITIVE), Just(0.0), Just(0.0), Just(0.0), Just(f64::MIN_POSITIVE)),
+    ];
+    prop::collection::vec(body, 0..max_len).prop_map(|rows| {
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, (base, up, down, pos, volume))| {
+                let high = (base * (1.0 + up)).min(f64::MAX);
+                let low = base * (1.0 - down);
+                let close = low + (high - low) * pos;
+                let close = close.clamp(low, high);
+                let open_time = i as i64 * 900_000;
+                Candle {
+                    open_time,
+                    close_time: open_time + 899_999,
+                    open: close,
+                    high,
+                    low,
+                    close,
+                    volume,
+                    quote_volume: 0.0,
+                    trades: 0,
+                    taker_buy_volume: 0.0,
+                    taker_buy_quote_volume: 0.0,
+                }
+            })
+            .collect()
+    })
+}
+
+fn decimal(mantissa: i64, scale: u32) -> Decimal {
+    Decimal::new(mantissa, scale)
+}
+
+/// A positive decimal price with up to 6 decimals, 0.000001 … 1 000 000.
+fn dec_price() -> impl Strategy<Value = Decimal> {
+    (1i64..1_000_000_000_000, 0u32..=6).prop_map(|(m, s)| decimal(m, s).min(decimal(1_000_000, 0)))
+}
+
+fn tick() -> impl Strategy<Value = Decimal> {
+    prop::sample::select(vec![
+        decimal(1, 6),
+        decimal(1, 5),
+        decimal(1, 4),
+        decimal(1, 3),
+        decimal(1, 2),
+        decimal(1, 1),
+        decimal(1, 0),
+        decimal(10, 0),
+    ])
+}
+
+fn direction() -> impl Strategy<Value = Direction> {
+    prop_oneof![Just(Direction::Long), Just(Direction::Short)]
+}
+
+fn opt_direction() -> impl Strategy<Value = Option<Direction>> {
+    prop_oneof![Just(None), Just(Some(Direction::Long)), Just(Some(Direction::Short))]
+}
+
+fn filters(step: Decimal, min_notional: Decimal, market_max_qty: Decimal) -> SymbolFilters {
+    SymbolFilters {
+        symbol: "TESTUSDT".into(),
+        tick_size: decimal(1, 4),
+        min_price: Decimal::ZERO,
+        max_price: Decimal::ZERO,
+        step_size: step,
+        min_qty: step,
+        max_qty: Decimal::ZERO,
+        market_step_size: step,
+        market_min_qty: step,
+        market_max_qty,
+        min_notional,
+        percent_price_up: decimal(105, 2),
+        percent_price_down: decimal(95, 2),
+        max_leverage: 125,
+    }
+}
+
+fn ticker(symbol: &str, change: f64, quote_volume: f64) -> Ticker {
+    Ticker {
+        symbol: symbol.into(),
+        last_price: 1.0,
+        price_change_pct: change,
+        volume: 1.0,
+        quote_volume,
+        event_time: 0,
+    }
+}
+
+fn rel_close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * a.abs().max(b.abs()).max(f64::MIN_POSITIVE)
+}
+
+/// Textbook EMA: seeded with the simple mean of the first `n`, then α·x + (1 − α)·prev.
+fn textbook_ema(xs: &[f64], n: usize) -> Vec<Option<f64>> {
+    let a = 2.0 / (n as f64 + 1.0);
+    let mut out = vec![None; xs.len()];
+    if xs.len() < n {
+        return out;
+    }
+    let mut e = xs[..n].iter().sum::<f64>() / n as f64;
+    out[n - 1] = Some(e);
+    for i in n..xs.len() {
+        e = a * xs[i] + (1.0 - a) * e;
+        out[i] = Some(e);
+    }
+    out
+}
+
+/// The leverage table of DESIGN.md: (base, high volatility).
+fn table_leverage(confidence: u8) -> Option<(u32, u32)> {
+    match confidence {
+        60..=69 => Some((5, 2)),
+        70..=79 => Some((10, 5)),
+        80..=89 => Some((15, 7)),
+        90..=100 => Some((20, 10)),
+        _ => None,
+    }
+}
+
+/// The sizing table of DESIGN.md: (risk %, max notional %).
+fn table_sizing(confidence: u8) -> (Decimal, Decimal) {
+    match confidence {
+        60..=79 => (decimal(1, 0), decimal(20, 0)),
+        80..=89 => (decimal(15, 1), decimal(25, 0)),
+        _ => (decimal(2, 0), decimal(25, 0)),
+    }
+}
+
+fn indicators() -> impl Strategy<Value = Indicators> {
+    (any_f64(), any_f64(), prop_oneof![0.0..100.0f64, any_f64()], any_f64(), prop_oneof![0.0..5.0f64, any_f64()])
+        .prop_map(|(ema_9, ema_21, rsi, macd_line, volume_ratio)| Indicators {
+            ema_9,
+            ema_21,
+            rsi,
+            macd_line,
+            macd_signal: 0.0,
+            macd_histogram: macd_line,
+            atr: 1.0,
+            volume_ratio,
+        })
+}
+
+/// Indicators that mostly sit near the interesting thresholds, so high scores happen.
+fn plausible_indicators() -> impl Strategy<Value = Indicators> {
+    (90.0..110.0f64, 90.0..110.0f64, 20.0..80.0f64, 0.5..3.0f64, 0.0..20.0f64).prop_map(
+        |(ema_9, ema_21, rsi, volume_ratio, atr)| Indicators {
+            ema_9,
+            ema_21,
+            rsi,
+            macd_line: 0.0,
+            macd_signal: 0.0,
+            macd_histogram: 0.0,
+            atr,
+            volume_ratio,
+        },
+    )
+}
+
+// ------------------------------------------------------------------------------------------
+// The 11 properties of the original design
+// ------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    // Feature: kinetic-empire-v3, Property 1: Volume Filter Correctness — the scanner keeps only tickers whose current volume exceeds 1.5x the 20-period average volume.
+    #[test]
+    fn property_1_volume_filter(
+        symbols in prop::collection::vec(
+            (prop::collection::vec(0.0..1.0e6f64, 0..30), 1.5..10.0f64, prop::bool::ANY),
+            1..12,
+        )
+    ) {
+        let s = ScannerSettings { max_candidates: 100, ..scanner() };
+        let mut inputs = Vec::new();
+        let mut expected = BTreeMap::new();
+        for (i, (mut volumes, spike, spiked)) in symbols.into_iter().enumerate() {
+            // Half the symbols get a last volume far above their average.
+            if spiked && volumes.len() > 1 {
+                let n = volumes.len();
+                let mean = volumes[..n - 1].iter().sum::<f64>() / (n - 1) as f64;
+                volumes[n - 1] = mean * spike;
+            }
+            let closed_15m: Vec<Candle> = volumes
+                .iter()
+                .enumerate()
+                .map(|(k, &volume)| Candle {
+                    open_time: k as i64 * 900_000,
+                    close_time: k as i64 * 900_000 + 899_999,
+                    open: 1.0,
+                    high: 1.0,
+                    low: 1.0,
+                    close: 1.0,
+                    volume,
+                    quote_volume: 0.0,
+                    trades: 0,
+                    taker_buy_volume: 0.0,
+                    taker_buy_quote_volume: 0.0,
+                })
+                .collect();
+            let ratio = volume_ratio_of(&closed_15m, &s);
+            let symbol = format!("S{i:02}USDT");
+            // Independent reading of the rule: current volume > 1.5 × mean of the 20 before.
+            let passes = volumes.len() >= 21 && {
+                let n = volumes.len();
+                let mean = volumes[n - 21..n - 1].iter().sum::<f64>() / 20.0;
+                let last = volumes[n - 1];
+                // Skip values within rounding of the threshold.
+                prop_assume!((last - 1.5 * mean).abs() > 1e-9 * last.max(1.0));
+                last > 1.5 * mean
+            };
+            prop_assert_eq!(passes_volume_filter(ratio, &s), passes, "{} {:?}", symbol, ratio);
+            expected.insert(symbol.clone(), passes);
+            inputs.push(ScanInput { ticker: ticker(&symbol, 5.0, 1.0e9), volume_ratio: ratio });
+        }
+        let kept: Vec<String> = scan(&inputs, &s).into_iter().map(|c| c.symbol).collect();
+        for (symbol, passes) in &expected {
+            prop_assert_eq!(kept.contains(symbol), *passes, "{}", symbol);
+        }
+    }
+
+    // Feature: kinetic-empire-v3, Property 2: Momentum Filter Correctness — the scanner keeps only tickers whose absolute 24h price change exceeds 1%.
+    #[test]
+    fn property_2_momentum_filter(
+        changes in prop::collection::vec(prop_oneof![-20.0..20.0f64, Just(1.0), Just(-1.0), Just(0.0), any_f64()], 1..20)
+    ) {
+        let s = ScannerSettings { max_candidates: 100, ..scanner() };
+        let inputs: Vec<ScanInput> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| ScanInput { ticker: ticker(&format!("S{i:02}USDT"), c, 1.0e9), volume_ratio: Some(3.0) })
+            .collect();
+        let kept = scan(&inputs, &s);
+        for c in &kept {
+            prop_assert!(c.price_change_pct.abs() > 1.0, "{} kept with {}", c.symbol, c.price_change_pct);
+        }
+        for input in &inputs {
+            // A non-finite change is bad data, never momentum.
+            let change = input.ticker.price_change_pct;
+            let want = change.is_finite() && change.abs() > 1.0;
+            prop_assert_eq!(passes_momentum_filter(&input.ticker, &s), want);
+            prop_assert_eq!(kept.iter().any(|c| c.symbol == input.ticker.symbol), want);
+        }
+    }
+
+    // Feature: kinetic-empire-v3, Property 3: EMA Calculation Correctness — EMA(9) and EMA(21) match the standard exponential moving average formula within 0.0001% tolerance.
+    #[test]
+    fn property_3_ema_matches_textbook(closes in prop::collection::vec(price(), 0..300)) {
+        for n in [9, 21] {
+            let reference = textbook_ema(&closes, n);
+            let batch = ema_series(&closes, n);
+            let mut ema = Ema::new(n);
+            for (i, &c) in closes.iter().enumerate() {
+                let inc = ema.update(c);
+                prop_assert_eq!(inc, batch[i]);
+                match (inc, reference[i]) {
+                    (Some(got), Some(want)) => prop_assert!(rel_close(got, want, 1e-6), "EMA({}) {} vs {}", n, got, want),
+                    (None, None) => {}
+                    other => prop_assert!(false, "EMA({}) warm-up differs at {}: {:?}", n, i, other),
+                }
+            }
+        }
+    }
+
+    // Feature: kinetic-empire-v3, Property 4: RSI Calculation Correctness — for any valid OHLCV series with at least 15 candles, RSI(14) is between 0 and 100 inclusive.
+    #[test]
+    fn property_4_rsi_bounds(series in candles(200)) {
+        let mut rsi = Rsi::new(14);
+        for (i, c) in series.iter().enumerate() {
+            let v = rsi.update(c.close);
+            if i + 1 >= 15 {
+                let v = v.unwrap();
+                prop_assert!((0.0..=100.0).contains(&v), "RSI {} after {} candles", v, i + 1);
+            } else {
+                prop_assert_eq!(v, None);
+            }
+        }
+    }
+
+    // Feature: kinetic-empire-v3, Property 5: Scoring Consistency — for any indicator values the total equals the sum of the component scores and lies between 0 and 100.
+    #[test]
+    fn property_5_scoring_consistency(
+        h4 in indicators(),
+        h1 in indicators(),
+        m15 in indicators(),
+        macd_cross in opt_direction(),
+        swing in opt_direction(),
+    ) {
+        let s = strategy();
+        let sc = score(&ScoreInputs { h4, h1, m15, macd_cross, swing }, &s);
+        let sum: u32 = sc.components.iter().map(|c| u32::from(c.points)).sum();
+        prop_assert_eq!(u32::from(sc.total), sum);
+        prop_assert!(sc.total <= 100);
+        prop_assert_eq!(sc.components.iter().map(|c| u32::from(c.max_points)).sum::<u32>(), 100);
+        // Each component by the table, read independently.
+        let long = h4.ema_9 > h4.ema_21;
+        let short = h4.ema_9 < h4.ema_21;
+        let dir = if short { Direction::Short } else { Direction::Long };
+        prop_assert_eq!(sc.direction, dir);
+        let aligned = match dir {
+            Direction::Long => long && h1.ema_9 > h1.ema_21,
+            Direction::Short => short && h1.ema_9 < h1.ema_21,
+        };
+        let rsi_ok = match dir {
+            Direction::Long => m15.rsi >= 30.0 && m15.rsi <= 45.0,
+            Direction::Short => m15.rsi >= 55.0 && m15.rsi <= 70.0,
+        };
+        let want = [
+            ("4h_trend", long || short, 25),
+            ("1h_alignment", aligned, 20),
+            ("rsi_zone", rsi_ok, 15),
+            ("macd_cross", macd_cross == Some(dir), 15),
+            ("volume_spike", m15.volume_ratio > 1.5, 10),
+            ("price_action", swing == Some(dir), 15),
+        ];
+        for (c, (name, met, max)) in sc.components.iter().zip(want) {
+            prop_assert_eq!(c.name(), name);
+            prop_assert_eq!(c.max_points, max);
+            prop_assert_eq!(c.points, if met { max } else { 0 }, "{}: {}", name, c.reason);
+        }
+        prop_assert_eq!(sc.timeframe_alignment(), aligned);
+    }
+
+    // Feature: kinetic-empire-v3, Property 6: Stop Loss Bounds — for any generated Signal the stop loss distance from entry does not exceed 3% regardless of ATR value.
+    #[test]
+    fn property_6_stop_loss_within_three_percent(
+        dir in direction(),
+        entry in dec_price(),
+        atr in prop_oneof![0.0..1.0e9f64, 1.0e-9..1.0e-3f64, any_f64()],
+        mult in 0.1..10.0f64,
+        tick in tick(),
+        h4 in plausible_indicators(),
+        h1 in plausible_indicators(),
+        m15 in plausible_indicators(),
+        cross in opt_direction(),
+        swing in opt_direction(),
+    ) {
+        let s = StrategySettings { atr_stop_mult: mult, ..strategy() };
+        let cap = entry * decimal(3, 2);
+        // A usable ATR and a distance of at least two ticks always give a stop: the cap applies
+        // whatever the ATR, it never refuses the trade.
+        let two_ticks = tick * Decimal::TWO;
+        let atr_far = Decimal::from_f64(mult * atr).is_none_or(|d| d >= two_ticks);
+        if atr.is_finite() && atr > 0.0 && atr_far && cap >= two_ticks {
+            prop_assert!(exit_levels(dir, entry, atr, &s, tick).is_some(), "no stop for ATR {} entry {}", atr, entry);
+        }
+        if let Some(l) = exit_levels(dir, entry, atr, &s, tick) {
+            prop_assert!((entry - l.stop_loss).abs() <= cap, "stop {} for entry {}", l.stop_loss, entry);
+            match dir {
+                Direction::Long => prop_assert!(l.stop_loss < entry && l.stop_loss > Decimal::ZERO),
+                Direction::Short => prop_assert!(l.stop_loss > entry),
+            }
+        }
+        let m15 = Indicators { atr, ..m15 };
+        let sc = score(&ScoreInputs { h4, h1, m15, macd_cross: cross, swing }, &s);
+        let ind = TimeframeIndicators { h4, h1, m15 };
+        match build_signal("TESTUSDT", &sc, ind, entry, 0, &s, tick) {
+            Some(sig) => {
+                prop_assert!(sc.total >= s.min_confidence);
+                prop_assert!((sig.entry_price - sig.stop_loss).abs() <= cap);
+                prop_assert_eq!(sig.direction, sc.direction);
+                prop_assert_eq!(sig.confidence, sc.total);
+                // take_profit is the +3 % trailing start, in the signal's favour.
+                let tp_move = (sig.take_profit - entry) * sig.direction.sign();
+                prop_assert!(tp_move > Decimal::ZERO);
+            }
+            None => prop_assert!(
+                sc.total < s.min_confidence || exit_levels(sc.direction, entry, atr, &s, tick).is_none()
+            ),
+        }
+    }
+
+    // Feature: kinetic-empire-v3, Property 7: Leverage Mapping Correctness — for any confidence score between 60 and 100 the leverage matches the mapping table exactly.
+    #[test]
+    fn property_7_leverage_mapping(
+        confidence in 0u8..=100,
+        atr_1h in 0.0..10.0f64,
+        close_1h in 1.0..200.0f64,
+        symbol_max in prop_oneof![Just(0u32), 1u32..=125],
+    ) {
+        let r = risk();
+        let hv = is_high_volatility(atr_1h, close_1h, r.high_volatility_atr_pct);
+        prop_assert_eq!(hv, atr_1h / close_1h * 100.0 >= 2.0);
+        let got = leverage_for(confidence, hv, &r.leverage_tiers, symbol_max);
+        match table_leverage(confidence) {
+            None => prop_assert_eq!(got, None),
+            Some((base, high)) => {
+                let want = if hv { high } else { base };
+                let want = if symbol_max > 0 { want.min(symbol_max) } else { want };
+                prop_assert_eq!(got, Some(want));
+            }
+        }
+    }
+
+    // Feature: kinetic-empire-v3, Property 8: Position Size Bounds — for any calculated position size the notional value does not exceed 25% of account equity.
+    #[test]
+    fn property_8_position_size_bounds(
+        equity in (1i64..100_000_000_000, 0u32..=4).prop_map(|(m, s)| decimal(m, s)),
+        confidence in 60u8..=100,
+        entry in dec_price(),
+        stop_frac in (1i64..5000).prop_map(|bp| decimal(bp, 4)),
+        dir in direction(),
+        step in prop::sample::select(vec![decimal(1, 0), decimal(1, 1), decimal(1, 3), decimal(1, 5), decimal(1, 8)]),
+        min_notional in prop::sample::select(vec![Decimal::ZERO, decimal(5, 0), decimal(100, 0)]),
+        market_max in prop::sample::select(vec![Decimal::ZERO, decimal(10, 0), decimal(1_000_000, 0)]),
+    ) {
+        let r = risk();
+        let f = filters(step, min_notional, market_max);
+        let stop = match dir {
+            Direction::Long => entry * (Decimal::ONE - stop_frac),
+            Direction::Short => entry * (Decimal::ONE + stop_frac),
+        };
+        let (risk_pct, cap_pct) = table_sizing(confidence);
+        let hundred = Decimal::ONE_HUNDRED;
+        match size_position(equity, confidence, entry, stop, &r.sizing_tiers, &f) {
+            Ok(s) => {
+                prop_assert_eq!(s.notional, s.qty * entry);
+                prop_assert!(s.notional <= equity * decimal(25, 2), "notional {} equity {}", s.notional, equity);
+                prop_assert!(s.notional <= equity * cap_pct / hundred, "tier cap: {} of {}", s.notional, equity);
+                prop_assert!(s.risk_amount <= equity * risk_pct / hundred);
+                prop_assert!((s.qty % step).is_zero(), "qty {} step {}", s.qty, step);
+                prop_assert!(s.qty >= step && s.notional >= min_notional);
+                if market_max > Decimal::ZERO {
+                    prop_assert!(s.qty <= market_max);
+                }
+                // Rounded DOWN, not further: one more step would break a limit.
+                let risk_qty = equity * risk_pct / hundred / (entry - stop).abs();
+                let cap_qty = equity * cap_pct / hundred / entry;
+                let limit = if market_max > Decimal::ZERO { risk_qty.min(cap_qty).min(market_max) } else { risk_qty.min(cap_qty) };
+                prop_assert!(s.qty + step > limit, "qty {} could be {}", s.qty, limit);
+            }
+            Err(e) => {
+                // Only a genuinely too-small order is skipped.
+                let risk_qty = equity * risk_pct / hundred / (entry - stop).abs();
+                let cap_qty = equity * cap_pct / hundred / entry;
+                let mut limit = risk_qty.min(cap_qty);
+                if market_max > Decimal::ZERO {
+                    limit = limit.min(market_max);
+                }
+                let floored = (limit / step).floor() * step;
+                prop_assert!(floored < step || floored * entry < min_notional, "skipped {}: {}", floored, e);
+            }
+        }
+    }
+
+    // Feature: kinetic-empire-v3, Property 9: Partial Exit Sequence — for any position that reaches +2.5% profit, the +1.5% partial exit (40% close) has already been executed.
+    #[test]
+    fn property_9_partial_exit_sequence(
+        dir in direction(),
+        entry in (100i64..10_000_000, 0u32..=2).prop_map(|(m, s)| decimal(m, s)),
+        steps in 10i64..100_000,
+        stop_bp in 10i64..300,
+        moves_bp in prop::collection::vec(-600i64..900, 1..40),
+    ) {
+        let s = strategy();
+        let step = decimal(1, 3);
+        let f = SymbolFilters { tick_size: decimal(1, 2), ..filters(step, decimal(5, 0), Decimal::ZERO) };
+        let cfg = LadderConfig::from_settings(&s).unwrap();
+        let qty = decimal(steps, 3);
+        let stop_dist = entry * decimal(stop_bp, 4);
+        let stop = match dir {
+            Direction::Long => entry - stop_dist,
+            Direction::Short => entry + stop_dist,
+        };
+        let mut ladder = ExitLadder::new(dir, entry, qty, stop, &cfg, &f).unwrap();
+        let tp1_qty = (qty * decimal(4, 1) / step).floor() * step;
+        let tp2_qty = (qty * decimal(3, 1) / step).floor() * step;
+        let mut tp1_done = false;
+        let mut tp2_done = false;
+        let mut closed = Decimal::ZERO;
+        for bp in moves_bp {
+            let price = entry * (Decimal::ONE + decimal(bp, 4) * dir.sign());
+            let stop_before = ladder.stop;
+            let was_closed = ladder.is_closed();
+            let actions = ladder.on_price(price);
+            let mut stopped = false;
+            for a in &actions {
+                match a {
+                    ExitAction::Close { qty: q, reason: ExitReason::TakeProfit1, .. } => {
+                        prop_assert!(!tp1_done && !tp2_done, "TP1 twice or after TP2");
+                        prop_assert_eq!(*q, tp1_qty);
+                        tp1_done = true;
+                        closed += q;
+                    }
+                    ExitAction::Close { qty: q, reason: ExitReason::TakeProfit2, .. } => {
+                        prop_assert!(tp1_done, "TP2 before TP1");
+                        prop_assert!(!tp2_done, "TP2 twice");
+                        prop_assert_eq!(*q, tp2_qty);
+                        tp2_done = true;
+                        closed += q;
+                    }
+                    ExitAction::CloseAll { qty: q, .. } => {
+                        closed += q;
+                        stopped = true;
+                    }
+                    ExitAction::MoveStop { qty: q, .. } => prop_assert_eq!(*q, qty - closed),
+                    other => prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+            // The core of the property: +2.5 % reached ⇒ TP1 (and TP2) done, TP1 first.
+            if !was_closed && !stopped && bp >= 250 {
+                prop_assert!(tp1_done && tp2_done, "at +{} bp: tp1 {} tp2 {}", bp, tp1_done, tp2_done);
+            }
+            if !was_closed && !stopped && bp >= 150 {
+                prop_assert!(tp1_done);
+            }
+            // The stop never moves against the position.
+            let favour = (ladder.stop - stop_before) * dir.sign();
+            prop_assert!(favour >= Decimal::ZERO, "stop moved from {} to {}", stop_before, ladder.stop);
+            prop_assert!(closed <= qty);
+            prop_assert_eq!(ladder.remaining_qty, qty - closed);
+        }
+    }
+
+    // Feature: kinetic-empire-v3, Property 10: Risk Check Completeness — for any trade attempt all five pre-trade risk checks are evaluated before execution.
+    #[test]
+    fn property_10_risk_check_completeness(
+        open_positions in 0usize..8,
+        equity in 100i64..100_000,
+        available in 0i64..100_000,
+        open_notional in 0i64..150_000,
+        unrealized in -5_000i64..5_000,
+        realized in -5_000i64..5_000,
+        notional in 0i64..50_000,
+        leverage in 1u32..=20,
+        busy in prop::bool::ANY,
+        latched in prop::bool::ANY,
+        cooldown_in in prop::option::of(-120i64..120),
+        pause_in in prop::option::of(-300i64..300),
+        streak in 0u32..3,
+    ) {
+        let r = risk();
+        let now: i64 = 1_700_000_000_000;
+        let min = 60_000;
+        let mut book = RiskBook::new(now, Decimal::from(equity));
+        book.day_realized_pnl = Decimal::from(realized);
+        book.daily_latched = latched;
+        book.consecutive_losses = streak;
+        book.loss_pause_until = pause_in.map(|m| now + m * min);
+        if let Some(m) = cooldown_in {
+            book.symbol_cooldowns.insert("TESTUSDT".into(), now + m * min);
+        }
+        let snap = PortfolioSnapshot {
+            equity: Decimal::from(equity),
+            available_balance: Decimal::from(available),
+            open_positions,
+            open_notional: Decimal::from(open_notional),
+            unrealized_pnl: Decimal::from(unrealized),
+        };
+        let intent = TradeIntent { symbol: "TESTUSDT", notional: Decimal::from(notional), leverage, symbol_busy: busy };
+        let report = book.evaluate(&snap, &intent, &r, now);
+
+        let eq = Decimal::from(equity);
+        let margin = Decimal::from(notional) / Decimal::from(leverage) * decimal(12, 1);
+        let want = [
+            ("max_open_positions", open_positions < 5),
+            ("symbol_free", !busy && cooldown_in.is_none_or(|m| m <= 0)),
+            ("daily_loss_limit", !latched && Decimal::from(realized + unrealized) > -(eq * decimal(3, 2))),
+            (
+                "exposure_and_margin",
+                notional > 0 && Decimal::from(open_notional + notional) <= eq && Decimal::from(available) >= margin,
+            ),
+            ("loss_streak", pause_in.is_none_or(|m| m <= 0)),
+        ];
+        prop_assert_eq!(report.checks.len(), 5);
+        for (check, (name, passed)) in report.checks.iter().zip(want) {
+            prop_assert_eq!(check.name, name);
+            prop_assert_eq!(check.passed, passed, "{}: {}", name, check.reason);
+            prop_assert!(!check.reason.is_empty());
+        }
+        prop_assert_eq!(report.passed(), want.iter().all(|(_, p)| *p));
+        prop_assert_eq!(report.failures().is_empty(), report.passed());
+    }
+
+    // Feature: kinetic-empire-v3, Property 11: Emergency Exit Trigger — for any portfolio state where unrealized loss exceeds 5%, the system closes all positions.
+    #[test]
+    fn property_11_emergency_exit(
+        positions in prop::collection::vec(
+            (direction(), 1_000i64..100_000, 1i64..1_000, -2_000i64..2_000),
+            1..6,
+        ),
+        wallet in 1_000i64..100_000,
+    ) {
+        let s = strategy();
+        let r = risk();
+        let cfg = LadderConfig::from_settings(&s).unwrap();
+        let f = filters(decimal(1, 3), decimal(5, 0), Decimal::ZERO);
+        let mut book = Vec::new();
+        let mut unrealized = Decimal::ZERO;
+        for &(dir, entry_cents, qty_units, move_bp) in &positions {
+            let entry = decimal(entry_cents, 2);
+            let qty = Decimal::from(qty_units);
+            let mark = entry * (Decimal::ONE + decimal(move_bp, 4));
+            unrealized += (mark - entry) * qty * dir.sign();
+            // Stops far away: the emergency rule is the backstop when stops did not act.
+            let stop = entry * (Decimal::ONE - decimal(5, 1) * dir.sign());
+            let ladder = ExitLadder::new(dir, entry, qty, stop, &cfg, &f).unwrap();
+            prop_assert_eq!(ladder.unrealized_pnl(mark), (mark - entry) * qty * dir.sign());
+            book.push((ladder, mark));
+        }
+        let equity = Decimal::from(wallet) + unrealized;
+        let before: Vec<Decimal> = book.iter().map(|(l, _)| l.remaining_qty).collect();
+        let triggered = unrealized < Decimal::ZERO && unrealized <= -(equity.max(Decimal::ZERO) * decimal(5, 2));
+        prop_assert_eq!(emergency_exit(unrealized, equity, &r), triggered);
+        let actions = emergency_close_all(&mut book, unrealized, equity, &r);
+        if triggered {
+            prop_assert_eq!(actions.len(), book.len());
+            for (k, (i, a)) in actions.iter().enumerate() {
+                prop_assert_eq!(*i, k);
+                let want = ExitAction::CloseAll { qty: before[k], reason: ExitReason::Emergency, trigger_price: book[k].1 };
+                prop_assert_eq!(a, &want);
+            }
+            prop_assert!(book.iter().all(|(l, _)| l.is_closed()));
+        } else {
+            prop_assert!(actions.is_empty());
+            let after: Vec<Decimal> = book.iter().map(|(l, _)| l.remaining_qty).collect();
+            prop_assert_eq!(after, before);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Further properties the issue asks for
+// ------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Incremental == batch for every indicator, whatever comes in (NaN, infinities, huge).
+    #[test]
+    fn incremental_equals_batch_for_every_indicator(
+        rows in prop::collection::vec((any_f64(), any_f64(), any_f64(), any_f64()), 0..120),
+        period in 1usize..30,
+        lookback in 1usize..30,
+    ) {
+        let highs: Vec<f64> = rows.iter().map(|r| r.0).collect();
+        let lows: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        let closes: Vec<f64> = rows.iter().map(|r| r.2).collect();
+        let vols: Vec<f64> = rows.iter().map(|r| r.3).collect();
+        let (be9, be21, bep) = (ema_series(&closes, 9), ema_series(&closes, 21), ema_series(&closes, period));
+        let (br, brp) = (rsi_series(&closes, 14), rsi_series(&closes, period));
+        let bm = macd_series(&closes, 12, 26, 9);
+        let bms = macd_series(&closes, period, period + lookback, 3);
+        let (ba, bap) = (atr_series(&highs, &lows, &closes, 14), atr_series(&highs, &lows, &closes, period));
+        let (bv, bvl) = (volume_ratio_series(&vols, 20), volume_ratio_series(&vols, lookback));
+        let (mut e9, mut e21, mut ep) = (Ema::new(9), Ema::new(21), Ema::new(period));
+        let (mut r, mut rp) = (Rsi::new(14), Rsi::new(period));
+        let (mut m, mut ms) = (Macd::standard(), Macd::new(period, period + lookback, 3));
+        let (mut a, mut ap) = (Atr::new(14), Atr::new(period));
+        let (mut v, mut vl) = (VolumeRatio::new(20), VolumeRatio::new(lookback));
+        for i in 0..rows.len() {
+            let (h, l, c, vol) = rows[i];
+            prop_assert_eq!(e9.update(c), be9[i]);
+            prop_assert_eq!(e21.update(c), be21[i]);
+            prop_assert_eq!(ep.update(c), bep[i]);
+            prop_assert_eq!(r.update(c), br[i]);
+            prop_assert_eq!(rp.update(c), brp[i]);
+            prop_assert_eq!(m.update(c), bm[i]);
+            prop_assert_eq!(ms.update(c), bms[i]);
+            prop_assert_eq!(a.update(h, l, c), ba[i]);
+            prop_assert_eq!(ap.update(h, l, c), bap[i]);
+            prop_assert_eq!(v.update(vol), bv[i]);
+            prop_assert_eq!(vl.update(vol), bvl[i]);
+        }
+    }
+
+    /// Indicators never output NaN or infinity, for any input at all.
+    #[test]
+    fn indicators_never_output_nan_or_infinity(
+        rows in prop::collection::vec((any_f64(), any_f64(), any_f64(), any_f64()), 0..150),
+    ) {
+        let (mut e, mut r, mut m, mut a, mut v) = (Ema::new(9), Rsi::new(14), Macd::standard(), Atr::new(14), VolumeRatio::new(20));
+        for &(h, l, c, vol) in &rows {
+            for out in [e.update(c), r.update(c), a.update(h, l, c), v.update(vol)].into_iter().flatten() {
+                prop_assert!(out.is_finite(), "{} from {:?}", out, (h, l, c, vol));
+            }
+            if let Some(x) = m.update(c) {
+                prop_assert!(x.line.is_finite() && x.signal.is_finite() && x.histogram.is_finite(), "{:?}", x);
+            }
+            if let Some(x) = r.value() {
+                prop_assert!((0.0..=100.0).contains(&x));
+            }
+            if let Some(x) = a.value() {
+                prop_assert!(x >= 0.0);
+            }
+            if let Some(x) = v.value() {
+                prop_assert!(x >= 0.0, "{}", x);
+            }
+        }
+    }
+
+    /// A whole timeframe on sane but extreme candles (flat runs, zero volume, values up to
+    /// f64::MAX): finite indicators exactly from the 34th candle, equal to the batch forms, and
+    /// a finite, bounded score.
+    #[test]
+    fn timeframe_state_is_finite_and_agrees_with_batch(series in candles(120)) {
+        let mut state = TimeframeState::new();
+        let mut analyzer = SymbolAnalyzer::new();
+        let closes: Vec<f64> = series.iter().map(|c| c.close).collect();
+        let highs: Vec<f64> = series.iter().map(|c| c.high).collect();
+        let lows: Vec<f64> = series.iter().map(|c| c.low).collect();
+        let vols: Vec<f64> = series.iter().map(|c| c.volume).collect();
+        let (e9, e21, rsi) = (ema_series(&closes, 9), ema_series(&closes, 21), rsi_series(&closes, 14));
+        let (macd, atr, vr) = (macd_series(&closes, 12, 26, 9), atr_series(&highs, &lows, &closes, 14), volume_ratio_series(&vols, 20));
+        for (i, c) in series.iter().enumerate() {
+            prop_assert!(state.update(c));
+            for tf in Timeframe::STRATEGY {
+                analyzer.on_closed_candle(tf, c);
+            }
+            let got = state.indicators();
+            if i + 1 < WARM_UP_CANDLES {
+                prop_assert_eq!(got, None);
+                continue;
+            }
+            let got = got.unwrap();
+            let mv = macd[i].unwrap();
+            let want = Indicators {
+                ema_9: e9[i].unwrap(),
+                ema_21: e21[i].unwrap(),
+                rsi: rsi[i].unwrap(),
+                macd_line: mv.line,
+                macd_signal: mv.signal,
+                macd_histogram: mv.histogram,
+                atr: atr[i].unwrap(),
+                volume_ratio: vr[i].unwrap(),
+            };
+            prop_assert_eq!(got, want);
+            for x in [got.ema_9, got.ema_21, got.rsi, got.macd_line, got.macd_signal, got.macd_histogram, got.atr, got.volume_ratio] {
+                prop_assert!(x.is_finite(), "{:?}", got);
+            }
+            let sc = analyzer.score(&strategy()).unwrap();
+            prop_assert!(sc.total <= 100);
+            prop_assert_eq!(u32::from(sc.total), sc.components.iter().map(|c| u32::from(c.points)).sum::<u32>());
+        }
+    }
+
+    /// The 15m price-action and MACD-cross readings equal a naive recomputation over the kept
+    /// history (64 candles): fractal swing points with `width` candles each side, and the most
+    /// recent sign change of the MACD histogram within `window` candles.
+    #[test]
+    fn swing_pattern_and_macd_cross_match_a_naive_reading(
+        steps in prop::collection::vec(-3.0..3.0f64, 0..150),
+        spread in prop::collection::vec(0.0..2.0f64, 150),
+        width in 1usize..=10,
+        window in 1usize..=50,
+    ) {
+        let mut state = TimeframeState::new();
+        let mut highs = Vec::new();
+        let mut lows = Vec::new();
+        let mut closes = Vec::new();
+        let mut p = 1000.0;
+        for (i, (d, w)) in steps.iter().zip(&spread).enumerate() {
+            p += d;
+            let c = Candle {
+                open_time: i as i64 * 900_000,
+                close_time: i as i64 * 900_000 + 899_999,
+                open: p,
+                high: p + w,
+                low: p - w,
+                close: p,
+                volume: 1.0,
+                quote_volume: 0.0,
+                trades: 0,
+                taker_buy_volume: 0.0,
+                taker_buy_quote_volume: 0.0,
+            };
+            prop_assert!(state.update(&c));
+            highs.push(c.high);
+            lows.push(c.low);
+            closes.push(c.close);
+        }
+        let keep = |v: &[f64]| v[v.len().saturating_sub(64)..].to_vec();
+        let (h, l) = (keep(&highs), keep(&lows));
+        let swings = |v: &[f64], above: bool| -> Vec<f64> {
+            let mut out = Vec::new();
+            if v.len() < 2 * width + 1 {
+                return out;
+            }
+            for i in (width..v.len() - width).rev() {
+                let beats = (i - width..=i + width).filter(|&j| j != i).all(|j| if above { v[i] > v[j] } else { v[i] < v[j] });
+                if beats {
+                    out.push(v[i]);
+                }
+            }
+            out
+        };
+        let (sh, sl) = (swings(&h, true), swings(&l, false));
+        let want = if sh.len() >= 2 && sl.len() >= 2 {
+            if sh[0] > sh[1] && sl[0] > sl[1] {
+                Some(Direction::Long)
+            } else if sh[0] < sh[1] && sl[0] < sl[1] {
+                Some(Direction::Short)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        prop_assert_eq!(state.swing_pattern(width), want, "highs {:?} lows {:?}", sh, sl);
+
+        let hist: Vec<f64> = macd_series(&closes, 12, 26, 9).into_iter().flatten().map(|m| m.histogram).collect();
+        let hist = keep(&hist);
+        let mut cross = None;
+        for k in 0..window.min(hist.len().saturating_sub(1)) {
+            let (prev, cur) = (hist[hist.len() - 2 - k], hist[hist.len() - 1 - k]);
+            if prev <= 0.0 && cur > 0.0 {
+                cross = Some(Direction::Long);
+                break;
+            }
+            if prev >= 0.0 && cur < 0.0 {
+                cross = Some(Direction::Short);
+                break;
+            }
+        }
+        prop_assert_eq!(state.macd_cross(window), cross);
+    }
+
+    /// The scanner's output is exactly the top N of the symbols that pass every filter (volume,
+    /// momentum, liquidity floor, exclusions), ranked by 0.5 × volume ratio + 0.5 × |24h %|.
+    #[test]
+    fn scanner_returns_the_top_n_eligible_by_rank(
+        rows in prop::collection::vec(
+            (prop::option::of(0.0..5.0f64), -10.0..10.0f64, 1.0e6..2.0e8f64, prop::bool::weighted(0.1)),
+            0..30,
+        ),
+        max_candidates in 1usize..12,
+    ) {
+        let mut s = ScannerSettings { max_candidates, ..scanner() };
+        let mut inputs = Vec::new();
+        let mut eligible: Vec<(f64, String)> = Vec::new();
+        for (i, &(ratio, change, qv, excluded)) in rows.iter().enumerate() {
+            let symbol = format!("S{i:02}USDT");
+            if excluded {
+                s.exclude.push(symbol.to_lowercase());
+            }
+            let ok = !excluded && qv >= 5.0e7 && change.abs() > 1.0 && ratio.is_some_and(|r| r > 1.5);
+            if ok {
+                eligible.push((0.5 * ratio.unwrap() + 0.5 * change.abs(), symbol.clone()));
+            }
+            inputs.push(ScanInput { ticker: ticker(&symbol, change, qv), volume_ratio: ratio });
+        }
+        eligible.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then_with(|| a.1.cmp(&b.1)));
+        let want: Vec<String> = eligible.into_iter().take(max_candidates).map(|(_, sym)| sym).collect();
+        let got = scan(&inputs, &s);
+        let names: Vec<String> = got.iter().map(|c| c.symbol.clone()).collect();
+        prop_assert_eq!(names, want);
+        for w in got.windows(2) {
+            prop_assert!(w[0].rank_score >= w[1].rank_score);
+        }
+    }
+
+    /// Sizing never exceeds the tier's notional cap after rounding, even with awkward steps.
+    #[test]
+    fn sizing_never_exceeds_the_notional_cap_after_rounding(
+        equity in (1i64..1_000_000_000, 0u32..=8).prop_map(|(m, s)| decimal(m, s)),
+        confidence in 60u8..=100,
+        entry in dec_price(),
+        stop_bp in 1i64..100,
+        step in prop::sample::select(vec![decimal(1, 8), decimal(3, 3), decimal(7, 2), decimal(1, 0)]),
+    ) {
+        let r = risk();
+        let f = filters(step, Decimal::ZERO, Decimal::ZERO);
+        let stop = entry * (Decimal::ONE - decimal(stop_bp, 4));
+        let (_, cap_pct) = table_sizing(confidence);
+        if let Ok(s) = size_position(equity, confidence, entry, stop, &r.sizing_tiers, &f) {
+            prop_assert!(s.qty * entry <= equity * cap_pct / Decimal::ONE_HUNDRED, "{} × {} vs {}", s.qty, entry, equity);
+            prop_assert!((s.qty % step).is_zero());
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Plain tests
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn leverage_table_is_exact_at_every_boundary_in_both_columns() {
+    let r = risk();
+    let table: [(u8, Option<u32>, Option<u32>); 11] = [
+        (59, None, None),
+        (60, Some(5), Some(2)),
+        (69, Some(5), Some(2)),
+        (70, Some(10), Some(5)),
+        (79, Some(10), Some(5)),
+        (80, Some(15), Some(7)),
+        (89, Some(15), Some(7)),
+        (90, Some(20), Some(10)),
+        (99, Some(20), Some(10)),
+        (100, Some(20), Some(10)),
+        (0, None, None),
+    ];
+    for (confidence, base, high) in table {
+        assert_eq!(leverage_for(confidence, false, &r.leverage_tiers, 0), base, "confidence {confidence}, base");
+        assert_eq!(leverage_for(confidence, true, &r.leverage_tiers, 0), high, "confidence {confidence}, high vol");
+        // A symbol maximum above the table changes nothing; one below clamps.
+        assert_eq!(leverage_for(confidence, false, &r.leverage_tiers, 125), base);
+        assert_eq!(leverage_for(confidence, true, &r.leverage_tiers, 3), high.map(|l| l.min(3)));
+    }
+    // The volatility column switches at exactly 2.0 % of the 1h close.
+    assert!(is_high_volatility(2.0, 100.0, r.high_volatility_atr_pct));
+    assert!(!is_high_volatility(1.999_999, 100.0, r.high_volatility_atr_pct));
+}
+
+#[test]
+fn sizing_table_boundaries() {
+    let r = risk();
+    let f = filters(decimal(1, 3), Decimal::ZERO, Decimal::ZERO);
+    // Wide stop so the risk side binds: qty = equity × risk % / 100 at entry 1000, stop 900.
+    for (confidence, qty) in [(60, "1"), (79, "1"), (80, "1.5"), (89, "1.5"), (90, "2"), (100, "2")] {
+        let s = size_position(decimal(10_000, 0), confidence, decimal(1000, 0), decimal(900, 0), &r.sizing_tiers, &f)
+            .unwrap();
+        assert_eq!(s.qty, Decimal::from_str(qty).unwrap(), "confidence {confidence}");
+    }
+    // Tight stop so the cap binds: 20 % below 80, 25 % from 80.
+    for (confidence, notional) in [(79, 2000), (80, 2500), (95, 2500)] {
+        let s = size_position(decimal(10_000, 0), confidence, decimal(1000, 0), decimal(999, 0), &r.sizing_tiers, &f)
+            .unwrap();
+        assert_eq!(s.notional, Decimal::from(notional), "confidence {confidence}");
+        assert!(s.capped);
+    }
+}
+
+#[test]
+fn risk_checks_report_all_five_even_when_the_first_fails() {
+    let r = risk();
+    let now = 1_700_000_000_000;
+    let book = RiskBook::new(now, decimal(10_000, 0));
+    let snap = PortfolioSnapshot {
+        equity: decimal(10_000, 0),
+        available_balance: decimal(10_000, 0),
+        open_positions: 5,
+        open_notional: Decimal::ZERO,
+        unrealized_pnl: Decimal::ZERO,
+    };
+    let intent = TradeIntent { symbol: "BTCUSDT", notional: decimal(1000, 0), leverage: 5, symbol_busy: false };
+    let rep = book.evaluate(&snap, &intent, &r, now);
+    let names: Vec<&str> = rep.checks.iter().map(|c| c.name).collect();
+    assert_eq!(names, ["max_open_positions", "symbol_free", "daily_loss_limit", "exposure_and_margin", "loss_streak"]);
+    assert!(!rep.checks[0].passed);
+    assert!(rep.checks[1..].iter().all(|c| c.passed), "{:?}", rep.checks);
+    assert!(!rep.passed());
+
+    // Everything wrong at once: five failures, five reasons.
+    let mut book = book;
+    book.daily_latched = true;
+    book.loss_pause_until = Some(now + 60_000);
+    let snap = PortfolioSnapshot { open_notional: decimal(20_000, 0), available_balance: Decimal::ZERO, ..snap };
+    let intent = TradeIntent { symbol_busy: true, ..intent };
+    let rep = book.evaluate(&snap, &intent, &r, now);
+    assert!(rep.checks.iter().all(|c| !c.passed && !c.reason.is_empty()), "{:?}", rep.checks);
+    for c in &rep.checks {
+        assert!(rep.failures().contains(&format!("{}: {}", c.name, c.reason)));
+    }
+}
+
+#[test]
+fn flat_prices_and_zero_volume_give_defined_values() {
+    let mut state = TimeframeState::new();
+    for i in 0..60i64 {
+        let c = Candle {
+            open_time: i * 900_000,
+            close_time: i * 900_000 + 899_999,
+            open: 5.0,
+            high: 5.0,
+            low: 5.0,
+            close: 5.0,
+            volume: 0.0,
+            quote_volume: 0.0,
+            trades: 0,
+            taker_buy_volume: 0.0,
+            taker_buy_quote_volume: 0.0,
+        };
+        assert!(state.update(&c));
+    }
+    let ind = state.indicators().unwrap();
+    assert_eq!(
+        ind,
+        Indicators {
+            ema_9: 5.0,
+            ema_21: 5.0,
+            rsi: 50.0,
+            macd_line: 0.0,
+            macd_signal: 0.0,
+            macd_histogram: 0.0,
+            atr: 0.0,
+            volume_ratio: 0.0
+        }
+    );
+    assert_eq!(state.macd_cross(3), None);
+    assert_eq!(state.swing_pattern(2), None);
+}
