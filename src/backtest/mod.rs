@@ -1,3 +1,200 @@
 //! Historical replay: drives the same scanner, analyzer, risk checks, sizing, leverage and
 //! exit-ladder code as the daemon from candle files instead of streams, with simulated fills,
 //! fees, funding and liquidation, and writes the trade list, metrics and HTML report.
+//!
+//! - [`feed`]: streaming file readers and the k-way merge (one clock, memory O(symbols));
+//! - [`engine`]: the replay driver around the [`crate::manager::position_manager::PositionManager`];
+//! - [`account`]: the trade-execution layer (intra-candle rule, liquidation, funding);
+//! - [`sim`]: the pure fill model (slippage, fees, funding, liquidation price) the paper
+//!   exchange reuses;
+//! - [`symbols`]: symbol filters of the simulated market;
+//! - [`metrics`] and [`report`]: the summary, `trades.csv`, `metrics.json`, `report.html`.
+//!
+//! Owns replay and reporting. It must not contain strategy logic: every decision comes from
+//! the position manager.
+
+pub mod account;
+pub mod engine;
+pub mod feed;
+pub mod metrics;
+pub mod report;
+pub mod sim;
+pub mod symbols;
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::core::models::{Candle, Timeframe, TimestampMs};
+use crate::data::{self, DataError};
+
+pub use engine::{BacktestError, Engine, EquityPoint, RunStats, SymbolSpec};
+pub use feed::{CandleSource, Feed, FileCandleSource, MemorySource};
+pub use metrics::Metrics;
+
+/// Candles read before the first trading day so every indicator (4h MACD needs 35 candles,
+/// about 6 days) is warm when trading starts.
+pub const WARMUP_MS: i64 = 20 * 86_400_000;
+
+/// What to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BacktestOptions {
+    pub data_dir: PathBuf,
+    /// Symbols to replay; empty = every symbol with 15m, 1h and 4h files.
+    pub symbols: Vec<String>,
+    /// First trading moment (inclusive), ms; `None` = from the start of the data.
+    pub from: Option<TimestampMs>,
+    /// End of trading (exclusive), ms; `None` = to the end of the data.
+    pub to: Option<TimestampMs>,
+}
+
+/// The symbols to replay: the requested ones (each must have all three files) or all
+/// symbols that have them, sorted.
+///
+/// # Errors
+/// A requested symbol lacks a file, no symbol is usable, or the folder cannot be read.
+pub fn select_symbols(dir: &Path, requested: &[String]) -> Result<Vec<String>, BacktestError> {
+    let has_all = |s: &str| Timeframe::STRATEGY.iter().all(|tf| data::candle_path(dir, s, *tf).is_some());
+    if !requested.is_empty() {
+        let mut out: Vec<String> = Vec::new();
+        for s in requested {
+            let s = s.trim().to_ascii_uppercase();
+            if s.is_empty() || out.contains(&s) {
+                continue;
+            }
+            if !has_all(&s) {
+                return Err(BacktestError::Setup(format!(
+                    "{s}: need {s}-15m, {s}-1h and {s}-4h (.csv or .csv.gz) in {}",
+                    dir.display()
+                )));
+            }
+            out.push(s);
+        }
+        return Ok(out);
+    }
+    let out: Vec<String> = data::symbols_in(dir, Timeframe::M15)?.into_iter().filter(|s| has_all(s)).collect();
+    if out.is_empty() {
+        return Err(BacktestError::Setup(format!("no symbol with 15m, 1h and 4h data files in {}", dir.display())));
+    }
+    Ok(out)
+}
+
+/// A feed over the data files and an engine over the same symbols, ready to run. The counter
+/// receives the compressed bytes read (for a progress bar); `total_bytes` is their sum.
+pub struct Prepared {
+    pub feed: Feed,
+    pub engine: Engine,
+    pub bytes_read: Rc<Cell<u64>>,
+    pub total_bytes: u64,
+}
+
+/// Opens every file of `opts` and builds the engine.
+///
+/// # Errors
+/// Missing or unreadable files, bad settings.
+pub fn prepare(settings: &Settings, opts: &BacktestOptions) -> Result<Prepared, BacktestError> {
+    let dir = &opts.data_dir;
+    if !dir.is_dir() {
+        return Err(BacktestError::Setup(format!("data folder {} does not exist", dir.display())));
+    }
+    let names = select_symbols(dir, &opts.symbols)?;
+    let load_from = opts.from.map(|f| f - WARMUP_MS).unwrap_or(i64::MIN);
+    let mut feed = Feed::new(load_from, opts.to.unwrap_or(i64::MAX));
+    let counter = Rc::new(Cell::new(0u64));
+    let mut total_bytes = 0u64;
+    for (i, name) in names.iter().enumerate() {
+        for tf in Timeframe::STRATEGY {
+            let path = data::candle_path(dir, name, tf).ok_or_else(|| DataError::Missing {
+                dir: dir.clone(),
+                symbol: name.clone(),
+                interval: tf.to_string(),
+            })?;
+            total_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            feed.add(i, tf, Box::new(FileCandleSource::open(&path, counter.clone())?))?;
+        }
+    }
+    let mut specs = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let first_price = feed.next_m15(i).map(|c| c.open).unwrap_or(1.0);
+        let funding = match feed::funding_path(dir, name) {
+            Some(p) => Some(feed::FundingSource::open(&p)?),
+            None => None,
+        };
+        specs.push(SymbolSpec { name: name.clone(), rules: symbols::rules_for(name, first_price), funding });
+    }
+    let trade_from = opts.from.or_else(|| feed.peek_close_time().map(|t| t + 1)).unwrap_or(0);
+    let engine = Engine::new(settings, specs, trade_from)?;
+    Ok(Prepared { feed, engine, bytes_read: counter, total_bytes })
+}
+
+/// Candles of one symbol already in memory: 15m, 1h and 4h, each in ascending time.
+#[derive(Debug, Clone)]
+pub struct SymbolCandles {
+    pub symbol: String,
+    pub m15: Arc<[Candle]>,
+    pub h1: Arc<[Candle]>,
+    pub h4: Arc<[Candle]>,
+}
+
+/// A feed and an engine over candles in memory (benchmarks, tests, a dry-run replay of
+/// recorded candles), with the same rules as [`prepare`]: trading from `from` (or the first
+/// close), flat funding, symbol rules from [`symbols::rules_for`].
+///
+/// # Errors
+/// Bad settings or a symbol listed twice.
+pub fn prepare_in_memory(
+    settings: &Settings,
+    data: &[SymbolCandles],
+    from: Option<TimestampMs>,
+) -> Result<(Feed, Engine), BacktestError> {
+    let mut feed = Feed::new(from.map(|f| f - WARMUP_MS).unwrap_or(i64::MIN), i64::MAX);
+    let mut specs = Vec::with_capacity(data.len());
+    for (i, d) in data.iter().enumerate() {
+        feed.add(i, Timeframe::H4, Box::new(MemorySource::new(d.h4.clone())))?;
+        feed.add(i, Timeframe::H1, Box::new(MemorySource::new(d.h1.clone())))?;
+        feed.add(i, Timeframe::M15, Box::new(MemorySource::new(d.m15.clone())))?;
+        let first_price = d.m15.first().map(|c| c.open).unwrap_or(1.0);
+        specs.push(SymbolSpec {
+            name: d.symbol.clone(),
+            rules: symbols::rules_for(&d.symbol, first_price),
+            funding: None,
+        });
+    }
+    let trade_from = from.or_else(|| feed.peek_close_time().map(|t| t + 1)).unwrap_or(0);
+    let engine = Engine::new(settings, specs, trade_from)?;
+    Ok((feed, engine))
+}
+
+/// Replays `feed` through `engine` to the end and closes what is left. `progress` is called
+/// every few thousand candles with the number of candles replayed.
+///
+/// # Errors
+/// Reading a data or funding file failed.
+pub fn run_feed(feed: &mut Feed, engine: &mut Engine, progress: &mut dyn FnMut(u64)) -> Result<(), BacktestError> {
+    let mut current: Option<TimestampMs> = None;
+    let mut n = 0u64;
+    loop {
+        // Close the batch BEFORE taking the next candle, so every stream's head is still the
+        // candle after this close time (where entries fill).
+        let next = feed.peek_close_time();
+        if let Some(t) = current
+            && next != Some(t)
+        {
+            engine.close_batch(t, &|i| feed.next_m15(i).copied())?;
+        }
+        let Some((symbol, tf, candle)) = feed.next_candle()? else {
+            break;
+        };
+        current = Some(candle.close_time);
+        engine.on_candle(symbol, tf, &candle);
+        n += 1;
+        if n % 8192 == 0 {
+            progress(n);
+        }
+    }
+    engine.finish();
+    progress(n);
+    Ok(())
+}

@@ -1,0 +1,448 @@
+//! The candle feed of a backtest: one streaming source per (symbol, timeframe) file and a
+//! k-way merge that hands out closed candles in one global time order. Only the current
+//! head row of each file is in memory, so memory is O(symbols × timeframes), not O(history).
+//!
+//! Order: ascending close time; at equal close times 4h before 1h before 15m (so when the
+//! 15m candle that ends a 4h period is seen, the 4h candle closing with it has been fed too),
+//! then by symbol index. Ties are therefore deterministic.
+//!
+//! Owns reading and ordering rows. It must not decide anything about trading.
+
+use std::cell::Cell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use flate2::read::MultiGzDecoder;
+
+use crate::core::models::{Candle, Timeframe, TimestampMs};
+use crate::data::{DataError, HEADER};
+
+/// Anything that yields closed candles of one symbol and timeframe in ascending time.
+pub trait CandleSource {
+    /// The next candle, `None` at the end.
+    ///
+    /// # Errors
+    /// I/O and format errors of the underlying file.
+    fn next_candle(&mut self) -> Result<Option<Candle>, DataError>;
+}
+
+/// Counts the compressed bytes read, for the progress bar.
+struct CountingReader<R> {
+    inner: R,
+    counter: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.set(self.counter.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Opens a data file (plain or gzip, judged by the `.gz` extension) as a line reader, counting
+/// the bytes read from disk into `counter`.
+fn open_lines(path: &Path, counter: Rc<Cell<u64>>) -> Result<Box<dyn BufRead>, DataError> {
+    let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let counted = CountingReader { inner: file, counter };
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(BufReader::with_capacity(1 << 16, counted))))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, counted))
+    })
+}
+
+/// A data file read row by row (DESIGN.md section 4 format).
+pub struct FileCandleSource {
+    reader: Box<dyn BufRead>,
+    path: PathBuf,
+    line: String,
+    line_no: usize,
+    last_open_time: Option<TimestampMs>,
+}
+
+impl FileCandleSource {
+    /// Opens `path`; checks the header at the first read.
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub fn open(path: &Path, counter: Rc<Cell<u64>>) -> Result<Self, DataError> {
+        Ok(FileCandleSource {
+            reader: open_lines(path, counter)?,
+            path: path.to_path_buf(),
+            line: String::with_capacity(160),
+            line_no: 0,
+            last_open_time: None,
+        })
+    }
+
+    fn malformed(&self, reason: String) -> DataError {
+        DataError::Malformed { path: self.path.clone(), line: self.line_no, reason }
+    }
+}
+
+impl CandleSource for FileCandleSource {
+    fn next_candle(&mut self) -> Result<Option<Candle>, DataError> {
+        loop {
+            self.line.clear();
+            let n = self
+                .reader
+                .read_line(&mut self.line)
+                .map_err(|source| DataError::Io { path: self.path.clone(), source })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let text = self.line.trim_end_matches(['\n', '\r']);
+            if text.is_empty() {
+                continue;
+            }
+            if self.line_no == 1 {
+                if text.trim_start_matches('\u{feff}') != HEADER {
+                    return Err(self.malformed(format!("expected header `{HEADER}`")));
+                }
+                continue;
+            }
+            let candle = match parse_row(text) {
+                Ok(c) => c,
+                Err(reason) => return Err(self.malformed(reason)),
+            };
+            if let Some(prev) = self.last_open_time
+                && candle.open_time <= prev
+            {
+                return Err(
+                    self.malformed(format!("open_time {} not after the previous row's {prev}", candle.open_time))
+                );
+            }
+            self.last_open_time = Some(candle.open_time);
+            return Ok(Some(candle));
+        }
+    }
+}
+
+/// Parses one row. Empty optional columns read as zero. The hot path of data loading: no
+/// allocation unless the row is malformed.
+pub fn parse_row(text: &str) -> Result<Candle, String> {
+    let mut it = text.split(',');
+    let mut field = |name: &'static str| it.next().ok_or_else(|| format!("missing column {name}"));
+    // Fields are parsed as they are (the hot path); padded fields are retried trimmed.
+    let int = |name: &str, s: &str| {
+        s.parse::<i64>().or_else(|_| s.trim().parse::<i64>()).map_err(|_| format!("{name}: not an integer: `{s}`"))
+    };
+    let num = |name: &str, s: &str| -> Result<f64, String> {
+        match s.parse::<f64>().or_else(|_| s.trim().parse::<f64>()) {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => Err(format!("{name}: not a finite number: `{s}`")),
+        }
+    };
+    let opt = |name: &str, s: &str| if s.is_empty() || s.trim().is_empty() { Ok(0.0) } else { num(name, s) };
+    let open_time = int("open_time", field("open_time")?)?;
+    let open = num("open", field("open")?)?;
+    let high = num("high", field("high")?)?;
+    let low = num("low", field("low")?)?;
+    let close = num("close", field("close")?)?;
+    let volume = num("volume", field("volume")?)?;
+    let close_time = int("close_time", field("close_time")?)?;
+    let quote_volume = opt("quote_volume", field("quote_volume")?)?;
+    let trades_text = field("trades")?;
+    let trades = if trades_text.is_empty() || trades_text.trim().is_empty() {
+        0
+    } else {
+        trades_text.trim().parse::<u64>().map_err(|_| format!("trades: not a count: `{trades_text}`"))?
+    };
+    let taker_buy_volume = opt("taker_buy_volume", field("taker_buy_volume")?)?;
+    let taker_buy_quote_volume = opt("taker_buy_quote_volume", field("taker_buy_quote_volume")?)?;
+    let c = Candle {
+        open_time,
+        close_time,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        quote_volume,
+        trades,
+        taker_buy_volume,
+        taker_buy_quote_volume,
+    };
+    if !c.is_sane() {
+        return Err(format!("inconsistent candle (prices must be > 0 and low <= open/close <= high): `{text}`"));
+    }
+    Ok(c)
+}
+
+/// Candles already in memory (tests, benchmarks, a dry-run replay of recorded candles).
+#[derive(Debug, Clone)]
+pub struct MemorySource {
+    candles: Arc<[Candle]>,
+    pos: usize,
+}
+
+impl MemorySource {
+    pub fn new(candles: Arc<[Candle]>) -> Self {
+        MemorySource { candles, pos: 0 }
+    }
+}
+
+impl CandleSource for MemorySource {
+    fn next_candle(&mut self) -> Result<Option<Candle>, DataError> {
+        let c = self.candles.get(self.pos).copied();
+        self.pos += 1;
+        Ok(c)
+    }
+}
+
+/// Rank of a timeframe at equal close times: higher timeframes first.
+fn tf_rank(tf: Timeframe) -> u8 {
+    match tf {
+        Timeframe::D1 => 0,
+        Timeframe::H4 => 1,
+        Timeframe::H2 => 2,
+        Timeframe::H1 => 3,
+        Timeframe::M30 => 4,
+        Timeframe::M15 => 5,
+        Timeframe::M5 => 6,
+        Timeframe::M1 => 7,
+    }
+}
+
+/// One input stream of the merge.
+pub struct Stream {
+    pub symbol: usize,
+    pub tf: Timeframe,
+    source: Box<dyn CandleSource>,
+    head: Option<Candle>,
+}
+
+/// The k-way merge over all streams, limited to candles with `open_time` in `[from, to)`.
+pub struct Feed {
+    streams: Vec<Stream>,
+    heap: BinaryHeap<Reverse<(TimestampMs, u8, usize, usize)>>,
+    from: TimestampMs,
+    to: TimestampMs,
+    /// Stream index of each symbol's 15m candles.
+    m15: Vec<Option<usize>>,
+}
+
+impl Feed {
+    /// An empty feed for candles with open time in `[from, to)`.
+    pub fn new(from: TimestampMs, to: TimestampMs) -> Self {
+        Feed { streams: Vec::new(), heap: BinaryHeap::new(), from, to, m15: Vec::new() }
+    }
+
+    /// Adds the stream of `symbol` (an index into the engine's symbol list) at `tf` and reads
+    /// its first candle in the window.
+    ///
+    /// # Errors
+    /// Reading the first rows failed.
+    pub fn add(&mut self, symbol: usize, tf: Timeframe, source: Box<dyn CandleSource>) -> Result<(), DataError> {
+        let idx = self.streams.len();
+        self.streams.push(Stream { symbol, tf, source, head: None });
+        if tf == Timeframe::M15 {
+            if self.m15.len() <= symbol {
+                self.m15.resize(symbol + 1, None);
+            }
+            if let Some(slot) = self.m15.get_mut(symbol) {
+                *slot = Some(idx);
+            }
+        }
+        self.refill(idx)
+    }
+
+    /// Reads the next in-window candle of stream `idx` into its head and the heap.
+    fn refill(&mut self, idx: usize) -> Result<(), DataError> {
+        let (from, to) = (self.from, self.to);
+        let Some(stream) = self.streams.get_mut(idx) else {
+            return Ok(());
+        };
+        stream.head = None;
+        while let Some(c) = stream.source.next_candle()? {
+            if c.open_time < from {
+                continue;
+            }
+            if c.open_time >= to {
+                break;
+            }
+            stream.head = Some(c);
+            self.heap.push(Reverse((c.close_time, tf_rank(stream.tf), stream.symbol, idx)));
+            break;
+        }
+        Ok(())
+    }
+
+    /// Close time of the next candle, if any.
+    pub fn peek_close_time(&self) -> Option<TimestampMs> {
+        self.heap.peek().map(|Reverse((t, ..))| *t)
+    }
+
+    /// The next candle in global order with its symbol index and timeframe.
+    ///
+    /// # Errors
+    /// Reading the following row of the same file failed.
+    pub fn next_candle(&mut self) -> Result<Option<(usize, Timeframe, Candle)>, DataError> {
+        let Some(Reverse((_, _, _, idx))) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let Some(stream) = self.streams.get(idx) else {
+            return Ok(None);
+        };
+        let (symbol, tf) = (stream.symbol, stream.tf);
+        let Some(candle) = stream.head else {
+            return Ok(None);
+        };
+        self.refill(idx)?;
+        Ok(Some((symbol, tf, candle)))
+    }
+
+    /// The next (not yet handed out) 15m candle of `symbol`: the bar an entry decided now fills
+    /// in, at its open.
+    pub fn next_m15(&self, symbol: usize) -> Option<&Candle> {
+        let idx = (*self.m15.get(symbol)?)?;
+        self.streams.get(idx)?.head.as_ref()
+    }
+}
+
+/// Funding rates of one symbol, streamed in time order (`funding_time,funding_rate,mark_price`).
+pub struct FundingSource {
+    reader: Box<dyn BufRead>,
+    path: PathBuf,
+    line: String,
+    line_no: usize,
+    /// The next unread event: (funding time rounded to the hour, rate as a fraction).
+    head: Option<(TimestampMs, f64)>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl FundingSource {
+    /// Opens a funding file (plain or gzip).
+    ///
+    /// # Errors
+    /// The file cannot be opened or its first row is malformed.
+    pub fn open(path: &Path) -> Result<Self, DataError> {
+        let mut f = FundingSource {
+            reader: open_lines(path, Rc::new(Cell::new(0)))?,
+            path: path.to_path_buf(),
+            line: String::new(),
+            line_no: 0,
+            head: None,
+        };
+        f.advance()?;
+        Ok(f)
+    }
+
+    fn advance(&mut self) -> Result<(), DataError> {
+        self.head = None;
+        loop {
+            self.line.clear();
+            let n = self
+                .reader
+                .read_line(&mut self.line)
+                .map_err(|source| DataError::Io { path: self.path.clone(), source })?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.line_no += 1;
+            let text = self.line.trim_end_matches(['\n', '\r']);
+            if text.is_empty() || self.line_no == 1 && text.starts_with("funding_time") {
+                continue;
+            }
+            let mut it = text.split(',');
+            let t = it.next().and_then(|s| s.trim().parse::<i64>().ok());
+            let r = it.next().and_then(|s| s.trim().parse::<f64>().ok()).filter(|r| r.is_finite());
+            let (Some(t), Some(r)) = (t, r) else {
+                return Err(DataError::Malformed {
+                    path: self.path.clone(),
+                    line: self.line_no,
+                    reason: format!("expected `funding_time,funding_rate,...`, got `{text}`"),
+                });
+            };
+            // Binance's fundingTime carries a few ms of jitter: settle on the hour.
+            self.head = Some(((t + HOUR_MS / 2).div_euclid(HOUR_MS) * HOUR_MS, r));
+            return Ok(());
+        }
+    }
+
+    /// The rate settled at `t` (an 8 h boundary), if the file has one. Calls must come in
+    /// ascending `t`; earlier rows are skipped.
+    ///
+    /// # Errors
+    /// Reading the file failed.
+    pub fn rate_at(&mut self, t: TimestampMs) -> Result<Option<f64>, DataError> {
+        while let Some((ht, _)) = self.head {
+            if ht >= t {
+                break;
+            }
+            self.advance()?;
+        }
+        Ok(self.head.filter(|(ht, _)| *ht == t).map(|(_, r)| r))
+    }
+}
+
+/// The funding file of `symbol` under `dir/funding/`, plain or gzip.
+pub fn funding_path(dir: &Path, symbol: &str) -> Option<PathBuf> {
+    let base = dir.join("funding");
+    let plain = base.join(format!("{symbol}.csv"));
+    if plain.is_file() {
+        return Some(plain);
+    }
+    let gz = base.join(format!("{symbol}.csv.gz"));
+    gz.is_file().then_some(gz)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn c(open_time: i64, tf: Timeframe, px: f64) -> Candle {
+        Candle {
+            open_time,
+            close_time: open_time + tf.duration_ms() - 1,
+            open: px,
+            high: px,
+            low: px,
+            close: px,
+            volume: 1.0,
+            quote_volume: 0.0,
+            trades: 0,
+            taker_buy_volume: 0.0,
+            taker_buy_quote_volume: 0.0,
+        }
+    }
+
+    #[test]
+    fn merge_orders_by_close_time_then_timeframe_then_symbol() {
+        let h = Timeframe::H1.duration_ms();
+        let q = Timeframe::M15.duration_ms();
+        let mut feed = Feed::new(0, 2 * h);
+        let m15: Vec<Candle> = (0..8).map(|i| c(i * q, Timeframe::M15, 1.0)).collect();
+        let h1: Vec<Candle> = (0..2).map(|i| c(i * h, Timeframe::H1, 1.0)).collect();
+        feed.add(1, Timeframe::M15, Box::new(MemorySource::new(m15.clone().into()))).unwrap();
+        feed.add(0, Timeframe::M15, Box::new(MemorySource::new(m15.into()))).unwrap();
+        feed.add(0, Timeframe::H1, Box::new(MemorySource::new(h1.into()))).unwrap();
+        let mut got = Vec::new();
+        while let Some((s, tf, c)) = feed.next_candle().unwrap() {
+            got.push((c.close_time, tf, s));
+        }
+        assert_eq!(got.len(), 18);
+        assert_eq!(got[..2], [(q - 1, Timeframe::M15, 0), (q - 1, Timeframe::M15, 1)]);
+        assert_eq!(got[6..9], [(h - 1, Timeframe::H1, 0), (h - 1, Timeframe::M15, 0), (h - 1, Timeframe::M15, 1)]);
+        assert!(got.windows(2).all(|w| w[0] <= w[1] || w[0].0 == w[1].0));
+    }
+
+    #[test]
+    fn parse_row_reads_the_design_format() {
+        let c = parse_row("1755388800000,117342.1,117500,117300,117450.5,123.4,1755389699999,,,,").unwrap();
+        assert_eq!(c.open, 117342.1);
+        assert_eq!(c.quote_volume, 0.0);
+        assert_eq!(parse_row("1, 2,3,1,2,5,900, , , ,").unwrap().open, 2.0);
+        assert!(parse_row("1,2,3,1,2,5").is_err());
+        assert!(parse_row("1,2,1,3,2,5,900,,,,").is_err());
+    }
+}

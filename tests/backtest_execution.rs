@@ -1,0 +1,299 @@
+//! The trade-execution layer of the backtest with hand-made entry plans and candles: exact
+//! fills, fees, PnL and exit reasons; the ladder order inside one candle; stop before target;
+//! gaps; liquidation; funding.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use kinetic::backtest::account::{SimAccount, TradeRecord};
+use kinetic::backtest::sim::FillModel;
+use kinetic::backtest::symbols::SymbolRules;
+use kinetic::config::Settings;
+use kinetic::core::models::{Candle, Direction, Signal, SymbolFilters, TimeframeIndicators};
+use kinetic::data::read_candle_file;
+use kinetic::manager::exit_ladder::ExitReason;
+use kinetic::manager::position_manager::{EntryPlan, PositionManager};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+const T0: i64 = 1_769_904_000_000; // 2026-02-01 00:00 UTC
+const Q: i64 = 900_000;
+const SYM: &str = "TESTUSDT";
+
+fn rules() -> SymbolRules {
+    SymbolRules {
+        filters: SymbolFilters {
+            symbol: SYM.into(),
+            tick_size: dec!(0.01),
+            min_price: dec!(0.01),
+            max_price: dec!(0),
+            step_size: dec!(0.001),
+            min_qty: dec!(0.001),
+            max_qty: dec!(0),
+            market_step_size: dec!(0.001),
+            market_min_qty: dec!(0.001),
+            market_max_qty: dec!(0),
+            min_notional: dec!(5),
+            percent_price_up: dec!(1.05),
+            percent_price_down: dec!(0.95),
+            max_leverage: 125,
+        },
+        maint_margin_rate: dec!(0.005),
+    }
+}
+
+fn plan(direction: Direction, stop_distance: Decimal, leverage: u32) -> EntryPlan {
+    let stop = match direction {
+        Direction::Long => dec!(100) - stop_distance,
+        Direction::Short => dec!(100) + stop_distance,
+    };
+    EntryPlan {
+        signal: Signal {
+            symbol: SYM.into(),
+            direction,
+            confidence: 70,
+            entry_price: dec!(100),
+            stop_loss: stop,
+            take_profit: dec!(103),
+            atr: 1.0,
+            timeframe_alignment: true,
+            indicators: TimeframeIndicators::default(),
+            timestamp: T0 - 1,
+        },
+        leverage,
+        qty: dec!(10),
+        notional: dec!(1000),
+        stop_distance,
+        high_volatility: false,
+    }
+}
+
+/// Default settings, taker fee 0.05 %, and the given slippage.
+fn setup(slippage_pct: f64) -> (PositionManager, SimAccount) {
+    let settings = Settings::defaults().unwrap();
+    let pm = PositionManager::new(&settings, T0, dec!(10000)).unwrap();
+    let model = FillModel::from_pct(0.05, 0.02, slippage_pct).unwrap();
+    (pm, SimAccount::new(model, dec!(10000)))
+}
+
+fn candle(i: i64, open: f64, high: f64, low: f64, close: f64) -> Candle {
+    Candle {
+        open_time: T0 + i * Q,
+        close_time: T0 + (i + 1) * Q - 1,
+        open,
+        high,
+        low,
+        close,
+        volume: 1000.0,
+        quote_volume: 0.0,
+        trades: 0,
+        taker_buy_volume: 0.0,
+        taker_buy_quote_volume: 0.0,
+    }
+}
+
+fn replay(pm: &mut PositionManager, acct: &mut SimAccount, candles: &[Candle]) {
+    for c in candles {
+        acct.resolve_candle(pm, SYM, &rules(), c, c.close_time + 1);
+    }
+}
+
+fn exits(t: &TradeRecord) -> Vec<(String, Decimal, Decimal)> {
+    t.exits.iter().map(|e| (e.reason.clone(), e.price, e.qty)).collect()
+}
+
+#[test]
+fn known_long_trade_has_exact_fills_fees_and_pnl() {
+    let (mut pm, mut acct) = setup(0.0);
+    let fill = acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    assert_eq!((fill.price, fill.qty, fill.fee, fill.stop), (dec!(100), dec!(10), dec!(0.5), dec!(98)));
+    let candles = read_candle_file(Path::new("tests/data/backtest/known_trade_long.csv")).unwrap();
+    replay(&mut pm, &mut acct, &candles);
+
+    assert!(!pm.has_position(SYM));
+    assert_eq!(acct.trades.len(), 1);
+    let t = &acct.trades[0];
+    assert_eq!(
+        exits(t),
+        vec![
+            ("take_profit_1".into(), dec!(101.5), dec!(4)),
+            ("take_profit_2".into(), dec!(102.5), dec!(3)),
+            ("trailing_stop".into(), dec!(102.56), dec!(3)),
+        ]
+    );
+    assert_eq!(t.exit_reason, ExitReason::TrailingStop);
+    // 4 × 1.5 + 3 × 2.5 + 3 × 2.56
+    assert_eq!(t.gross_pnl, dec!(21.18));
+    // entry 0.5 + 101.5×4×0.0005 + 102.5×3×0.0005 + 102.56×3×0.0005
+    assert_eq!(t.fees, dec!(1.01059));
+    assert_eq!(t.net_pnl, dec!(20.16941));
+    assert_eq!(t.exit_price, dec!(102.118));
+    assert_eq!(t.exit_time, candles[2].close_time + 1);
+    assert_eq!(acct.wallet, dec!(10020.16941));
+    assert_eq!(acct.fees_paid, dec!(1.01059));
+}
+
+#[test]
+fn slippage_moves_every_market_fill_against_the_trader() {
+    let (mut pm, mut acct) = setup(0.02);
+    let fill = acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    // 100 × 1.0002 = 100.02; the stop keeps the plan's distance from the fill.
+    assert_eq!((fill.price, fill.stop), (dec!(100.02), dec!(98.02)));
+    assert_eq!(fill.fee, dec!(0.50010));
+    replay(&mut pm, &mut acct, &[candle(0, 100.02, 100.5, 97.0, 97.5)]);
+    let t = &acct.trades[0];
+    // Stop 98.02 sold 0.02 % lower, rounded down to the tick: 98.000396 → 98.
+    assert_eq!(exits(t), vec![("stop_loss".into(), dec!(98), dec!(10))]);
+    assert_eq!(t.gross_pnl, dec!(-20.2));
+}
+
+#[test]
+fn ladder_order_inside_one_candle_is_tp1_tp2_then_trailing() {
+    let (mut pm, mut acct) = setup(0.0);
+    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    // One candle: dips to 99.9, spikes to 104 (TP1, TP2, trailing from 103 → stop 102.96),
+    // closes at 102.5 (through the trailing stop).
+    replay(&mut pm, &mut acct, &[candle(0, 100.0, 104.0, 99.9, 102.5)]);
+    let t = &acct.trades[0];
+    assert_eq!(
+        exits(t),
+        vec![
+            ("take_profit_1".into(), dec!(101.5), dec!(4)),
+            ("take_profit_2".into(), dec!(102.5), dec!(3)),
+            ("trailing_stop".into(), dec!(102.96), dec!(3)),
+        ]
+    );
+    let times: Vec<i64> = t.exits.iter().map(|e| e.time).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+}
+
+#[test]
+fn stop_and_target_in_one_candle_assume_the_stop() {
+    let (mut pm, mut acct) = setup(0.0);
+    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    replay(&mut pm, &mut acct, &[candle(0, 100.0, 102.0, 97.5, 101.0)]);
+    let t = &acct.trades[0];
+    assert_eq!(exits(t), vec![("stop_loss".into(), dec!(98), dec!(10))]);
+    assert_eq!(t.exit_reason, ExitReason::StopLoss);
+    assert_eq!(t.net_pnl, dec!(-20) - dec!(0.5) - dec!(0.49));
+
+    // Same for a short: the high (adverse) comes before the low.
+    let (mut pm, mut acct) = setup(0.0);
+    acct.enter(&mut pm, &plan(Direction::Short, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    replay(&mut pm, &mut acct, &[candle(0, 100.0, 102.5, 97.0, 99.0)]);
+    assert_eq!(exits(&acct.trades[0]), vec![("stop_loss".into(), dec!(102), dec!(10))]);
+}
+
+#[test]
+fn a_gap_through_the_stop_fills_at_the_open() {
+    let (mut pm, mut acct) = setup(0.0);
+    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.5, 99.0, 99.5), candle(1, 97.0, 97.5, 96.0, 96.5)]);
+    assert_eq!(exits(&acct.trades[0]), vec![("stop_loss".into(), dec!(97), dec!(10))]);
+}
+
+#[test]
+fn liquidation_when_the_stop_lies_beyond_the_liquidation_price() {
+    // 20x long from 100, maintenance 0.5 %: liquidation at 95 / 0.995 ≈ 95.477, stop at 94.
+    let (mut pm, mut acct) = setup(0.0);
+    let fill = acct.enter(&mut pm, &plan(Direction::Long, dec!(6), 20), &rules(), dec!(100), T0).unwrap();
+    assert!(fill.liquidation_price > dec!(95.47) && fill.liquidation_price < dec!(95.48));
+    // 95.6 does not reach it ...
+    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.2, 95.6, 99.0)]);
+    assert!(pm.has_position(SYM));
+    // ... 95.4 does: the whole isolated margin (100 × 10 / 20 = 50) is lost.
+    replay(&mut pm, &mut acct, &[candle(1, 99.0, 99.2, 95.4, 96.0)]);
+    assert!(!pm.has_position(SYM));
+    let t = &acct.trades[0];
+    assert_eq!(t.exit_reason, ExitReason::Liquidation);
+    assert_eq!(exits(t), vec![("liquidation".into(), dec!(95), dec!(10))]);
+    assert_eq!(t.gross_pnl, dec!(-50));
+    assert_eq!(t.net_pnl, dec!(-50.5));
+    assert_eq!(acct.wallet, dec!(9949.5));
+}
+
+#[test]
+fn the_stop_wins_when_it_comes_before_the_liquidation_price() {
+    // 20x, stop at 98 (before 95.48): a candle down to 90 stops out at 98, no liquidation.
+    let (mut pm, mut acct) = setup(0.0);
+    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 20), &rules(), dec!(100), T0).unwrap();
+    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.5, 90.0, 91.0)]);
+    assert_eq!(acct.trades[0].exit_reason, ExitReason::StopLoss);
+    // But a candle that OPENS beyond the liquidation price liquidates (short, 20x from 100:
+    // liquidation ≈ 104.48, bankruptcy 105).
+    let (mut pm, mut acct) = setup(0.0);
+    acct.enter(&mut pm, &plan(Direction::Short, dec!(2), 20), &rules(), dec!(100), T0).unwrap();
+    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.5, 99.5, 100.2), candle(1, 104.7, 105.0, 104.0, 104.5)]);
+    let t = &acct.trades[0];
+    assert_eq!(t.exit_reason, ExitReason::Liquidation);
+    assert_eq!(exits(t), vec![("liquidation".into(), dec!(105), dec!(10))]);
+}
+
+#[test]
+fn funding_is_paid_by_longs_and_lands_in_the_trade() {
+    let (mut pm, mut acct) = setup(0.0);
+    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    assert_eq!(acct.charge_funding(&pm, SYM, dec!(100), dec!(0.0001)), dec!(0.1));
+    assert_eq!(acct.charge_funding(&pm, SYM, dec!(100), dec!(-0.0002)), dec!(-0.2));
+    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.5, 97.0, 97.5)]);
+    let t = &acct.trades[0];
+    assert_eq!(t.funding, dec!(-0.1));
+    assert_eq!(t.net_pnl, t.gross_pnl - t.fees - t.funding);
+    assert_eq!(acct.wallet, dec!(10000) + t.net_pnl);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A random walk of candles around 100.
+    fn walk() -> impl Strategy<Value = Vec<(f64, f64, f64, f64)>> {
+        prop::collection::vec((-3.0f64..3.0, 0.0f64..2.5, 0.0f64..2.5, -3.0f64..3.0), 1..40)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Whatever the path: the exits add up to the entry quantity, each trade's net PnL is
+        /// gross − fees − funding, and the wallet moves by exactly the sum of net PnL.
+        #[test]
+        fn money_is_conserved(
+            steps in walk(),
+            long in any::<bool>(),
+            stop_tenths in 5i64..60,
+            leverage in 1u32..=50,
+            funding_every in 1usize..8,
+        ) {
+            let (mut pm, mut acct) = setup(0.02);
+            let dir = if long { Direction::Long } else { Direction::Short };
+            acct.enter(&mut pm, &plan(dir, Decimal::new(stop_tenths, 1), leverage), &rules(), dec!(100), T0).unwrap();
+            let mut px = 100.0f64;
+            for (i, (gap, up, down, body)) in steps.iter().enumerate() {
+                let open = (px + gap).max(1.0);
+                let close = (open + body).max(1.0);
+                let c = candle(i as i64, open, open.max(close) + up, (open.min(close) - down).max(0.5), close);
+                acct.resolve_candle(&mut pm, SYM, &rules(), &c, c.close_time + 1);
+                if i % funding_every == 0 {
+                    acct.charge_funding(&pm, SYM, Decimal::try_from(close).unwrap(), dec!(0.0001));
+                }
+                px = close;
+            }
+            let last = Decimal::try_from(px).unwrap();
+            acct.close_all(&mut pm, ExitReason::EndOfData, &|_| Some(last), &|_| Some(dec!(0.01)), T0 + 99 * Q);
+            prop_assert!(!pm.has_position(SYM));
+            prop_assert_eq!(acct.trades.len(), 1);
+            let t = &acct.trades[0];
+            let exit_qty: Decimal = t.exits.iter().map(|e| e.qty).sum();
+            prop_assert_eq!(exit_qty, t.qty);
+            prop_assert_eq!(t.net_pnl, t.gross_pnl - t.fees - t.funding);
+            prop_assert_eq!(acct.wallet, acct.starting_balance + t.net_pnl);
+            prop_assert_eq!(acct.fees_paid, t.fees);
+            prop_assert_eq!(acct.funding_paid, t.funding);
+            // A liquidated trade loses exactly its isolated margin (plus the entry fee).
+            if t.exit_reason == ExitReason::Liquidation && t.exits.len() == 1 {
+                let margin = t.entry_price * t.qty / Decimal::from(leverage);
+                // (equal up to Decimal's 28-digit rounding of 1/leverage)
+                prop_assert!((t.gross_pnl + margin).abs() < dec!(0.000000001), "{} vs {}", t.gross_pnl, margin);
+            }
+        }
+    }
+}
