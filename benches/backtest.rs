@@ -5,7 +5,7 @@
 //!   start from the shared klines (`KINETIC_BENCH_KLINES`, default `../shared/data/klines`, else
 //!   the sample) by renaming, time-shifting and price-rescaling, written as .csv.gz into a
 //!   temporary folder (or `KINETIC_BENCH_LARGE_DIR`, kept, e.g. for `/usr/bin/time -v`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

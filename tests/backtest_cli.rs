@@ -1,6 +1,6 @@
 //! `kinetic backtest` as a user runs it: the real binary on a slice of the sample data, writing
 //! into a temporary folder.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The trade-execution layer of the backtest with hand-made entry plans and candles: exact
 //! fills, fees, PnL and exit reasons; the ladder order inside one candle; stop before target;
 //! gaps; liquidation; funding.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::path::Path;
 

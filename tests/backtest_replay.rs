@@ -1,7 +1,7 @@
 //! End-to-end replays of the shipped sample data through the real scanner, analyzer, risk
 //! checks and exit ladder: trades happen, entries fill at the next 15m open, the money adds
 //! up, two runs are byte-identical, and the HTML report is self-contained.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

@@ -307,7 +307,7 @@ pub fn compute(symbols: &[String], account: &SimAccount, equity: &[EquityPoint],
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -144,7 +144,7 @@ pub fn is_adverse_beyond(direction: Direction, price: Decimal, level: Decimal) -
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;

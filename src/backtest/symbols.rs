@@ -103,7 +103,7 @@ pub fn rules_for(symbol: &str, first_price: f64) -> SymbolRules {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;

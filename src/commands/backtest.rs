@@ -89,7 +89,7 @@ pub fn execute(ctx: &Context, args: &BacktestArgs) -> Result<(), CliError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 
