@@ -1,7 +1,9 @@
 //! The paper exchange behind `kinetic run --dry-run`: real public market data from a wrapped
 //! exchange, a simulated account. Market orders fill at the current mark price moved against
-//! us by `paper.slippage_pct` and pay `paper.taker_fee_pct`; protective stops rest here and
-//! trigger on the mark price exactly like Binance's `workingType=MARK_PRICE` stops; funding is
+//! us by `paper.slippage_pct` (rounded to the tick against us, the backtest's fill model in
+//! `backtest::sim`) and pay `paper.taker_fee_pct`; protective stops rest here, trigger on the
+//! mark price like Binance's `workingType=MARK_PRICE` stops and fill from their trigger price;
+//! funding is
 //! charged when a mark-price update shows the funding time has passed. The simulated account
 //! emits the same events a live user-data stream would (order fills, stop updates, account
 //! updates), so the engine cannot tell the difference.
@@ -38,6 +40,10 @@ struct PaperPosition {
 
 #[derive(Debug, Default)]
 struct PaperState {
+    /// Tick size per symbol (from `symbols()`), for fill prices.
+    ticks: HashMap<String, Decimal>,
+    /// Price a triggered stop fills at (its trigger), set while the stop executes.
+    stop_fill_at: Option<Decimal>,
     wallet: Decimal,
     marks: HashMap<String, Decimal>,
     /// Last `next_funding_time` seen per symbol and the rate announced for it.
@@ -186,9 +192,18 @@ fn execute_market(
     let Some(mark) = st.marks.get(symbol).copied() else {
         return reject(st, 400, -1121, "Invalid symbol (no mark price yet).");
     };
-    let price = match side {
-        Side::Buy => mark * (Decimal::ONE + slippage),
-        Side::Sell => mark * (Decimal::ONE - slippage),
+    // The same fill model as the backtest: the price moved against us by the slippage and
+    // rounded to the tick against us. A triggered stop fills from its trigger price (the mark
+    // crossed it), like a stop-market order on a continuous market.
+    let tick = st.ticks.get(symbol).copied().unwrap_or(Decimal::ZERO);
+    let base = st.stop_fill_at.unwrap_or(mark);
+    let price = if tick > Decimal::ZERO {
+        crate::backtest::sim::market_fill_price(side, base, slippage, tick)
+    } else {
+        match side {
+            Side::Buy => base * (Decimal::ONE + slippage),
+            Side::Sell => base * (Decimal::ONE - slippage),
+        }
     };
     let existing = st.positions.get(symbol).cloned();
     let closing = existing.as_ref().is_some_and(|p| p.direction.exit_side() == side);
@@ -336,7 +351,10 @@ fn apply_marks(
                 reduce_only: true,
                 client_order_id: format!("{}-x", stop.client_id),
             };
-            match execute_market(st, &req, u.event_time, taker_fee, slippage) {
+            st.stop_fill_at = Some(stop.trigger_price);
+            let outcome = execute_market(st, &req, u.event_time, taker_fee, slippage);
+            st.stop_fill_at = None;
+            match outcome {
                 Ok((_, events)) => {
                     stop.status = StopStatus::Finished;
                     out.extend(events);
@@ -358,6 +376,12 @@ impl<M: Exchange> Exchange for PaperExchange<M> {
         // Leverage brackets are a signed endpoint, so public data reports no maximum; paper
         // trading assumes the leverage table's values (≤ 125, Binance's ceiling) are allowed.
         let mut infos = self.market.symbols().await?;
+        {
+            let mut st = lock(&self.state);
+            for i in &infos {
+                st.ticks.insert(i.filters.symbol.clone(), i.filters.tick_size);
+            }
+        }
         for i in &mut infos {
             if i.max_leverage <= 1 {
                 i.max_leverage = 125;
