@@ -149,6 +149,8 @@ pub struct ScriptedMarket {
     pub events: Mutex<Option<mpsc::Sender<ExchangeEvent>>>,
     pub kline_symbols: Mutex<Option<watch::Receiver<BTreeSet<String>>>>,
     pub account_calls: AtomicU64,
+    /// Replay clock: when set (non-zero), `now_ms` returns it instead of the wall clock.
+    pub clock: std::sync::atomic::AtomicI64,
 }
 
 impl ScriptedMarket {
@@ -166,6 +168,24 @@ impl ScriptedMarket {
             events: Mutex::new(None),
             kline_symbols: Mutex::new(None),
             account_calls: AtomicU64::new(0),
+            clock: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// A market over arbitrary symbols and candle histories (a replay).
+    pub fn with_data(
+        symbols: Vec<SymbolInfo>,
+        tickers: Vec<Ticker>,
+        klines: HashMap<(String, Timeframe), Vec<Candle>>,
+    ) -> Self {
+        ScriptedMarket {
+            symbols,
+            tickers: Mutex::new(tickers),
+            klines: Mutex::new(klines),
+            events: Mutex::new(None),
+            kline_symbols: Mutex::new(None),
+            account_calls: AtomicU64::new(0),
+            clock: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -268,6 +288,9 @@ impl Exchange for ScriptedMarket {
         ExchangeStats::default()
     }
     fn now_ms(&self) -> TimestampMs {
-        now_ms()
+        match self.clock.load(Ordering::SeqCst) {
+            0 => now_ms(),
+            t => t,
+        }
     }
 }
