@@ -2,8 +2,8 @@
 //! exchange, a simulated account. Market orders fill at the current mark price moved against
 //! us by `paper.slippage_pct` (rounded to the tick against us, the backtest's fill model in
 //! `backtest::sim`) and pay `paper.taker_fee_pct`; protective stops rest here, trigger on the
-//! mark price like Binance's `workingType=MARK_PRICE` stops and fill from their trigger price;
-//! funding is
+//! mark price like Binance's `workingType=MARK_PRICE` stops and then fill at market (the mark
+//! that crossed the trigger, so a gap fills at the gap price); funding is
 //! charged when a mark-price update shows the funding time has passed. The simulated account
 //! emits the same events a live user-data stream would (order fills, stop updates, account
 //! updates), so the engine cannot tell the difference.
@@ -42,8 +42,6 @@ struct PaperPosition {
 struct PaperState {
     /// Tick size per symbol (from `symbols()`), for fill prices.
     ticks: HashMap<String, Decimal>,
-    /// Price a triggered stop fills at (its trigger), set while the stop executes.
-    stop_fill_at: Option<Decimal>,
     wallet: Decimal,
     marks: HashMap<String, Decimal>,
     /// Last `next_funding_time` seen per symbol and the rate announced for it.
@@ -193,10 +191,11 @@ fn execute_market(
         return reject(st, 400, -1121, "Invalid symbol (no mark price yet).");
     };
     // The same fill model as the backtest: the price moved against us by the slippage and
-    // rounded to the tick against us. A triggered stop fills from its trigger price (the mark
-    // crossed it), like a stop-market order on a continuous market.
+    // rounded to the tick against us. A triggered stop is a market order at the mark that
+    // crossed its trigger — near the trigger on a continuous market, at the gap price when the
+    // market jumped through it (never better than reality).
     let tick = st.ticks.get(symbol).copied().unwrap_or(Decimal::ZERO);
-    let base = st.stop_fill_at.unwrap_or(mark);
+    let base = mark;
     let price = if tick > Decimal::ZERO {
         crate::backtest::sim::market_fill_price(side, base, slippage, tick)
     } else {
@@ -351,10 +350,7 @@ fn apply_marks(
                 reduce_only: true,
                 client_order_id: format!("{}-x", stop.client_id),
             };
-            st.stop_fill_at = Some(stop.trigger_price);
-            let outcome = execute_market(st, &req, u.event_time, taker_fee, slippage);
-            st.stop_fill_at = None;
-            match outcome {
+            match execute_market(st, &req, u.event_time, taker_fee, slippage) {
                 Ok((_, events)) => {
                     stop.status = StopStatus::Finished;
                     out.extend(events);
