@@ -20,7 +20,7 @@ use std::sync::Arc;
 use flate2::read::MultiGzDecoder;
 
 use crate::core::models::{Candle, Timeframe, TimestampMs};
-use crate::data::{DataError, HEADER};
+use crate::data::{DataError, HEADER, parse_row};
 
 /// Anything that yields closed candles of one symbol and timeframe in ascending time.
 pub trait CandleSource {
@@ -123,57 +123,6 @@ impl CandleSource for FileCandleSource {
             return Ok(Some(candle));
         }
     }
-}
-
-/// Parses one row. Empty optional columns read as zero. The hot path of data loading: no
-/// allocation unless the row is malformed.
-pub fn parse_row(text: &str) -> Result<Candle, String> {
-    let mut it = text.split(',');
-    let mut field = |name: &'static str| it.next().ok_or_else(|| format!("missing column {name}"));
-    // Fields are parsed as they are (the hot path); padded fields are retried trimmed.
-    let int = |name: &str, s: &str| {
-        s.parse::<i64>().or_else(|_| s.trim().parse::<i64>()).map_err(|_| format!("{name}: not an integer: `{s}`"))
-    };
-    let num = |name: &str, s: &str| -> Result<f64, String> {
-        match s.parse::<f64>().or_else(|_| s.trim().parse::<f64>()) {
-            Ok(v) if v.is_finite() => Ok(v),
-            _ => Err(format!("{name}: not a finite number: `{s}`")),
-        }
-    };
-    let opt = |name: &str, s: &str| if s.is_empty() || s.trim().is_empty() { Ok(0.0) } else { num(name, s) };
-    let open_time = int("open_time", field("open_time")?)?;
-    let open = num("open", field("open")?)?;
-    let high = num("high", field("high")?)?;
-    let low = num("low", field("low")?)?;
-    let close = num("close", field("close")?)?;
-    let volume = num("volume", field("volume")?)?;
-    let close_time = int("close_time", field("close_time")?)?;
-    let quote_volume = opt("quote_volume", field("quote_volume")?)?;
-    let trades_text = field("trades")?;
-    let trades = if trades_text.is_empty() || trades_text.trim().is_empty() {
-        0
-    } else {
-        trades_text.trim().parse::<u64>().map_err(|_| format!("trades: not a count: `{trades_text}`"))?
-    };
-    let taker_buy_volume = opt("taker_buy_volume", field("taker_buy_volume")?)?;
-    let taker_buy_quote_volume = opt("taker_buy_quote_volume", field("taker_buy_quote_volume")?)?;
-    let c = Candle {
-        open_time,
-        close_time,
-        open,
-        high,
-        low,
-        close,
-        volume,
-        quote_volume,
-        trades,
-        taker_buy_volume,
-        taker_buy_quote_volume,
-    };
-    if !c.is_sane() {
-        return Err(format!("inconsistent candle (prices must be > 0 and low <= open/close <= high): `{text}`"));
-    }
-    Ok(c)
 }
 
 /// Candles already in memory (tests, benchmarks, a dry-run replay of recorded candles).

@@ -130,32 +130,39 @@ pub fn parse_candles<R: BufRead>(mut reader: R, origin: &Path) -> Result<Vec<Can
     Ok(out)
 }
 
-fn parse_row(text: &str) -> Result<Candle, String> {
-    let mut fields = text.split(',');
-    let mut next = |name: &str| fields.next().ok_or_else(|| format!("missing column {name}"));
-    let int = |name: &str, s: &str| s.trim().parse::<i64>().map_err(|_| format!("{name}: not an integer: `{s}`"));
-    let num = |name: &str, s: &str| -> Result<f64, String> {
-        let v: f64 = s.trim().parse().map_err(|_| format!("{name}: not a number: `{s}`"))?;
-        if v.is_finite() { Ok(v) } else { Err(format!("{name}: not finite: `{s}`")) }
+/// Parses one row. Empty optional columns read as zero. The hot path of data loading: no
+/// allocation unless the row is malformed.
+pub fn parse_row(text: &str) -> Result<Candle, String> {
+    let mut it = text.split(',');
+    let mut field = |name: &'static str| it.next().ok_or_else(|| format!("missing column {name}"));
+    // Fields are parsed as they are (the hot path); padded fields are retried trimmed.
+    let int = |name: &str, s: &str| {
+        s.parse::<i64>().or_else(|_| s.trim().parse::<i64>()).map_err(|_| format!("{name}: not an integer: `{s}`"))
     };
-    let opt = |name: &str, s: &str| -> Result<f64, String> { if s.trim().is_empty() { Ok(0.0) } else { num(name, s) } };
-    let open_time = int("open_time", next("open_time")?)?;
-    let open = num("open", next("open")?)?;
-    let high = num("high", next("high")?)?;
-    let low = num("low", next("low")?)?;
-    let close = num("close", next("close")?)?;
-    let volume = num("volume", next("volume")?)?;
-    let close_time = int("close_time", next("close_time")?)?;
-    let quote_volume = opt("quote_volume", next("quote_volume")?)?;
-    let trades_text = next("trades")?;
-    let trades = if trades_text.trim().is_empty() {
+    let num = |name: &str, s: &str| -> Result<f64, String> {
+        match s.parse::<f64>().or_else(|_| s.trim().parse::<f64>()) {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => Err(format!("{name}: not a finite number: `{s}`")),
+        }
+    };
+    let opt = |name: &str, s: &str| if s.is_empty() || s.trim().is_empty() { Ok(0.0) } else { num(name, s) };
+    let open_time = int("open_time", field("open_time")?)?;
+    let open = num("open", field("open")?)?;
+    let high = num("high", field("high")?)?;
+    let low = num("low", field("low")?)?;
+    let close = num("close", field("close")?)?;
+    let volume = num("volume", field("volume")?)?;
+    let close_time = int("close_time", field("close_time")?)?;
+    let quote_volume = opt("quote_volume", field("quote_volume")?)?;
+    let trades_text = field("trades")?;
+    let trades = if trades_text.is_empty() || trades_text.trim().is_empty() {
         0
     } else {
         trades_text.trim().parse::<u64>().map_err(|_| format!("trades: not a count: `{trades_text}`"))?
     };
-    let taker_buy_volume = opt("taker_buy_volume", next("taker_buy_volume")?)?;
-    let taker_buy_quote_volume = opt("taker_buy_quote_volume", next("taker_buy_quote_volume")?)?;
-    let candle = Candle {
+    let taker_buy_volume = opt("taker_buy_volume", field("taker_buy_volume")?)?;
+    let taker_buy_quote_volume = opt("taker_buy_quote_volume", field("taker_buy_quote_volume")?)?;
+    let c = Candle {
         open_time,
         close_time,
         open,
@@ -168,10 +175,10 @@ fn parse_row(text: &str) -> Result<Candle, String> {
         taker_buy_volume,
         taker_buy_quote_volume,
     };
-    if !candle.is_sane() {
+    if !c.is_sane() {
         return Err(format!("inconsistent candle (prices must be > 0 and low <= open/close <= high): `{text}`"));
     }
-    Ok(candle)
+    Ok(c)
 }
 
 /// Formats one candle as a data-file row (no newline).
