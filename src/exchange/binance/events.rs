@@ -742,7 +742,3 @@ pub fn decode_user(bytes: &[u8]) -> ExResult<UserMessage> {
         (None, None) => Err(ExchangeError::Decode("user frame without `e` or `data`".into())),
     }
 }
-
-#[cfg(test)]
-#[path = "events_tests.rs"]
-mod tests;

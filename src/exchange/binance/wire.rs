@@ -45,7 +45,7 @@ pub fn decimal(field: &str, s: &str) -> ExResult<Decimal> {
 /// Parses Binance's usual `-?\d+(\.\d+)?` with at most 28 digits without the general parser
 /// (several times faster on the mark-price hot path); `None` for anything else, which then
 /// goes through `Decimal::from_str`.
-fn plain_decimal_fast(s: &str) -> Option<Decimal> {
+pub fn plain_decimal_fast(s: &str) -> Option<Decimal> {
     let bytes = s.as_bytes();
     let (negative, digits) = match bytes.split_first() {
         Some((b'-', rest)) => (true, rest),
@@ -839,7 +839,3 @@ pub fn locked_symbols(bytes: &[u8], now: TimestampMs) -> ExResult<BTreeSet<Strin
         .map(|(k, _)| k)
         .collect())
 }
-
-#[cfg(test)]
-#[path = "wire_tests.rs"]
-mod tests;

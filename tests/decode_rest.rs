@@ -1,8 +1,12 @@
-//! Tests of `wire.rs`: recorded payloads and property tests.
+//! Decoder tests of `src/exchange/binance/wire.rs`: recorded payloads and property tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-use super::*;
+use kinetic::core::models::{Direction, OrderStatus, Side};
+use kinetic::exchange::binance::wire::*;
+use kinetic::exchange::{ExchangeError, StopStatus};
+use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
+use std::str::FromStr;
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/binance/rest/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -1,9 +1,9 @@
-//! Tests of `events.rs`: recorded payloads and property tests.
+//! Decoder tests of `src/exchange/binance/events.rs`: recorded payloads and property tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-use super::*;
-use crate::core::models::{OrderStatus, Side};
-use crate::exchange::StopStatus;
+use kinetic::core::models::{Direction, OrderStatus, Side, Timeframe};
+use kinetic::exchange::binance::events::*;
+use kinetic::exchange::{ExchangeError, StopStatus};
 use proptest::prelude::*;
 use rust_decimal_macros::dec;
 
