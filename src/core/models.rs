@@ -474,28 +474,35 @@ pub fn decimal_from_f64(value: f64) -> Option<Decimal> {
     Decimal::from_f64(value)
 }
 
+/// BTCUSDT's real filters (exchange info, 2025-12), shared by unit tests across modules.
+#[cfg(test)]
+pub(crate) fn btcusdt_test_filters() -> SymbolFilters {
+    use rust_decimal_macros::dec;
+    SymbolFilters {
+        symbol: "BTCUSDT".into(),
+        tick_size: dec!(0.10),
+        min_price: dec!(556.80),
+        max_price: dec!(4529764),
+        step_size: dec!(0.001),
+        min_qty: dec!(0.001),
+        max_qty: dec!(1000),
+        market_step_size: dec!(0.001),
+        market_min_qty: dec!(0.001),
+        market_max_qty: dec!(120),
+        min_notional: dec!(100),
+        percent_price_up: dec!(1.05),
+        percent_price_down: dec!(0.95),
+        max_leverage: 125,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
 
     fn filters() -> SymbolFilters {
-        SymbolFilters {
-            symbol: "BTCUSDT".into(),
-            tick_size: dec!(0.10),
-            min_price: dec!(556.80),
-            max_price: dec!(4529764),
-            step_size: dec!(0.001),
-            min_qty: dec!(0.001),
-            max_qty: dec!(1000),
-            market_step_size: dec!(0.001),
-            market_min_qty: dec!(0.001),
-            market_max_qty: dec!(120),
-            min_notional: dec!(100),
-            percent_price_up: dec!(1.05),
-            percent_price_down: dec!(0.95),
-            max_leverage: 125,
-        }
+        btcusdt_test_filters()
     }
 
     #[test]

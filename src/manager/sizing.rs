@@ -129,23 +129,8 @@ mod tests {
     use crate::config::Settings;
     use rust_decimal_macros::dec;
 
-    pub(crate) fn filters() -> SymbolFilters {
-        SymbolFilters {
-            symbol: "BTCUSDT".into(),
-            tick_size: dec!(0.1),
-            min_price: dec!(0),
-            max_price: dec!(0),
-            step_size: dec!(0.001),
-            min_qty: dec!(0.001),
-            max_qty: dec!(1000),
-            market_step_size: dec!(0.001),
-            market_min_qty: dec!(0.001),
-            market_max_qty: dec!(120),
-            min_notional: dec!(100),
-            percent_price_up: dec!(1.05),
-            percent_price_down: dec!(0.95),
-            max_leverage: 125,
-        }
+    fn filters() -> SymbolFilters {
+        crate::core::models::btcusdt_test_filters()
     }
 
     #[test]
