@@ -50,6 +50,16 @@ fn mark_price_frames_decode() {
 }
 
 #[test]
+fn non_positive_mark_prices_are_malformed() {
+    for p in ["0", "-68000", "0.00000000"] {
+        let frame =
+            format!(r#"[{{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"{p}","i":"1","P":"1","r":"0.0001","T":2}}]"#);
+        let decoded = decode_market(&wrap("!markPrice@arr@1s", frame.as_bytes()));
+        assert!(matches!(decoded, Err(ExchangeError::Decode(_))), "{p}: {decoded:?}");
+    }
+}
+
+#[test]
 fn ticker_frames_decode() {
     let m = decode_market(&ws("24hrTicker.json")).unwrap();
     let MarketMessage::Tickers(v) = m else { panic!("{m:?}") };

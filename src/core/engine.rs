@@ -507,20 +507,7 @@ impl<E: Exchange> Engine<E> {
                     self.consider_entry(&symbol).await;
                 }
             }
-            ExchangeEvent::MarkPrices(mut updates) => {
-                // A price that is not a positive number is bad input, never a reason to act
-                // (it would fake a loss and fire the emergency exit).
-                let before = updates.len();
-                updates.retain(|u| u.mark_price > Decimal::ZERO && !u.symbol.is_empty());
-                if updates.len() < before {
-                    let bad = u64::try_from(before - updates.len()).unwrap_or(u64::MAX);
-                    self.handles
-                        .metrics
-                        .dropped_messages
-                        .get_or_create(&Metrics::label("source", "mark_price"))
-                        .inc_by(bad);
-                    tracing::warn!(dropped = bad, "mark prices that are not positive dropped");
-                }
+            ExchangeEvent::MarkPrices(updates) => {
                 if let Ok(mut hub) = self.handles.hub.write() {
                     for u in &updates {
                         let prev = hub.mark_prices.get(&u.symbol).copied();

@@ -214,7 +214,8 @@ pub struct Fill {
     pub time: TimestampMs,
 }
 
-/// One symbol's mark price update.
+/// One symbol's mark price update. Implementations only emit positive prices (a decoder
+/// rejects anything else as malformed).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MarkPriceUpdate {
     pub symbol: String,

@@ -143,9 +143,15 @@ fn opt_dec(field: &str, v: Option<&str>) -> ExResult<Option<Decimal>> {
 }
 
 fn mark_price(w: &MarkPriceWire<'_>) -> ExResult<MarkPriceUpdate> {
+    let mark = decimal("p", w.p)?;
+    // A mark that is not positive is malformed input, never a price to act on (it would fake a
+    // loss and fire the emergency exit).
+    if mark <= Decimal::ZERO || w.s.is_empty() {
+        return Err(ExchangeError::Decode(format!("mark price {} of `{}` is not a positive price", mark, clip(w.s))));
+    }
     Ok(MarkPriceUpdate {
         symbol: w.s.to_string(),
-        mark_price: decimal("p", w.p)?,
+        mark_price: mark,
         index_price: opt_dec("i", w.i)?,
         funding_rate: opt_dec("r", w.r)?,
         next_funding_time: w.next_funding.filter(|t| *t > 0),
