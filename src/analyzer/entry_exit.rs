@@ -43,6 +43,16 @@ pub fn stop_distance(entry: Decimal, atr: f64, settings: &StrategySettings) -> O
     })
 }
 
+/// A stop price rounded to `tick` towards the entry (up for a long's stop, down for a
+/// short's), so rounding never widens the stop distance.
+pub fn round_stop(direction: Direction, stop: Decimal, tick: Decimal) -> Decimal {
+    let toward_entry = match direction {
+        Direction::Long => RoundingStrategy::AwayFromZero,
+        Direction::Short => RoundingStrategy::ToZero,
+    };
+    round_to_increment(stop, tick, toward_entry)
+}
+
 /// Stop and target levels for an entry at `entry`. The stop is rounded to `tick` towards the
 /// entry (so rounding never widens it past the cap); targets to the nearest tick. `None` when
 /// ATR is unusable or the rounded stop would sit at or beyond the entry.
@@ -54,11 +64,11 @@ pub fn exit_levels(
     tick: Decimal,
 ) -> Option<ExitLevels> {
     let dist = stop_distance(entry, atr, settings)?;
-    let (raw_stop, toward_entry) = match direction {
-        Direction::Long => (entry - dist, RoundingStrategy::AwayFromZero),
-        Direction::Short => (entry + dist, RoundingStrategy::ToZero),
+    let raw_stop = match direction {
+        Direction::Long => entry - dist,
+        Direction::Short => entry + dist,
     };
-    let stop_loss = round_to_increment(raw_stop, tick, toward_entry);
+    let stop_loss = round_stop(direction, raw_stop, tick);
     let stop_ok = match direction {
         Direction::Long => stop_loss > Decimal::ZERO && stop_loss < entry,
         Direction::Short => stop_loss > entry,

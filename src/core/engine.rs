@@ -25,6 +25,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::analyzer::entry_exit::round_stop;
 use crate::api::{Metrics, StatusSnapshot, StreamState};
 use crate::config::{MarginType as ConfigMarginType, Settings};
 use crate::core::data_hub::{MarkPrice, SharedHub};
@@ -186,12 +187,16 @@ impl<E: Exchange> Engine<E> {
         self.handles.hub.read().ok()?.mark_prices.get(symbol).map(|m| m.price)
     }
 
+    /// Mark prices of the symbols we hold (a handful, not the whole market).
     fn marks(&self) -> HashMap<String, Decimal> {
-        self.handles
-            .hub
-            .read()
-            .map(|h| h.mark_prices.iter().map(|(s, m)| (s.clone(), m.price)).collect())
-            .unwrap_or_default()
+        let Ok(hub) = self.handles.hub.read() else { return HashMap::new() };
+        self.pm
+            .positions()
+            .filter_map(|m| {
+                let symbol = &m.position.symbol;
+                hub.mark_prices.get(symbol).map(|p| (symbol.clone(), p.price))
+            })
+            .collect()
     }
 
     /// Runs until `cancel` fires: start-up reconciliation, streams, then the event loop.
@@ -339,7 +344,7 @@ impl<E: Exchange> Engine<E> {
                         tracing::error!(symbol = %position.symbol, "position on an unknown symbol; cannot manage it");
                         continue;
                     };
-                    position.stop_loss = round_stop(&position, &f);
+                    position.stop_loss = round_stop(position.direction, position.stop_loss, f.tick_size);
                     tracing::warn!(symbol = %position.symbol, direction = %position.direction.as_str(),
                         qty = %position.qty, entry = %position.entry_price, stop = %position.stop_loss,
                         "adopting a position the journal does not know, with a conservative ladder");
@@ -350,7 +355,7 @@ impl<E: Exchange> Engine<E> {
                     tracing::warn!(symbol = %position.symbol, "adopted position is beyond its stop; closing at market");
                     if let Some(f) = self.filters(&position.symbol) {
                         let mut p = position.clone();
-                        p.stop_loss = round_stop(&position, &f);
+                        p.stop_loss = round_stop(position.direction, position.stop_loss, f.tick_size);
                         self.journal.open_position(&p, true)?;
                         self.pm.restore_position(p, &f, 0);
                         let take = self.pm.reduce_remaining(&position.symbol, position.qty);
@@ -885,7 +890,7 @@ impl<E: Exchange> Engine<E> {
                 }
                 Err(e) if e.is_insufficient_margin() && attempt == 0 => {
                     self.count_reject(&e);
-                    let half = round_to_increment(qty / Decimal::TWO, market_step(filters), RoundingStrategy::ToZero);
+                    let half = filters.floor_market_qty(qty / Decimal::TWO);
                     tracing::warn!(%symbol, %qty, %half, "insufficient margin (-2019): retrying once at half size");
                     if half <= Decimal::ZERO || half * plan.signal.entry_price < filters.min_notional {
                         return;
@@ -1461,16 +1466,4 @@ impl<E: Exchange> Engine<E> {
             }
         }
     }
-}
-
-fn market_step(f: &SymbolFilters) -> Decimal {
-    if f.market_step_size.is_zero() { f.step_size } else { f.market_step_size }
-}
-
-fn round_stop(p: &Position, f: &SymbolFilters) -> Decimal {
-    let rounding = match p.direction {
-        Direction::Long => RoundingStrategy::AwayFromZero,
-        Direction::Short => RoundingStrategy::ToZero,
-    };
-    round_to_increment(p.stop_loss, f.tick_size, rounding)
 }

@@ -434,10 +434,14 @@ impl SymbolFilters {
         round_to_increment(price, self.tick_size, strategy)
     }
 
+    /// Step of market-order quantities (MARKET_LOT_SIZE, else LOT_SIZE).
+    pub fn market_step(&self) -> Decimal {
+        if self.market_step_size.is_zero() { self.step_size } else { self.market_step_size }
+    }
+
     /// Market-order quantity rounded DOWN to the market step (never more than asked for).
     pub fn floor_market_qty(&self, qty: Decimal) -> Decimal {
-        let step = if self.market_step_size.is_zero() { self.step_size } else { self.market_step_size };
-        round_to_increment(qty, step, RoundingStrategy::ToZero)
+        round_to_increment(qty, self.market_step(), RoundingStrategy::ToZero)
     }
 
     /// Largest quantity a single market order may carry.

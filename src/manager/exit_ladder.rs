@@ -116,7 +116,7 @@ impl ExitLadder {
         cfg: &LadderConfig,
         filters: &SymbolFilters,
     ) -> Option<Self> {
-        let step = if filters.market_step_size.is_zero() { filters.step_size } else { filters.market_step_size };
+        let step = filters.market_step();
         Some(ExitLadder {
             direction,
             entry,

@@ -21,7 +21,7 @@ use rust_decimal::prelude::*;
 use serde::Serialize;
 
 use crate::analyzer::SymbolAnalyzer;
-use crate::analyzer::entry_exit::build_signal;
+use crate::analyzer::entry_exit::{build_signal, round_stop};
 use crate::analyzer::scoring::{ComponentReport, Score};
 use crate::config::{EmergencyReset, RiskSettings, ScannerSettings, Settings, StrategySettings};
 use crate::core::models::{
@@ -337,11 +337,7 @@ impl PositionManager {
             Direction::Long => avg_price - plan.stop_distance,
             Direction::Short => avg_price + plan.stop_distance,
         };
-        let toward_entry = match dir {
-            Direction::Long => RoundingStrategy::AwayFromZero,
-            Direction::Short => RoundingStrategy::ToZero,
-        };
-        let mut stop = crate::core::models::round_to_increment(raw, filters.tick_size, toward_entry);
+        let mut stop = round_stop(dir, raw, filters.tick_size);
         if stop <= Decimal::ZERO {
             stop = filters.tick_size.max(Decimal::new(1, 8));
         }
