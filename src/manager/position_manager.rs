@@ -358,18 +358,7 @@ impl PositionManager {
             stage: LadderStage::Open,
             entry_time: now,
         };
-        self.positions.insert(
-            position.symbol.clone(),
-            ManagedPosition {
-                position,
-                ladder,
-                filters: filters.clone(),
-                confidence: plan.signal.confidence,
-                realized_pnl: Decimal::ZERO,
-                fees: fee,
-                last_reason: None,
-            },
-        );
+        self.track(position, ladder, filters, plan.signal.confidence, fee);
         Some(stop)
     }
 
@@ -378,19 +367,28 @@ impl PositionManager {
         let Some(ladder) = ExitLadder::from_position(&position, &self.ladder_cfg, filters) else {
             return false;
         };
-        self.positions.insert(
-            position.symbol.clone(),
-            ManagedPosition {
-                position,
-                ladder,
-                filters: filters.clone(),
-                confidence,
-                realized_pnl: Decimal::ZERO,
-                fees: Decimal::ZERO,
-                last_reason: None,
-            },
-        );
+        self.track(position, ladder, filters, confidence, Decimal::ZERO);
         true
+    }
+
+    fn track(
+        &mut self,
+        position: Position,
+        ladder: ExitLadder,
+        filters: &SymbolFilters,
+        confidence: u8,
+        fees: Decimal,
+    ) {
+        let managed = ManagedPosition {
+            position,
+            ladder,
+            filters: filters.clone(),
+            confidence,
+            realized_pnl: Decimal::ZERO,
+            fees,
+            last_reason: None,
+        };
+        self.positions.insert(managed.position.symbol.clone(), managed);
     }
 
     /// One price for `symbol`: the exit actions to execute, in order.
