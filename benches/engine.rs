@@ -17,18 +17,16 @@ use common::{CraftedMarket, ScriptedMarket, now_ms};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::config::{ConfigSources, load};
-use kinetic::core::data_hub::DataHub;
-use kinetic::core::engine::{Engine, EngineHandles};
 use kinetic::core::models::{Candle, Direction, Ticker, Timeframe, TimestampMs};
 use kinetic::exchange::paper::PaperExchange;
 use kinetic::exchange::{
-    AccountBalance, ExResult, Exchange, ExchangeEvent, ExchangePosition, ExchangeStats, MarginType, MarketOrderRequest,
-    OrderReport, StopOrder, StopRequest, StreamControl, SymbolInfo,
+    AccountBalance, EventSinks, ExResult, Exchange, ExchangeEvent, ExchangePosition, ExchangeStats, MarginType,
+    MarketOrderRequest, OrderReport, StopOrder, StopRequest, StreamControl, SymbolInfo,
 };
 use kinetic::store::Journal;
+use kinetic::tasks::{Engine, EngineHandles};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Delegates to the paper exchange and reports the instant each order call starts.
@@ -103,7 +101,7 @@ impl Exchange for Probe {
     async fn cancel_all(&self, s: &str) -> ExResult<()> {
         self.inner.cancel_all(s).await
     }
-    async fn start_streams(&self, e: mpsc::Sender<ExchangeEvent>, c: CancellationToken) -> ExResult<StreamControl> {
+    async fn start_streams(&self, e: EventSinks, c: CancellationToken) -> ExResult<StreamControl> {
         self.inner.start_streams(e, c).await
     }
     fn stats(&self) -> ExchangeStats {
@@ -135,8 +133,7 @@ fn reaction(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(&dir.path().join("bench.db")).unwrap();
     let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-    let handles =
-        EngineHandles { hub: DataHub::default().shared(), status: Arc::clone(&status), metrics: Metrics::default() };
+    let handles = EngineHandles::new(Arc::clone(&status), Metrics::default());
     let engine = Engine::new(Arc::clone(&probe), settings, journal, handles, true).unwrap();
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();

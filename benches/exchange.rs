@@ -12,7 +12,7 @@ use kinetic::core::data_hub::DataHub;
 use kinetic::core::models::{Candle, Timeframe};
 use kinetic::exchange::ExchangeEvent;
 use kinetic::exchange::binance::events::{MarketMessage, decode_market};
-use kinetic::exchange::binance::hub::apply_event;
+use kinetic::tasks::ingest::apply_market_event;
 
 const SYMBOLS: usize = 300;
 
@@ -71,7 +71,7 @@ fn warm_hub() -> DataHub {
         hub.merge_candle("BTCUSDT", Timeframe::M15, c);
     }
     if let Some(ev) = decode_market(&mark_price_frame()).ok().and_then(to_event) {
-        apply_event(&mut hub, &ev, 0);
+        apply_market_event(&mut hub, &ev, 0);
     }
     hub
 }
@@ -83,13 +83,13 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decode+apply kline event", |b| {
         b.iter(|| {
             let ev = to_event(decode_market(black_box(&kline)).unwrap()).unwrap();
-            apply_event(&mut hub, &ev, 1);
+            apply_market_event(&mut hub, &ev, 1);
         })
     });
     c.bench_function("decode+apply markPrice array (300 symbols)", |b| {
         b.iter(|| {
             let ev = to_event(decode_market(black_box(&marks)).unwrap()).unwrap();
-            apply_event(&mut hub, &ev, 1);
+            apply_market_event(&mut hub, &ev, 1);
         })
     });
     c.bench_function("decode only kline event", |b| b.iter(|| decode_market(black_box(&kline)).unwrap()));

@@ -163,6 +163,8 @@ pub struct ScannerSettings {
     pub volume_lookback: usize,
     pub min_abs_change_pct: f64,
     pub max_candidates: usize,
+    /// Keep at most this many symbols (by 24 h quote volume) for the volume filter; 0 = all.
+    pub prefilter_top_n: usize,
     pub exclude: Vec<String>,
     pub rank_volume_weight: f64,
 }
@@ -443,6 +445,7 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
     int_range("scanner.volume_lookback", sc.volume_lookback, 1, 500)?;
     pct_range("scanner.min_abs_change_pct", sc.min_abs_change_pct, 0.0, 100.0, true)?;
     int_range("scanner.max_candidates", sc.max_candidates, 1, 200)?;
+    int_range("scanner.prefilter_top_n", sc.prefilter_top_n, 0, 10_000)?;
     if !(0.0..=1.0).contains(&sc.rank_volume_weight) {
         return Err(invalid("scanner.rank_volume_weight", sc.rank_volume_weight, "a number in [0, 1]"));
     }

@@ -1,8 +1,10 @@
 //! Kinetic Empire: an autonomous Binance USDⓈ-M perpetual futures trading daemon.
 //!
 //! The library holds everything; `main.rs` only parses arguments and calls [`cli::run`].
-//! Layout follows DESIGN.md section 1: pure strategy code (`analyzer`, `scanner`, `manager`)
-//! over plain data, I/O at the edges (`exchange`, `store`, `api`), orchestration in `core`.
+//! Layout follows DESIGN.md section 1: the ground floor (`core`: models, clock, hub), pure
+//! strategy code (`analyzer`, `scanner`, `manager` with the trading core's state machine) over
+//! plain data, I/O at the edges (`exchange`, `store`, `api`), and the live runtime's tasks in
+//! `tasks`.
 #![forbid(unsafe_code)]
 
 pub mod analyzer;
@@ -18,4 +20,5 @@ pub mod manager;
 pub mod scanner;
 pub mod shutdown;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

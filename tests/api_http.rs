@@ -4,7 +4,7 @@
 use std::sync::{Arc, RwLock};
 
 use kinetic::api::{self, ApiState, Metrics, StatusSnapshot, StreamState, StreamStatus};
-use kinetic::core::clock::ManualClock;
+use kinetic::core::liveness::Liveness;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -20,12 +20,12 @@ fn snapshot(tick: Option<i64>, state: StreamState) -> StatusSnapshot {
 
 #[tokio::test]
 async fn health_metrics_and_status_over_http() {
-    let clock = ManualClock::new(100_000);
+    let liveness = Arc::new(Liveness::default());
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let status = Arc::new(RwLock::new(snapshot(None, StreamState::Connecting)));
-    let state = ApiState { status: status.clone(), registry: Arc::new(registry), clock: Arc::new(clock.clone()) };
+    let state = ApiState { status: status.clone(), registry: Arc::new(registry), liveness: Arc::clone(&liveness) };
     let cancel = CancellationToken::new();
     let (addr, task) = api::serve("127.0.0.1:0".parse().unwrap(), state, cancel.clone()).await.unwrap();
     assert!(addr.ip().is_loopback());
@@ -36,13 +36,23 @@ async fn health_metrics_and_status_over_http() {
     assert_eq!(res.status(), 503);
     let body: serde_json::Value = res.json().await.unwrap();
     let reasons = body["reasons"].to_string();
-    assert!(reasons.contains("monitor loop has not ticked") && reasons.contains("market"), "{reasons}");
+    assert!(reasons.contains("loop has not run yet") && reasons.contains("market"), "{reasons}");
 
-    *status.write().unwrap() = snapshot(Some(95_000), StreamState::Live);
+    // The loop's own heartbeat on the monotonic clock decides, whatever the wall or exchange
+    // clock say (the snapshot's last tick is an exchange time far in the past here).
+    *status.write().unwrap() = snapshot(Some(1), StreamState::Live);
+    liveness.beat();
     assert_eq!(http.get(format!("{base}/health")).send().await.unwrap().status(), 200);
-    clock.advance(20_000);
+    liveness.beat_aged(std::time::Duration::from_secs(20));
     let res = http.get(format!("{base}/health")).send().await.unwrap();
-    assert_eq!(res.status(), 503, "a monitor tick older than 15 s is unhealthy");
+    assert_eq!(res.status(), 503, "a loop that has not stepped for 15 s is unhealthy");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["reasons"].to_string().contains("loop stalled"), "{body}");
+    liveness.beat();
+    liveness.set_exchange_reachable(false);
+    let body: serde_json::Value = http.get(format!("{base}/health")).send().await.unwrap().json().await.unwrap();
+    assert!(body["reasons"].to_string().contains("exchange unreachable"), "{body}");
+    liveness.set_exchange_reachable(true);
 
     metrics.equity_usdt.set(10_012.5);
     metrics.open_positions.set(2);

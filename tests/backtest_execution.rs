@@ -195,7 +195,12 @@ fn a_gap_through_the_stop_fills_at_the_open() {
 #[test]
 fn liquidation_when_the_stop_lies_beyond_the_liquidation_price() {
     // 20x long from 100, maintenance 0.5 %: liquidation at 95 / 0.995 ≈ 95.477, stop at 94.
-    let (mut pm, mut acct) = setup(0.0);
+    // A stop 6 % away needs `strategy.max_stop_pct` above the default 3 %: the manager re-caps
+    // the plan's stop distance at that percentage of the fill.
+    let (_, mut acct) = setup(0.0);
+    let mut settings = Settings::defaults().unwrap();
+    settings.strategy.max_stop_pct = 10.0;
+    let mut pm = PositionManager::new(&settings, T0, dec!(10000)).unwrap();
     let fill = acct.enter(&mut pm, &plan(Direction::Long, dec!(6), 20), &rules(), dec!(100), T0).unwrap();
     assert!(fill.liquidation_price > dec!(95.47) && fill.liquidation_price < dec!(95.48));
     // 95.6 does not reach it ...

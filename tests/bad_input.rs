@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 use common::{CraftedMarket, now_ms};
 use kinetic::api::{Metrics, StatusSnapshot, metrics};
 use kinetic::config::{ConfigSources, Credentials, load};
-use kinetic::core::data_hub::DataHub;
-use kinetic::core::engine::{Engine, EngineHandles};
 use kinetic::core::models::Direction;
 use kinetic::exchange::binance::BinanceClient;
 use kinetic::store::Journal;
+use kinetic::tasks::{Engine, EngineHandles};
 use prometheus_client::registry::Registry;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
@@ -64,8 +63,7 @@ async fn malformed_market_data_and_rest_bodies_change_nothing() {
     let metrics_handle = Metrics::default();
     let mut registry = Registry::default();
     metrics_handle.register(&mut registry);
-    let handles =
-        EngineHandles { hub: DataHub::default().shared(), status: Arc::clone(&status), metrics: metrics_handle };
+    let handles = EngineHandles::new(Arc::clone(&status), metrics_handle);
     let engine =
         Engine::new(Arc::new(client), settings, Journal::open(&dir.path().join("j.db")).unwrap(), handles, false)
             .unwrap();

@@ -21,11 +21,10 @@ use common::{CraftedMarket, now_ms};
 use daemon::credentials;
 use kinetic::api::{Metrics, StatusSnapshot, health};
 use kinetic::config::{ConfigSources, load};
-use kinetic::core::data_hub::DataHub;
-use kinetic::core::engine::{Engine, EngineHandles};
 use kinetic::core::models::{Direction, Timeframe};
 use kinetic::exchange::binance::BinanceClient;
 use kinetic::store::Journal;
+use kinetic::tasks::{Engine, EngineHandles};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use rust_decimal_macros::dec;
@@ -89,8 +88,8 @@ async fn chaos_run_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let journal_path = dir.path().join("chaos.db");
     let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-    let handles =
-        EngineHandles { hub: DataHub::default().shared(), status: Arc::clone(&status), metrics: Metrics::default() };
+    let handles = EngineHandles::new(Arc::clone(&status), Metrics::default());
+    let liveness = Arc::clone(&handles.liveness);
     let engine =
         Engine::new(Arc::new(client), settings, Journal::open(&journal_path).unwrap(), handles, false).unwrap();
     let cancel = CancellationToken::new();
@@ -198,7 +197,7 @@ async fn chaos_run_loses_nothing() {
     sampler.await.unwrap();
 
     let snapshot = status.read().unwrap().clone();
-    let healthy = health(&snapshot, now_ms());
+    let healthy = health(&snapshot, &liveness);
     cancel.cancel();
     let result = tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops within 10 s").unwrap();
     assert!(result.is_ok(), "engine error: {result:?}");
@@ -232,8 +231,17 @@ async fn chaos_run_loses_nothing() {
     for o in orders.iter().filter(|o| o.client_order_id.starts_with("ke-")) {
         match journal.order(&o.client_order_id).unwrap() {
             Some(j) if j.filled_qty == o.executed_qty => {}
-            Some(j) => mismatches
-                .push(format!("{}: journal {} vs exchange {}", o.client_order_id, j.filled_qty, o.executed_qty)),
+            Some(j) => mismatches.push(format!(
+                "{}: journal {} vs exchange {} ({} {:?} {:?}, exchange {} {})",
+                o.client_order_id,
+                j.filled_qty,
+                o.executed_qty,
+                j.symbol,
+                j.status,
+                j.order_type,
+                o.status,
+                o.order_type
+            )),
             None if o.executed_qty.is_zero() => {}
             None => mismatches.push(format!("{} missing from the journal", o.client_order_id)),
         }

@@ -208,9 +208,9 @@ proptest! {
         Just(serde_json::json!([[1, "1"]])), Just(serde_json::json!({"symbols": [{"symbol": 1}]})),
     ]) {
         let text = v.to_string();
-        prop_assert!(matches!(order(text.as_bytes()), Err(ExchangeError::Decode(_))));
-        prop_assert!(matches!(exchange_info(text.as_bytes()), Err(ExchangeError::Decode(_))));
-        prop_assert!(matches!(account_balance(text.as_bytes()), Err(ExchangeError::Decode(_))));
+        prop_assert!(matches!(order(text.as_bytes()), Err(ExchangeError::Decode { .. })), "expected a decode error");
+        prop_assert!(matches!(exchange_info(text.as_bytes()), Err(ExchangeError::Decode { .. })), "expected a decode error");
+        prop_assert!(matches!(account_balance(text.as_bytes()), Err(ExchangeError::Decode { .. })), "expected a decode error");
         all_decoders(text.as_bytes());
     }
 }

@@ -20,11 +20,10 @@ use common::{CraftedMarket, now_ms};
 use daemon::{credentials, install};
 use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::config::{ConfigSources, Settings, load};
-use kinetic::core::data_hub::DataHub;
-use kinetic::core::engine::{Engine, EngineHandles};
 use kinetic::core::models::{Direction, Timeframe};
 use kinetic::exchange::binance::BinanceClient;
 use kinetic::store::Journal;
+use kinetic::tasks::{Engine, EngineHandles};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use support::fake_binance::{FakeBinance, FakeConfig};
@@ -53,16 +52,16 @@ struct Live {
 
 impl Live {
     async fn start(fake: FakeBinance, settings: Settings) -> Live {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
+            .try_init();
         let client = BinanceClient::new(&settings.exchange, Some(credentials())).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let journal_path = dir.path().join("live.db");
         let journal = Journal::open(&journal_path).unwrap();
         let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-        let handles = EngineHandles {
-            hub: DataHub::default().shared(),
-            status: Arc::clone(&status),
-            metrics: Metrics::default(),
-        };
+        let handles = EngineHandles::new(Arc::clone(&status), Metrics::default());
         let engine = Engine::new(Arc::new(client), settings, journal, handles, false).unwrap();
         let cancel = CancellationToken::new();
         let c = cancel.clone();
@@ -237,5 +236,6 @@ async fn portfolio_minus_five_percent_closes_everything_and_cancels_orders() {
     no_duplicate_client_ids(&live.fake);
     let (_fake, journal) = live.stop().await;
     assert_eq!(journal.closed_positions(5).unwrap()[0].close_reason.as_deref(), Some("emergency"));
-    assert!(journal.state("emergency_latch").unwrap().is_some());
+    let risk = journal.state("risk_state").unwrap().expect("risk state journaled");
+    assert!(risk["emergency_since"].is_number(), "the latch is journaled: {risk}");
 }

@@ -16,12 +16,11 @@ use std::time::Duration;
 use common::{CraftedMarket, ScriptedMarket, now_ms};
 use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::config::{ConfigSources, Settings, load};
-use kinetic::core::data_hub::DataHub;
-use kinetic::core::engine::{Engine, EngineHandles};
 use kinetic::core::models::{Direction, Side, Timeframe};
 use kinetic::exchange::paper::PaperExchange;
 use kinetic::exchange::{Exchange, ExchangeEvent};
 use kinetic::store::Journal;
+use kinetic::tasks::{Engine, EngineHandles};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -54,11 +53,7 @@ impl Harness {
         let journal_path = dir.path().join("journal.db");
         let journal = Journal::open(&journal_path).unwrap();
         let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-        let handles = EngineHandles {
-            hub: DataHub::default().shared(),
-            status: Arc::clone(&status),
-            metrics: Metrics::default(),
-        };
+        let handles = EngineHandles::new(Arc::clone(&status), Metrics::default());
         let engine = Engine::new(Arc::clone(&paper), settings, journal, handles, true).unwrap();
         let cancel = CancellationToken::new();
         let c = cancel.clone();
@@ -245,7 +240,8 @@ async fn emergency_exit_closes_everything_and_latches() {
     let journal = h.stop().await;
     let closed = journal.closed_positions(10).unwrap();
     assert_eq!(closed[0].close_reason.as_deref(), Some("emergency"));
-    assert!(journal.state("emergency_latch").unwrap().is_some(), "latch survives a restart");
+    let risk = journal.state("risk_state").unwrap().expect("risk state journaled");
+    assert!(risk["emergency_since"].is_number(), "latch survives a restart: {risk}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

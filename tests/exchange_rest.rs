@@ -91,17 +91,24 @@ async fn unknown_outcome_not_executed_is_sent_again_once() {
     assert_eq!(r.status, OrderStatus::Filled);
     assert_eq!(fake.orders_with_client_id("ke-once"), 1);
     assert_eq!(fake.requests_to("POST", "/fapi/v1/order").len(), 2);
-    // 503/-1001 "Service Unavailable.": looked up first (not there), then sent once more.
-    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::service_unavailable());
-    let r = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-1001")).await.unwrap();
-    assert_eq!(r.status, OrderStatus::Filled);
-    assert_eq!(fake.orders_with_client_id("ke-1001"), 1);
-    // -1008 (overload throttle) is a definite rejection: no lookup, no resend.
-    fake.fail_next(1, FaultScope::MarketOrder, FaultAction::overloaded());
+    // 503 "Service Unavailable." and -1008 (overload) are definite failures: nothing ran, so
+    // the order is sent again after a backoff without a lookup.
     let lookups = fake.requests_to("GET", "/fapi/v1/order").len();
+    for (cid, action) in [("ke-503", FaultAction::service_unavailable()), ("ke-1008-once", FaultAction::overloaded())] {
+        fake.fail_next(1, FaultScope::MarketOrder, action);
+        let r = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", cid)).await.unwrap();
+        assert_eq!(r.status, OrderStatus::Filled);
+        assert_eq!(fake.orders_with_client_id(cid), 1);
+    }
+    assert_eq!(fake.requests_to("GET", "/fapi/v1/order").len(), lookups, "no lookup after a definite failure");
+    // -1008 on the first try and all three retries: the code goes back to the caller.
+    fake.fail_next(4, FaultScope::MarketOrder, FaultAction::overloaded());
+    let sends = fake.requests_to("POST", "/fapi/v1/order").len();
     let e = c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-1008")).await.unwrap_err();
     assert_eq!(e.code(), Some(-1008));
+    assert!(e.is_retryable() && !e.is_unknown_outcome(), "{e}");
     assert_eq!(fake.orders_with_client_id("ke-1008"), 0);
+    assert_eq!(fake.requests_to("POST", "/fapi/v1/order").len(), sends + 4);
     assert_eq!(fake.requests_to("GET", "/fapi/v1/order").len(), lookups);
     // -2019 keeps its code for the caller's halve-and-retry.
     fake.insufficient_margin_once();
@@ -174,14 +181,17 @@ async fn html_and_5xx_are_retried_for_safe_calls_then_typed() {
     );
     assert_eq!(c.symbols().await.unwrap().len(), 3);
     assert_eq!(fake.requests_to("GET", "/fapi/v1/exchangeInfo").len(), 3);
+    // The first try and three retries all get the proxy page: typed by its status.
     fake.fail_next(
-        3,
+        4,
         FaultScope::Endpoint("GET".into(), "/fapi/v1/ticker/24hr".into()),
         FaultAction::Html { http_status: 502 },
     );
-    assert!(matches!(c.tickers().await, Err(ExchangeError::Decode(_))));
+    let e = c.tickers().await.unwrap_err();
+    assert!(matches!(e, ExchangeError::Http { http_status: 502, .. }), "{e:?}");
+    assert!(e.is_unknown_outcome() && e.to_string().contains("127.0.0.1"), "{e}");
     fake.fail_next(1, FaultScope::Endpoint("GET".into(), "/fapi/v1/ticker/24hr".into()), FaultAction::TruncatedBody);
-    assert!(matches!(c.tickers().await, Err(ExchangeError::Decode(_))));
+    assert!(matches!(c.tickers().await, Err(ExchangeError::Decode { .. })));
 }
 
 #[tokio::test]
@@ -297,7 +307,7 @@ async fn public_client_never_sends_a_signed_request() {
     // Streams: market data flows, no user stream, no listenKey.
     let (tx, mut rx) = mpsc::channel(1024);
     let cancel = CancellationToken::new();
-    let control = c.start_streams(tx, cancel.clone()).await.unwrap();
+    let control = c.start_streams(tx.into(), cancel.clone()).await.unwrap();
     control.set_kline_symbols(BTreeSet::from(["BTCUSDT".to_string()]));
     let mut seen = Vec::new();
     let got = exchange_helpers::wait_event(&mut rx, &mut seen, Duration::from_secs(5), |e| {
@@ -367,4 +377,132 @@ async fn chaos_never_duplicates_an_order() {
     fake.set_chaos(None, 0);
     assert!(placed >= 20, "most intents succeed: {placed}");
     assert!(!fake.injected_faults().is_empty());
+}
+
+/// DESIGN §3: a safe call is retried up to 3 times after the first try, waiting 1 s, 2 s and
+/// 4 s (production delays). Three 503s: the fourth try succeeds; four: the error comes back.
+/// Both run at once on one client, so the test takes about 7 s.
+#[tokio::test]
+async fn reads_retry_three_times_waiting_1_2_and_4_seconds() {
+    let fake = FakeBinance::start(FakeConfig::default().without_market_tick()).await;
+    let c = client_with(&fake, |_, o| o.retry_base = Duration::from_secs(1));
+    let info = FaultScope::Endpoint("GET".into(), "/fapi/v1/exchangeInfo".into());
+    let tickers = FaultScope::Endpoint("GET".into(), "/fapi/v1/ticker/24hr".into());
+    fake.fail_next(3, info, FaultAction::service_unavailable());
+    fake.fail_next(4, tickers, FaultAction::service_unavailable());
+    let started = Instant::now();
+    let (symbols, tickers) = tokio::join!(c.symbols(), c.tickers());
+    let took = started.elapsed();
+    assert_eq!(symbols.unwrap().len(), 3, "succeeds on the fourth try");
+    let e = tickers.unwrap_err();
+    assert_eq!((e.http_status(), e.code()), (Some(503), Some(-1001)), "{e}");
+    assert!(took >= Duration::from_secs(7) && took < Duration::from_secs(9), "took {took:?}");
+    for path in ["/fapi/v1/exchangeInfo", "/fapi/v1/ticker/24hr"] {
+        let log = fake.requests_to("GET", path);
+        assert_eq!(log.len(), 4, "{path}: first try + 3 retries");
+        let gaps: Vec<i64> = log.windows(2).map(|w| w[1].time_ms - w[0].time_ms).collect();
+        for (gap, want) in gaps.iter().zip([1000, 2000, 4000]) {
+            assert!(*gap >= want - 5 && *gap < want + 800, "{path}: gaps {gaps:?}, want 1000/2000/4000 ms");
+        }
+    }
+}
+
+/// Every string an error can produce (`Display`, `Debug`, the whole source chain) names the
+/// host but never the API key, the secret or a signed query.
+#[tokio::test]
+async fn errors_name_the_host_but_never_a_secret() {
+    use std::error::Error as _;
+    let fake = FakeBinance::start(FakeConfig::default().without_market_tick()).await;
+    let host = fake.rest_url().trim_start_matches("http://").to_string();
+    let quick = |s: &mut kinetic::config::ExchangeSettings, o: &mut kinetic::exchange::binance::ClientOptions| {
+        s.request_timeout_secs = 1;
+        o.max_retries = 0;
+    };
+    let c = client_with(&fake, quick);
+    c.sync_time().await.unwrap();
+    let mut errors = Vec::new();
+
+    // Timed out after sending (a signed read).
+    let account = FaultScope::Endpoint("GET".into(), "/fapi/v3/account".into());
+    fake.fail_next(1, account.clone(), FaultAction::TimeoutNotExecuted { ms: 1500 });
+    errors.push(("timeout", c.balance().await.unwrap_err()));
+    // The connection breaks after sending.
+    fake.fail_next(1, account, FaultAction::DropConnection { execute_first: false });
+    errors.push(("dropped", c.balance().await.unwrap_err()));
+    // An order whose answer and every lookup are lost: UnknownOutcome with the chain below it.
+    fake.fail_next(4, FaultScope::symbol_orders("ETHUSDT"), FaultAction::DropConnection { execute_first: true });
+    errors
+        .push(("unknown outcome", c.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-lost")).await.unwrap_err()));
+    // Nothing listens on the port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_host = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let refused = client_with(&fake, |s, o| {
+        quick(s, o);
+        s.rest_url = format!("http://{closed_host}");
+    });
+    errors.push(("refused", refused.balance().await.unwrap_err()));
+    // A wrong key: Binance's own message.
+    let wrong = kinetic::exchange::binance::BinanceClient::with_options(
+        &exchange_helpers::settings(&fake),
+        Some(kinetic::config::Credentials {
+            api_key: kinetic::config::Secret::new("wrong-key-0123456789"),
+            api_secret: kinetic::config::Secret::new(fake.api_secret()),
+        }),
+        exchange_helpers::fast_options(),
+    )
+    .unwrap();
+    errors.push(("wrong key", wrong.balance().await.unwrap_err()));
+
+    let secrets = [fake.api_key().to_string(), fake.api_secret().to_string(), "wrong-key-0123456789".to_string()];
+    for (case, e) in &errors {
+        let mut texts = vec![e.to_string(), format!("{e:?}")];
+        let mut source = e.source();
+        while let Some(s) = source {
+            texts.push(s.to_string());
+            texts.push(format!("{s:?}"));
+            source = s.source();
+        }
+        for text in &texts {
+            for secret in &secrets {
+                assert!(!text.contains(secret.as_str()), "{case}: a credential in `{text}`");
+            }
+            assert!(!text.contains("signature=") && !text.contains("timestamp="), "{case}: a signed query in `{text}`");
+        }
+        match *case {
+            "wrong key" => assert!(e.is_fatal() && e.code() == Some(-2015), "{e}"),
+            "refused" => {
+                assert!(matches!(e, ExchangeError::Transport { .. }) && e.is_retryable(), "{e:?}");
+                assert!(e.to_string().contains(&closed_host), "{case}: host missing in `{e}`");
+            }
+            _ => {
+                assert!(e.is_unknown_outcome(), "{case}: {e:?}");
+                assert!(e.to_string().contains(&host), "{case}: host missing in `{e}`");
+            }
+        }
+    }
+    assert!(matches!(errors[2].1, ExchangeError::UnknownOutcome { .. }));
+    assert_eq!(fake.orders_with_client_id("ke-lost"), 1);
+}
+
+/// One symbol's order hanging on the exchange delays nothing else through the same client:
+/// ETHUSDT's order executes and its answer hangs 5 s; SOLUSDT's order is answered meanwhile.
+/// ETHUSDT's then times out (2 s), is looked up and found: one order.
+#[tokio::test]
+async fn a_hung_order_on_one_symbol_does_not_delay_another_symbols_order() {
+    let fake = FakeBinance::start(FakeConfig::default().without_market_tick()).await;
+    let c = client(&fake);
+    c.sync_time().await.unwrap();
+    fake.fail_next(1, FaultScope::symbol_orders("ETHUSDT"), FaultAction::TimeoutAfterExecute { ms: 5000 });
+    let c2 = c.clone();
+    let hung = tokio::spawn(async move { c2.place_market(&market("ETHUSDT", Side::Buy, "0.01", "ke-hung")).await });
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.orders_with_client_id("ke-hung") == 1).await);
+    let t0 = Instant::now();
+    let sol = c.place_market(&market("SOLUSDT", Side::Buy, "1", "ke-sol")).await.unwrap();
+    assert_eq!(sol.status, OrderStatus::Filled);
+    assert!(t0.elapsed() < Duration::from_millis(500), "SOLUSDT waited {:?}", t0.elapsed());
+    assert!(!hung.is_finished());
+    let eth = hung.await.unwrap().unwrap();
+    assert_eq!((eth.client_order_id.as_str(), eth.status), ("ke-hung", OrderStatus::Filled));
+    assert_eq!(fake.orders_with_client_id("ke-hung"), 1);
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use exchange_helpers::{client, public_client, wait_event};
 use kinetic::core::data_hub::DataHub;
 use kinetic::core::models::{Candle, Side, Timeframe};
-use kinetic::exchange::binance::hub::apply_event;
 use kinetic::exchange::{Exchange, ExchangeEvent, MarketOrderRequest, StopRequest, StopStatus, StreamEvent};
+use kinetic::tasks::ingest::apply_market_event;
 use support::fake_binance::{FakeBinance, FakeConfig, d};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,7 @@ async fn ws_dropped_three_times_reconnects_resubscribes_and_backfills() {
 
     let (tx, mut rx) = mpsc::channel(100_000);
     let cancel = CancellationToken::new();
-    let control = c.start_streams(tx, cancel.clone()).await.unwrap();
+    let control = c.start_streams(tx.into(), cancel.clone()).await.unwrap();
     control.set_kline_symbols(symbols(&["BTCUSDT"]));
     assert!(fake.wait_for_subscription("btcusdt@kline_15m", Duration::from_secs(5)).await);
     fake.push_kline("BTCUSDT", "15m", candle(base, 100.0), true);
@@ -117,13 +117,90 @@ async fn ws_dropped_three_times_reconnects_resubscribes_and_backfills() {
 
     let mut hub = DataHub::default();
     for ev in &seen {
-        apply_event(&mut hub, ev, 0);
+        apply_market_event(&mut hub, ev, fake.server_time());
     }
     let series = hub.candles("BTCUSDT", Timeframe::M15).unwrap();
     let times: Vec<i64> = series.iter().map(|k| k.open_time).collect();
     let expected: Vec<i64> = (0..=next).map(|i| base + i * M15).collect();
     assert_eq!(times, expected, "every candle once, in order, no gap");
     assert!(series.gaps(Timeframe::M15).is_empty());
+}
+
+/// A backfill fetched moments after a candle's close time, before the exchange clock is past it
+/// by `CANDLE_CLOSE_MARGIN_MS`, may hold the candle's forming values: it is held back, not
+/// sent as closed (consumers ignore a second candle with the same open time, so it would shadow
+/// the real close). It is fetched again once final, and the real close from the stream comes
+/// through: every closed delivery of that candle carries the final values.
+#[tokio::test]
+async fn backfill_holds_back_a_candle_that_is_not_final_yet() {
+    use kinetic::core::models::CANDLE_CLOSE_MARGIN_MS;
+    use support::fake_binance::{FaultAction, FaultScope};
+    let fake = FakeBinance::start_default().await;
+    let c = public_client(&fake);
+    // Server clock 1.2 s before a 15m boundary `b`; the candle [b - 15m, b - 1] is forming.
+    let b = Timeframe::M15.align(fake.server_time()) + M15;
+    fake.set_clock_skew_ms(b - 1200 - fake.server_time());
+    let open = b - M15;
+    let (forming, fin) = (candle(open, 100.0), candle(open, 123.0));
+    fake.set_klines("BTCUSDT", "15m", vec![forming]);
+
+    let (tx, mut rx) = mpsc::channel(100_000);
+    let cancel = CancellationToken::new();
+    let control = c.start_streams(tx.into(), cancel.clone()).await.unwrap();
+    control.set_kline_symbols(symbols(&["BTCUSDT"]));
+    assert!(fake.wait_for_subscription("btcusdt@kline_15m", Duration::from_secs(5)).await);
+    fake.push_kline("BTCUSDT", "15m", forming, false);
+    let mut seen = Vec::new();
+    wait_event(&mut rx, &mut seen, Duration::from_secs(5), |e| matches!(e, ExchangeEvent::Kline { .. }))
+        .await
+        .expect("forming kline streamed");
+
+    // Just past the close time the stream drops; the reconnect's backfill is answered with the
+    // forming values (the request executes, then waits until released).
+    while fake.server_time() < b + 50 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let klines = FaultScope::Endpoint("GET".into(), "/fapi/v1/klines".into());
+    fake.fail_next(1, klines, FaultAction::Hold { execute_first: true });
+    assert!(fake.drop_ws_connections() >= 1);
+    assert!(fake.wait_until(Duration::from_secs(3), |f| f.held_requests() == 1).await, "backfill fetch");
+    let fetched_at = fake.requests_to("GET", "/fapi/v1/klines")[0].time_ms;
+    assert!(
+        fetched_at > forming.close_time && fetched_at < forming.close_time + CANDLE_CLOSE_MARGIN_MS,
+        "the backfill must fall inside the margin to test it: {} ms after the close time",
+        fetched_at - forming.close_time
+    );
+    // The real close: final values stored for REST and pushed on the new connection.
+    fake.push_kline("BTCUSDT", "15m", fin, true);
+    fake.release_held_requests();
+
+    let (mut backfilled, mut streamed) = (false, false);
+    wait_event(&mut rx, &mut seen, Duration::from_secs(5), |e| {
+        match e {
+            ExchangeEvent::Backfill { candles, .. } => backfilled |= candles.iter().any(|k| k.open_time == open),
+            ExchangeEvent::Kline { candle, closed: true, .. } => streamed |= candle.open_time == open,
+            _ => {}
+        }
+        backfilled && streamed
+    })
+    .await
+    .expect("the candle comes through closed, from the stream and from the second fetch");
+    cancel.cancel();
+
+    let closed: Vec<f64> = seen
+        .iter()
+        .flat_map(|e| match e {
+            ExchangeEvent::Backfill { candles, .. } => candles.clone(),
+            ExchangeEvent::Kline { candle, closed: true, .. } => vec![*candle],
+            _ => Vec::new(),
+        })
+        .filter(|k| k.open_time == open)
+        .map(|k| k.close)
+        .collect();
+    assert!(closed.len() >= 2 && closed.iter().all(|&v| v == 123.0), "forming values sent as closed: {closed:?}");
+    let fetches = fake.requests_to("GET", "/fapi/v1/klines");
+    assert_eq!(fetches.len(), 2, "fetched again once final");
+    assert!(fetches[1].time_ms > forming.close_time + CANDLE_CLOSE_MARGIN_MS, "second fetch too early");
 }
 
 /// A connection that is accepted but silent (wrong route) is detected and recycled.
@@ -133,7 +210,7 @@ async fn silent_stream_is_detected_as_stale_and_reconnected() {
     let c = public_client(&fake);
     let (tx, mut rx) = mpsc::channel(100_000);
     let cancel = CancellationToken::new();
-    let _control = c.start_streams(tx, cancel.clone()).await.unwrap();
+    let _control = c.start_streams(tx.into(), cancel.clone()).await.unwrap();
     let mut seen = Vec::new();
     assert!(
         wait_event(&mut rx, &mut seen, Duration::from_secs(5), |e| matches!(e, ExchangeEvent::MarkPrices(_)))
@@ -166,7 +243,7 @@ async fn kline_subscriptions_follow_the_control_set() {
     let c = public_client(&fake);
     let (tx, mut rx) = mpsc::channel(100_000);
     let cancel = CancellationToken::new();
-    let control = c.start_streams(tx, cancel.clone()).await.unwrap();
+    let control = c.start_streams(tx.into(), cancel.clone()).await.unwrap();
     control.set_kline_symbols(symbols(&["BTCUSDT", "ETHUSDT"]));
     for s in ["btcusdt@kline_15m", "btcusdt@kline_1h", "btcusdt@kline_4h", "ethusdt@kline_4h"] {
         assert!(fake.wait_for_subscription(s, Duration::from_secs(5)).await, "{s}");
@@ -194,7 +271,7 @@ async fn user_stream_delivers_orders_account_and_stops_and_survives_key_expiry()
     let c = client(&fake);
     let (tx, mut rx) = mpsc::channel(100_000);
     let cancel = CancellationToken::new();
-    let _control = c.start_streams(tx, cancel.clone()).await.unwrap();
+    let _control = c.start_streams(tx.into(), cancel.clone()).await.unwrap();
     let mut seen = Vec::new();
     assert!(wait_event(&mut rx, &mut seen, Duration::from_secs(5), |e| is_stream(e, "user", false)).await.is_some());
     assert!(fake.ws_connections().iter().any(|w| w.path.starts_with("/private/ws?listenKey=")));
@@ -279,7 +356,7 @@ async fn connections_rotate_before_their_maximum_age() {
     let c = exchange_helpers::public_client_with(&fake, |o| o.max_connection_age = Duration::from_millis(1500));
     let (tx, mut rx) = mpsc::channel(100_000);
     let cancel = CancellationToken::new();
-    let _control = c.start_streams(tx, cancel.clone()).await.unwrap();
+    let _control = c.start_streams(tx.into(), cancel.clone()).await.unwrap();
     let mut seen = Vec::new();
     let rotated = wait_event(
         &mut rx,
@@ -303,7 +380,7 @@ async fn pings_are_answered_and_the_listen_key_is_kept_alive() {
     let c = exchange_helpers::client_with(&fake, |_, o| o.listen_key_keepalive = Duration::from_millis(400));
     let (tx, mut rx) = mpsc::channel(100_000);
     let cancel = CancellationToken::new();
-    let _control = c.start_streams(tx, cancel.clone()).await.unwrap();
+    let _control = c.start_streams(tx.into(), cancel.clone()).await.unwrap();
     let mut seen = Vec::new();
     assert!(wait_event(&mut rx, &mut seen, Duration::from_secs(5), |e| is_stream(e, "user", false)).await.is_some());
     // Drain for 2 s: no disconnect of either stream.

@@ -1430,3 +1430,72 @@ async fn held_requests_wait_for_release() {
     assert_eq!(sender.await.unwrap(), 200);
     assert_eq!(fake.orders_with_client_id("held-2"), 1);
 }
+
+/// `FaultScope::SymbolOrders` hits placements, lookups and cancels (plain and algo) of one
+/// symbol only; market data, account reads and other symbols' orders pass.
+#[tokio::test]
+async fn symbol_orders_scope_hits_only_that_symbols_order_traffic() {
+    let fake = FakeBinance::start(quiet()).await;
+    let rest = Rest::new(&fake);
+    fake.fail_next(5, FaultScope::symbol_orders("ETHUSDT"), FaultAction::service_unavailable());
+    assert_eq!(rest.market("SOLUSDT", "BUY", "1", "sol-1").await.status, 200);
+    assert_eq!(rest.public("/fapi/v1/klines", &[("symbol", "ETHUSDT"), ("interval", "15m")]).await.status, 200);
+    assert_eq!(rest.signed(Method::GET, "/fapi/v1/openOrders", &[("symbol", "ETHUSDT")]).await.status, 200);
+    let by_id = [("symbol", "ETHUSDT"), ("origClientOrderId", "eth-x")];
+    let algo = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "ETHUSDT"),
+        ("side", "SELL"),
+        ("type", "STOP_MARKET"),
+        ("quantity", "0.01"),
+        ("triggerPrice", "3000"),
+        ("reduceOnly", "true"),
+    ];
+    let hit = [
+        rest.market("ETHUSDT", "BUY", "0.01", "eth-1").await,
+        rest.signed(Method::GET, "/fapi/v1/order", &by_id).await,
+        rest.signed(Method::DELETE, "/fapi/v1/order", &by_id).await,
+        rest.signed(Method::POST, "/fapi/v1/algoOrder", &algo).await,
+        rest.signed(Method::GET, "/fapi/v1/algoOrder", &[("symbol", "ETHUSDT"), ("clientAlgoId", "x")]).await,
+    ];
+    for (i, a) in hit.iter().enumerate() {
+        assert_eq!((a.status, a.code()), (503, -1001), "request {i}: {:?}", a.body);
+    }
+    assert_eq!(fake.orders_with_client_id("eth-1"), 0, "a definite 503 executes nothing");
+    // The five faults are used up: ETHUSDT trades again.
+    assert_eq!(rest.market("ETHUSDT", "BUY", "0.01", "eth-2").await.status, 200);
+    assert_eq!(fake.injected_faults().values().sum::<u64>(), 5);
+}
+
+/// A request hung by a fault delays only itself: each connection is served on its own and no
+/// lock is held while it sleeps. ETHUSDT's order executes and its answer hangs 5 s; SOLUSDT's
+/// order and a market-data read meanwhile are answered at once.
+#[tokio::test]
+async fn one_symbols_hung_order_does_not_block_other_requests() {
+    let fake = std::sync::Arc::new(FakeBinance::start(quiet()).await);
+    fake.fail_next(1, FaultScope::symbol_orders("ETHUSDT"), FaultAction::TimeoutAfterExecute { ms: 5000 });
+    let f2 = fake.clone();
+    let started = std::time::Instant::now();
+    let hung = tokio::spawn(async move {
+        let patient =
+            Rest { fake: &f2, http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap() };
+        let a = patient.market("ETHUSDT", "BUY", "0.01", "eth-hung").await;
+        (a.status, started.elapsed())
+    });
+    // Executed at once; only the answer waits.
+    assert!(fake.wait_until(Duration::from_secs(2), |f| f.orders_with_client_id("eth-hung") == 1).await);
+    let rest = Rest::new(&fake);
+    let t0 = std::time::Instant::now();
+    let sol = rest.market("SOLUSDT", "BUY", "1", "sol-fast").await;
+    let sol_took = t0.elapsed();
+    assert_eq!(sol.status, 200, "{:?}", sol.body);
+    assert!(sol_took < Duration::from_millis(500), "SOLUSDT's order waited {sol_took:?} behind ETHUSDT's");
+    let t1 = std::time::Instant::now();
+    assert_eq!(rest.public("/fapi/v1/premiumIndex", &[("symbol", "ETHUSDT")]).await.status, 200);
+    assert!(t1.elapsed() < Duration::from_millis(500), "market data waited {:?}", t1.elapsed());
+    assert!(!hung.is_finished(), "ETHUSDT's answer is still hanging");
+    let (status, took) = hung.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(5000), "answered after {took:?}");
+    assert_eq!(fake.orders_with_client_id("eth-hung"), 1);
+}

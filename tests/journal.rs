@@ -1,8 +1,11 @@
 //! The SQLite journal: WAL mode, migrations, round trips, and state that survives a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-use kinetic::core::models::{Direction, LadderStage, PartialExit, Position};
-use kinetic::store::{EquitySnapshot, Journal, JournalFill, JournalOrder, RiskCheckRecord, SignalRecord};
+use kinetic::core::models::{Direction, LadderStage, PartialExit, Position, Side};
+use kinetic::store::{
+    EquitySnapshot, Journal, JournalFill, JournalOrder, OrderIntent, OrderState, OrderType, RiskCheckRecord,
+    SignalRecord,
+};
 use rust_decimal_macros::dec;
 use serde_json::json;
 
@@ -25,19 +28,19 @@ fn position(symbol: &str) -> Position {
     }
 }
 
-fn order(cid: &str, status: &str) -> JournalOrder {
+fn order(cid: &str, status: OrderState) -> JournalOrder {
     JournalOrder {
         client_order_id: cid.into(),
         exchange_order_id: None,
         symbol: "BTCUSDT".into(),
-        side: "BUY".into(),
-        order_type: "MARKET".into(),
-        intent: "entry".into(),
+        side: Side::Buy,
+        order_type: OrderType::Market,
+        intent: OrderIntent::Entry,
         qty: dec!(0.010),
         price: None,
         trigger_price: None,
         reduce_only: false,
-        status: status.into(),
+        status,
         filled_qty: dec!(0),
         avg_fill_price: None,
         created_at: 1,
@@ -111,16 +114,16 @@ fn one_open_position_per_symbol_and_close_moves_it_to_history() {
 #[test]
 fn orders_upsert_by_client_id_and_fills_deduplicate() {
     let j = Journal::open_in_memory().unwrap();
-    j.upsert_order(&order("ke-entry-1", "PENDING")).unwrap();
+    j.upsert_order(&order("ke-entry-1", OrderState::Pending)).unwrap();
     assert_eq!(j.live_orders("BTCUSDT").unwrap().len(), 1);
-    let mut filled = order("ke-entry-1", "FILLED");
+    let mut filled = order("ke-entry-1", OrderState::Filled);
     filled.exchange_order_id = Some(8_886_774);
     filled.filled_qty = dec!(0.010);
     filled.avg_fill_price = Some(dec!(65000.1));
     filled.updated_at = 2;
     j.upsert_order(&filled).unwrap();
     let got = j.order("ke-entry-1").unwrap().unwrap();
-    assert_eq!(got.status, "FILLED");
+    assert_eq!(got.status, OrderState::Filled);
     assert_eq!(got.exchange_order_id, Some(8_886_774));
     assert_eq!(got.created_at, 1);
     assert!(j.live_orders("BTCUSDT").unwrap().is_empty());

@@ -4,10 +4,15 @@
 //! leverage table at every boundary and the five risk checks always all reported.
 //!
 //! The expected values are computed here from the rules as written in DESIGN.md section 2,
-//! not by calling the code under test a second time.
+//! not by calling the code under test a second time: Properties 4–6 use independent oracles
+//! (textbook Wilder RSI, textbook MACD, fractal swings, the capped and tick-rounded stop) on
+//! random series and on real candles from tests/data with MACD crosses and swing patterns
+//! planted into them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -21,10 +26,14 @@ use kinetic::analyzer::indicators::{
 use kinetic::analyzer::scoring::{ScoreInputs, score};
 use kinetic::analyzer::timeframe::{TimeframeState, WARM_UP_CANDLES};
 use kinetic::config::{RiskSettings, ScannerSettings, Settings, StrategySettings};
-use kinetic::core::models::{Candle, Direction, Indicators, SymbolFilters, Ticker, Timeframe, TimeframeIndicators};
+use kinetic::core::models::{
+    Candle, Direction, Indicators, Signal, SymbolFilters, Ticker, Timeframe, TimeframeIndicators,
+};
+use kinetic::data::read_candle_file;
 use kinetic::manager::exit_ladder::{
     ExitAction, ExitLadder, ExitReason, LadderConfig, emergency_close_all, emergency_exit,
 };
+use kinetic::manager::position_manager::{EntryPlan, PositionManager};
 use kinetic::manager::risk_checks::{PortfolioSnapshot, RiskBook, TradeIntent};
 use kinetic::manager::sizing::{is_high_volatility, leverage_for, size_position};
 use kinetic::scanner::market_scanner::{
@@ -241,6 +250,275 @@ fn plausible_indicators() -> impl Strategy<Value = Indicators> {
 }
 
 // ------------------------------------------------------------------------------------------
+// Independent oracles and planted series (Properties 4, 5 and 6)
+//
+// Everything in this section is written here from the textbook definitions (and DESIGN.md
+// section 2); none of it calls the indicator, scoring or stop code under test.
+// ------------------------------------------------------------------------------------------
+
+/// Real 15m, 1h and 4h candles from tests/data (see tests/data/README.md), read once.
+fn real_candles(name: &'static str) -> &'static [Candle] {
+    static CACHE: OnceLock<Mutex<BTreeMap<&'static str, &'static [Candle]>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(|| Mutex::new(BTreeMap::new())).lock().unwrap();
+    cache.entry(name).or_insert_with(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+        let candles = read_candle_file(&path).unwrap();
+        assert!(candles.len() >= 80, "{name}: {} candles", candles.len());
+        Vec::leak(candles)
+    })
+}
+
+/// The real 15m series: BTCUSDT (400 candles) and SOLUSDT (808 candles).
+fn real_15m(which: usize) -> &'static [Candle] {
+    if which % 2 == 0 { real_candles("BTCUSDT-15m.csv") } else { real_candles("SOLUSDT-15m.csv.gz") }
+}
+
+/// `len` candles of `series` starting at `offset` (wrapped into range); `len` is clamped to the series.
+fn real_slice(series: &[Candle], offset: usize, len: usize) -> &[Candle] {
+    let len = len.min(series.len());
+    let start = offset % (series.len() - len + 1);
+    &series[start..start + len]
+}
+
+/// A textbook Wilder RSI reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WilderRsi {
+    /// Fewer than `n + 1` closes.
+    WarmingUp,
+    /// Average gain and average loss both exactly 0 (a perfectly flat series): RS = 0/0, which
+    /// the textbook formula leaves undefined.
+    Undefined,
+    Value(f64),
+}
+
+/// Textbook Wilder RSI(n): the first average gain / loss is the simple average of the first
+/// `n` gains / losses, then `avg = (prev·(n − 1) + x) / n`; RSI = 100 − 100 / (1 + RS) with
+/// RS = avg gain / avg loss, and 100 when the average loss is 0.
+fn wilder_rsi(closes: &[f64], n: usize) -> Vec<WilderRsi> {
+    let mut out = vec![WilderRsi::WarmingUp; closes.len()];
+    if closes.len() <= n {
+        return out;
+    }
+    let gains: Vec<f64> = closes.windows(2).map(|w| if w[1] > w[0] { w[1] - w[0] } else { 0.0 }).collect();
+    let losses: Vec<f64> = closes.windows(2).map(|w| if w[1] < w[0] { w[0] - w[1] } else { 0.0 }).collect();
+    let reading = |g: f64, l: f64| {
+        if l == 0.0 {
+            if g == 0.0 { WilderRsi::Undefined } else { WilderRsi::Value(100.0) }
+        } else {
+            WilderRsi::Value(100.0 - 100.0 / (1.0 + g / l))
+        }
+    };
+    let nf = n as f64;
+    let mut g = gains[..n].iter().sum::<f64>() / nf;
+    let mut l = losses[..n].iter().sum::<f64>() / nf;
+    out[n] = reading(g, l);
+    for i in n..gains.len() {
+        g = (g * (nf - 1.0) + gains[i]) / nf;
+        l = (l * (nf - 1.0) + losses[i]) / nf;
+        out[i + 1] = reading(g, l);
+    }
+    out
+}
+
+/// Close series for the RSI oracle: random walks (with flat steps mixed in), all-flat, flat
+/// then moving, monotonic runs, and slices of real closes.
+fn rsi_closes() -> impl Strategy<Value = Vec<f64>> {
+    let step = prop_oneof![5 => -0.03..0.03f64, 2 => Just(0.0), 1 => -0.2..0.2f64, 1 => -1.0e-6..1.0e-6f64];
+    let walk = |(p, steps): (f64, Vec<f64>)| {
+        let mut p = p;
+        let mut out = vec![p];
+        for s in steps {
+            p *= 1.0 + s;
+            out.push(p);
+        }
+        out
+    };
+    prop_oneof![
+        6 => (price(), prop::collection::vec(step, 0..300)).prop_map(walk),
+        1 => (price(), 15usize..120).prop_map(|(p, n)| vec![p; n]),
+        1 => (price(), 1usize..40, prop::collection::vec(-0.03..0.03f64, 0..100)).prop_map(move |(p, flat, steps)| {
+            let mut out = vec![p; flat];
+            out.extend(walk((p, steps)).into_iter().skip(1));
+            out
+        }),
+        1 => (price(), prop::collection::vec(1.0e-4..0.02f64, 14..60), prop::bool::ANY).prop_map(move |(p, steps, up)| {
+            walk((p, steps.into_iter().map(|s| if up { s } else { -s / 2.0 }).collect()))
+        }),
+        1 => (0usize..2, 0usize..1000, 15usize..300)
+            .prop_map(|(which, offset, len)| real_slice(real_15m(which), offset, len).iter().map(|c| c.close).collect()),
+    ]
+}
+
+/// Textbook MACD(12, 26, 9) histogram: line = EMA12 − EMA26 (SMA-seeded EMAs), signal = EMA9
+/// of the line (seeded with the mean of its first 9 values), histogram = line − signal.
+fn textbook_macd_histogram(closes: &[f64]) -> Vec<Option<f64>> {
+    let (e12, e26) = (textbook_ema(closes, 12), textbook_ema(closes, 26));
+    let line: Vec<(usize, f64)> = (0..closes.len()).filter_map(|i| Some((i, e12[i]? - e26[i]?))).collect();
+    let values: Vec<f64> = line.iter().map(|&(_, v)| v).collect();
+    let signal = textbook_ema(&values, 9);
+    let mut out = vec![None; closes.len()];
+    for (k, &(i, v)) in line.iter().enumerate() {
+        out[i] = signal[k].map(|s| v - s);
+    }
+    out
+}
+
+/// Textbook MACD(12, 26, 9) state after some closes, able to solve for the next close that
+/// gives a wanted histogram. With α_n = 2 / (n + 1), the next line is affine and increasing in
+/// the close c: line' = (1 − α12)·ema12 − (1 − α26)·ema26 + (α12 − α26)·c, and
+/// histogram' = line' − signal' = (1 − α9)·(line' − signal).
+struct MacdPlanter {
+    ema_12: f64,
+    ema_26: f64,
+    signal: f64,
+}
+
+const A12: f64 = 2.0 / 13.0;
+const A26: f64 = 2.0 / 27.0;
+const A9: f64 = 2.0 / 10.0;
+
+impl MacdPlanter {
+    /// The state after `closes` (at least 34 of them).
+    fn after(closes: &[f64]) -> Self {
+        let (e12, e26) = (textbook_ema(closes, 12), textbook_ema(closes, 26));
+        let line: Vec<f64> = e12.iter().zip(&e26).filter_map(|(a, b)| Some((*a)? - (*b)?)).collect();
+        let signal = textbook_ema(&line, 9);
+        MacdPlanter {
+            ema_12: e12.last().copied().flatten().unwrap(),
+            ema_26: e26.last().copied().flatten().unwrap(),
+            signal: signal.last().copied().flatten().unwrap(),
+        }
+    }
+
+    /// The close that makes the next histogram equal `histogram`.
+    fn close_for(&self, histogram: f64) -> f64 {
+        let line = self.signal + histogram / (1.0 - A9);
+        (line - (1.0 - A12) * self.ema_12 + (1.0 - A26) * self.ema_26) / (A12 - A26)
+    }
+
+    fn push(&mut self, close: f64) {
+        self.ema_12 = A12 * close + (1.0 - A12) * self.ema_12;
+        self.ema_26 = A26 * close + (1.0 - A26) * self.ema_26;
+        let line = self.ema_12 - self.ema_26;
+        self.signal = A9 * line + (1.0 - A9) * self.signal;
+    }
+}
+
+/// The 4h trend's side by DESIGN.md: SHORT when EMA9 < EMA21, else LONG (textbook EMAs).
+fn oracle_direction(candles: &[Candle]) -> (Direction, f64) {
+    let closes: Vec<f64> = candles.iter().map(|c| c.close).collect();
+    let e9 = textbook_ema(&closes, 9).last().copied().flatten().unwrap();
+    let e21 = textbook_ema(&closes, 21).last().copied().flatten().unwrap();
+    let dir = if e9 < e21 { Direction::Short } else { Direction::Long };
+    // Relative gap, so a test can stay away from a tie the two implementations might read apart.
+    (dir, (e9 - e21).abs() / e21.abs())
+}
+
+fn opposite(d: Direction) -> Direction {
+    match d {
+        Direction::Long => Direction::Short,
+        Direction::Short => Direction::Long,
+    }
+}
+
+/// Indices of fractal swing points with `width` candles each side: a swing high is strictly
+/// above the `width` highs before it and the `width` highs after it (a swing low likewise,
+/// below). Oldest first.
+fn fractal_swings(values: &[f64], width: usize, high: bool) -> Vec<usize> {
+    let mut out = Vec::new();
+    for i in width..values.len().saturating_sub(width) {
+        let neighbours = values[i - width..i].iter().chain(&values[i + 1..=i + width]);
+        let mut beats = true;
+        for &v in neighbours {
+            if (high && values[i] <= v) || (!high && values[i] >= v) {
+                beats = false;
+            }
+        }
+        if beats {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// DESIGN.md's 15m price action: the last two swing highs and the last two swing lows both
+/// higher (HH + HL → LONG) or both lower (LH + LL → SHORT); anything else is no pattern.
+/// Also returns the indices of the newest two swing highs and lows (newest first).
+fn oracle_price_action(candles: &[Candle], width: usize) -> (Option<Direction>, Vec<usize>, Vec<usize>) {
+    let highs: Vec<f64> = candles.iter().map(|c| c.high).collect();
+    let lows: Vec<f64> = candles.iter().map(|c| c.low).collect();
+    let sh: Vec<usize> = fractal_swings(&highs, width, true).into_iter().rev().take(2).collect();
+    let sl: Vec<usize> = fractal_swings(&lows, width, false).into_iter().rev().take(2).collect();
+    if sh.len() < 2 || sl.len() < 2 {
+        return (None, sh, sl);
+    }
+    let (hh, lh) = (highs[sh[0]] > highs[sh[1]], highs[sh[0]] < highs[sh[1]]);
+    let (hl, ll) = (lows[sl[0]] > lows[sl[1]], lows[sl[0]] < lows[sl[1]]);
+    let pattern = if hh && hl {
+        Some(Direction::Long)
+    } else if lh && ll {
+        Some(Direction::Short)
+    } else {
+        None
+    };
+    (pattern, sh, sl)
+}
+
+/// A candle after `prev` (15 minutes later) with the given prices.
+fn next_candle(prev: &Candle, open: f64, high: f64, low: f64, close: f64, volume: f64) -> Candle {
+    let open_time = prev.open_time + 900_000;
+    Candle {
+        open_time,
+        close_time: open_time + 899_999,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        quote_volume: 0.0,
+        trades: 0,
+        taker_buy_volume: 0.0,
+        taker_buy_quote_volume: 0.0,
+    }
+}
+
+/// A fresh analyzer fed real 4h and 1h candles (warm) and the given 15m candles.
+fn analyzer_with(h4: &[Candle], h1: &[Candle], m15: &[Candle]) -> SymbolAnalyzer {
+    let mut a = SymbolAnalyzer::new();
+    for (tf, series) in [(Timeframe::H4, h4), (Timeframe::H1, h1), (Timeframe::M15, m15)] {
+        for c in series {
+            assert!(a.on_closed_candle(tf, c), "{tf:?} candle not taken: {c:?}");
+        }
+    }
+    a
+}
+
+/// The stop of DESIGN.md section 2 for an entry at `entry`: distance = min(mult × ATR, 3 % of
+/// entry), stop = entry ∓ distance rounded to `tick` towards the entry (up for a long, down
+/// for a short); no stop when ATR is unusable or the rounded stop is not strictly on the
+/// losing side of the entry (or not above 0). `mult × ATR` is the f64 product as a Decimal.
+fn oracle_stop(dir: Direction, entry: Decimal, atr: f64, mult: f64, tick: Decimal) -> Option<Decimal> {
+    if !(atr.is_finite() && atr > 0.0) {
+        return None;
+    }
+    let cap = entry * decimal(3, 2);
+    let atr_distance = Decimal::from_f64(mult * atr);
+    let distance = match atr_distance {
+        Some(d) if d < cap => d,
+        _ => cap,
+    };
+    let stop = match dir {
+        Direction::Long => ((entry - distance) / tick).ceil() * tick,
+        Direction::Short => ((entry + distance) / tick).floor() * tick,
+    };
+    let on_losing_side = match dir {
+        Direction::Long => stop > Decimal::ZERO && stop < entry,
+        Direction::Short => stop > entry,
+    };
+    on_losing_side.then_some(stop)
+}
+
+// ------------------------------------------------------------------------------------------
 // The 11 properties of the original design
 // ------------------------------------------------------------------------------------------
 
@@ -361,6 +639,29 @@ proptest! {
         }
     }
 
+    // Feature: kinetic-empire-v3, Property 4: RSI Calculation Correctness — RSI(14, Wilder), incremental (Rsi) and batch (rsi_series), equals an independent textbook Wilder RSI within 1e-9 (absolute, on the 0–100 scale), is None for the first 14 closes and lies in 0–100; a perfectly flat series (0/0, undefined in the textbook) reads 50, the crate's documented convention.
+    #[test]
+    fn property_4_rsi_matches_textbook_wilder(closes in rsi_closes()) {
+        let want = wilder_rsi(&closes, 14);
+        let batch = rsi_series(&closes, 14);
+        prop_assert_eq!(batch.len(), closes.len());
+        let mut rsi = Rsi::new(14);
+        for (i, &c) in closes.iter().enumerate() {
+            let incremental = rsi.update(c);
+            for (path, got) in [("incremental", incremental), ("batch", batch[i])] {
+                match want[i] {
+                    WilderRsi::WarmingUp => prop_assert_eq!(got, None, "{} RSI at close {}", path, i + 1),
+                    WilderRsi::Undefined => prop_assert_eq!(got, Some(50.0), "{} RSI of a flat series at close {}", path, i + 1),
+                    WilderRsi::Value(w) => {
+                        let got = got.unwrap();
+                        prop_assert!((0.0..=100.0).contains(&got), "{} RSI {} out of range", path, got);
+                        prop_assert!((got - w).abs() <= 1e-9, "{} RSI {} vs textbook {} at close {}", path, got, w, i + 1);
+                    }
+                }
+            }
+        }
+    }
+
     // Feature: kinetic-empire-v3, Property 5: Scoring Consistency — for any indicator values the total equals the sum of the component scores and lies between 0 and 100.
     #[test]
     fn property_5_scoring_consistency(
@@ -405,14 +706,160 @@ proptest! {
         prop_assert_eq!(sc.timeframe_alignment(), aligned);
     }
 
-    // Feature: kinetic-empire-v3, Property 6: Stop Loss Bounds — for any generated Signal the stop loss distance from entry does not exceed 3% regardless of ATR value.
+    // Feature: kinetic-empire-v3, Property 5: Scoring Consistency — on real candles with a MACD/signal cross planted exactly k closed 15m candles back (k = 0 is the last closed candle; the construction is checked with an independent textbook MACD(12, 26, 9)), the MACD-cross component is 15 points exactly when k < 3 ("within the last 3 closed candles", DESIGN.md section 2) and the cross is in the 4h trend's direction, else 0; the total is the sum of the components and at most 100.
+    #[test]
+    fn property_5_macd_cross_planted_k_candles_back(
+        which in 0usize..2,
+        m15_offset in 0usize..1000,
+        m15_len in 40usize..150,
+        h4_offset in 0usize..100,
+        h1_offset in 0usize..1000,
+        k in 0usize..=4,
+        agree in prop::bool::ANY,
+        size in prop::collection::vec(1.0e-5..2.0e-3f64, 6),
+        wick in prop::collection::vec(0.0..2.0e-3f64, 6),
+    ) {
+        const PLANTED: usize = 6;
+        let h4 = real_slice(real_candles("SOLUSDT-4h.csv"), h4_offset, 40);
+        let h1 = real_slice(real_candles("SOLUSDT-1h.csv"), h1_offset, 120);
+        let (direction, gap) = oracle_direction(h4);
+        prop_assume!(gap > 1e-9);
+        let cross = if agree { direction } else { opposite(direction) };
+        let sign = cross.sign().to_f64().unwrap();
+
+        // Real 15m candles, then six planted ones: the histogram has the sign against the cross
+        // up to k + 1 candles back and the sign of the cross from k candles back on.
+        let mut m15 = real_slice(real_15m(which), m15_offset, m15_len).to_vec();
+        let mut closes: Vec<f64> = m15.iter().map(|c| c.close).collect();
+        let mut planter = MacdPlanter::after(&closes);
+        let mut signs = Vec::new();
+        for j in 0..PLANTED {
+            let back = PLANTED - 1 - j;
+            let s = if back <= k { sign } else { -sign };
+            let prev = *m15.last().unwrap();
+            let close = planter.close_for(s * size[j] * prev.close);
+            prop_assert!(close.is_finite() && close > 0.0, "planted close {} after {}", close, prev.close);
+            planter.push(close);
+            let (high, low) = (prev.close.max(close) * (1.0 + wick[j]), prev.close.min(close) * (1.0 - wick[j]));
+            m15.push(next_candle(&prev, prev.close, high, low, close, prev.volume));
+            closes.push(close);
+            signs.push(s);
+        }
+
+        // The construction, checked from scratch: the last six histograms have the planned
+        // signs, each well clear of 0, so the only cross among the last five candles is k back.
+        let hist = textbook_macd_histogram(&closes);
+        let n = closes.len();
+        for (j, s) in signs.iter().enumerate() {
+            let h = hist[n - PLANTED + j].unwrap();
+            prop_assert!(h * s > 1e-6 * closes[n - PLANTED + j], "histogram {} at planted candle {}", h, j);
+        }
+        let crosses: Vec<usize> = (0..5).filter(|&b| hist[n - 1 - b].unwrap() * hist[n - 2 - b].unwrap() < 0.0).collect();
+        prop_assert_eq!(crosses, vec![k]);
+        let above = hist[n - 1 - k].unwrap() > 0.0;
+        prop_assert_eq!(above, cross == Direction::Long);
+
+        let a = analyzer_with(h4, h1, &m15);
+        let s = strategy();
+        let sc = a.score(&s).unwrap();
+        prop_assert_eq!(sc.direction, direction);
+        let macd = sc.components.iter().find(|c| c.name() == "macd_cross").unwrap();
+        let want = if k < 3 && cross == direction { 15 } else { 0 };
+        prop_assert_eq!(macd.points, want, "cross {:?} {} back, trend {:?}: {}", cross, k, direction, macd.reason);
+        prop_assert_eq!(u32::from(sc.total), sc.components.iter().map(|c| u32::from(c.points)).sum::<u32>());
+        prop_assert!(sc.total <= 100);
+    }
+
+    // Feature: kinetic-empire-v3, Property 5: Scoring Consistency — on real candles with swing patterns planted at the end (HH + HL, LH + LL and the two mixed ones; real candle shapes moved to planted levels), the price-action component is 15 points exactly when an independent fractal-swing oracle (2 candles each side) reads the pattern of the 4h trend's direction, else 0; the total is the sum of the components and at most 100.
+    #[test]
+    fn property_5_price_action_planted_swings(
+        which in 0usize..2,
+        m15_offset in 0usize..1000,
+        m15_len in 34usize..120,
+        h4_offset in 0usize..100,
+        h1_offset in 0usize..1000,
+        pattern in 0usize..4,
+        unit in 1.0..3.0f64,
+        jitter in prop::collection::vec(-0.15..0.15f64, 4),
+    ) {
+        const PLANTED: usize = 14;
+        let h4 = real_slice(real_candles("SOLUSDT-4h.csv"), h4_offset, 40);
+        let h1 = real_slice(real_candles("SOLUSDT-1h.csv"), h1_offset, 120);
+        let (direction, gap) = oracle_direction(h4);
+        prop_assume!(gap > 1e-9);
+
+        // Pivot levels A (high), B (low), C (high), D (low), in units. Every leg is at least
+        // 2.7 units over 3 candles and pivots to compare differ by at least 0.7 units, while
+        // a unit is at least the largest real range used: legs stay monotonic in highs and
+        // lows and the comparisons cannot be flipped by the candles' own ranges.
+        let with_trend = match direction {
+            Direction::Long => [5.0, 2.0, 7.0, 4.0],
+            Direction::Short => [8.0, 4.0, 7.0, 3.0],
+        };
+        let against = match direction {
+            Direction::Long => [8.0, 4.0, 7.0, 3.0],
+            Direction::Short => [5.0, 2.0, 7.0, 4.0],
+        };
+        let (levels, planted_pattern) = match pattern {
+            0 => (with_trend, Some(direction)),
+            1 => (against, Some(opposite(direction))),
+            2 => ([6.0, 3.0, 8.0, 1.0], None), // HH + LL
+            _ => ([8.0, 1.0, 6.0, 3.0], None), // LH + HL
+        };
+        let pivots: Vec<f64> = levels.iter().zip(&jitter).map(|(l, j)| l + j).collect();
+        // Mid levels of the 14 candles: 0 → A, A → B, B → C, C → D over 3 candles each, then 2
+        // candles up from D (which confirm D).
+        let mut mids = Vec::new();
+        let mut from = 0.0;
+        for &to in &pivots {
+            mids.extend((1..=3).map(|i| from + (to - from) * f64::from(i) / 3.0));
+            from = to;
+        }
+        mids.extend([from + 1.5, from + 3.0]);
+
+        let series = real_15m(which);
+        let all = real_slice(series, m15_offset, m15_len + PLANTED);
+        let (prefix, shapes) = all.split_at(all.len() - PLANTED);
+        let base = prefix.last().unwrap().close;
+        let largest = shapes.iter().map(|c| c.high - c.low).fold(0.0, f64::max).max(base * 1e-4);
+        let mut m15 = prefix.to_vec();
+        for (shape, mid) in shapes.iter().zip(&mids) {
+            let shift = base + mid * unit * largest - (shape.high + shape.low) / 2.0;
+            let prev = *m15.last().unwrap();
+            m15.push(next_candle(&prev, shape.open + shift, shape.high + shift, shape.low + shift, shape.close + shift, shape.volume));
+        }
+
+        // The construction, checked by the oracle: the newest two swing highs are C and A, the
+        // newest two swing lows D and B, and the pattern is the one planted.
+        let n = m15.len();
+        let (pattern_read, sh, sl) = oracle_price_action(&m15, 2);
+        prop_assert_eq!(sh, vec![n - 6, n - 12]);
+        prop_assert_eq!(sl, vec![n - 3, n - 9]);
+        prop_assert_eq!(pattern_read, planted_pattern);
+
+        let a = analyzer_with(h4, h1, &m15);
+        let s = strategy();
+        prop_assert_eq!(s.swing_fractal_width, 2);
+        let sc = a.score(&s).unwrap();
+        prop_assert_eq!(sc.direction, direction);
+        let pa = sc.components.iter().find(|c| c.name() == "price_action").unwrap();
+        let want = if pattern_read == Some(direction) { 15 } else { 0 };
+        prop_assert_eq!(pa.points, want, "pattern {:?}, trend {:?}: {}", pattern_read, direction, pa.reason);
+        prop_assert_eq!(u32::from(sc.total), sc.components.iter().map(|c| u32::from(c.points)).sum::<u32>());
+        prop_assert!(sc.total <= 100);
+    }
+
+    // Feature: kinetic-empire-v3, Property 6: Stop Loss Bounds — for any ATR (from negligible to far beyond 3% of the entry, even past the entry itself, and unusable values) the stop equals an independent reading of DESIGN.md: distance = min(atr_stop_mult × ATR, 3% of entry), rounded to the tick towards the entry, so it is never more than 3% from the entry and within one tick of atr_stop_mult × ATR below the cap; no stop when ATR is unusable or the rounded stop reaches the entry; a built Signal carries that stop.
     #[test]
     fn property_6_stop_loss_within_three_percent(
         dir in direction(),
-        entry in dec_price(),
-        atr in prop_oneof![0.0..1.0e9f64, 1.0e-9..1.0e-3f64, any_f64()],
-        mult in 0.1..10.0f64,
         tick in tick(),
+        entry_ticks in prop_oneof![100i64..10_000, 10_000i64..100_000_000],
+        any_entry in dec_price(),
+        on_tick in prop::bool::weighted(0.8),
+        atr_exp in prop_oneof![1 => -9.0..-4.0f64, 3 => -4.0..-1.5f64, 3 => -1.5..3.0f64],
+        special_atr in prop_oneof![8 => Just(None), 1 => any_f64().prop_map(Some)],
+        mult in 0.1..10.0f64,
         h4 in plausible_indicators(),
         h1 in plausible_indicators(),
         m15 in plausible_indicators(),
@@ -420,38 +867,115 @@ proptest! {
         swing in opt_direction(),
     ) {
         let s = StrategySettings { atr_stop_mult: mult, ..strategy() };
+        let entry = if on_tick { Decimal::from(entry_ticks) * tick } else { any_entry };
+        // ATR relative to the entry: 10^-9 … 10^3 (× entry).
+        let atr = special_atr.unwrap_or_else(|| entry.to_f64().unwrap() * 10f64.powf(atr_exp));
         let cap = entry * decimal(3, 2);
-        // A usable ATR and a distance of at least two ticks always give a stop: the cap applies
-        // whatever the ATR, it never refuses the trade.
-        let two_ticks = tick * Decimal::TWO;
-        let atr_far = Decimal::from_f64(mult * atr).is_none_or(|d| d >= two_ticks);
-        if atr.is_finite() && atr > 0.0 && atr_far && cap >= two_ticks {
-            prop_assert!(exit_levels(dir, entry, atr, &s, tick).is_some(), "no stop for ATR {} entry {}", atr, entry);
-        }
-        if let Some(l) = exit_levels(dir, entry, atr, &s, tick) {
-            prop_assert!((entry - l.stop_loss).abs() <= cap, "stop {} for entry {}", l.stop_loss, entry);
+        let want = oracle_stop(dir, entry, atr, mult, tick);
+        let got = exit_levels(dir, entry, atr, &s, tick);
+        prop_assert_eq!(got.map(|l| l.stop_loss), want, "{:?} entry {} ATR {} × {} tick {}", dir, entry, atr, mult, tick);
+        if let Some(l) = got {
+            let distance = (entry - l.stop_loss).abs();
+            prop_assert!(distance <= cap, "stop {} is {} from entry {}", l.stop_loss, distance, entry);
+            prop_assert!(distance > Decimal::ZERO);
+            prop_assert!((l.stop_loss % tick).is_zero(), "stop {} not on tick {}", l.stop_loss, tick);
             match dir {
                 Direction::Long => prop_assert!(l.stop_loss < entry && l.stop_loss > Decimal::ZERO),
                 Direction::Short => prop_assert!(l.stop_loss > entry),
+            }
+            // Under the cap the distance is mult × ATR, shortened by the rounding by less than a tick.
+            if let Some(atr_distance) = Decimal::from_f64(mult * atr).filter(|d| *d < cap) {
+                prop_assert!(distance <= atr_distance && atr_distance - distance < tick, "{} vs {}", distance, atr_distance);
             }
         }
         let m15 = Indicators { atr, ..m15 };
         let sc = score(&ScoreInputs { h4, h1, m15, macd_cross: cross, swing }, &s);
         let ind = TimeframeIndicators { h4, h1, m15 };
-        match build_signal("TESTUSDT", &sc, ind, entry, 0, &s, tick) {
-            Some(sig) => {
-                prop_assert!(sc.total >= s.min_confidence);
-                prop_assert!((sig.entry_price - sig.stop_loss).abs() <= cap);
-                prop_assert_eq!(sig.direction, sc.direction);
-                prop_assert_eq!(sig.confidence, sc.total);
-                // take_profit is the +3 % trailing start, in the signal's favour.
-                let tp_move = (sig.take_profit - entry) * sig.direction.sign();
-                prop_assert!(tp_move > Decimal::ZERO);
-            }
-            None => prop_assert!(
-                sc.total < s.min_confidence || exit_levels(sc.direction, entry, atr, &s, tick).is_none()
-            ),
+        let signal = build_signal("TESTUSDT", &sc, ind, entry, 0, &s, tick);
+        let want_stop = if sc.total >= s.min_confidence { oracle_stop(sc.direction, entry, atr, mult, tick) } else { None };
+        prop_assert_eq!(signal.as_ref().map(|sig| sig.stop_loss), want_stop);
+        if let Some(sig) = signal {
+            prop_assert!((sig.entry_price - sig.stop_loss).abs() <= cap);
+            prop_assert_eq!(sig.direction, sc.direction);
+            prop_assert_eq!(sig.confidence, sc.total);
+            // take_profit is the +3 % trailing start, in the signal's favour.
+            let tp_move = (sig.take_profit - entry) * sig.direction.sign();
+            prop_assert!(tp_move > Decimal::ZERO);
         }
+    }
+
+    // Feature: kinetic-empire-v3, Property 6: Stop Loss Bounds — after a fill at a price other than the signal's entry, the stop PositionManager::open_position places is never more than 3% from the FILL price: distance = min(the plan's distance, 3% of the fill), rounded to the tick towards the fill, on the losing side of it, and exactly the plan's distance when that is within 3% of the fill.
+    #[test]
+    fn property_6_stop_after_the_fill_within_three_percent_of_the_fill(
+        dir in direction(),
+        tick in tick(),
+        entry_ticks in 10_000i64..100_000_000,
+        atr_exp in prop_oneof![1 => -3.0..-1.7f64, 2 => -1.7..1.0f64],
+        mult in 0.5..5.0f64,
+        slip_bp in prop_oneof![-5i64..=5, -300i64..=300],
+        qty_steps in 1i64..100_000,
+    ) {
+        let settings = Settings { strategy: StrategySettings { atr_stop_mult: mult, ..strategy() }, ..settings() };
+        let entry = Decimal::from(entry_ticks) * tick;
+        let atr = entry.to_f64().unwrap() * 10f64.powf(atr_exp);
+        // mult × ATR ≥ 0.5 × 10^-3 × entry ≥ 5 ticks: there is always a stop.
+        let levels = exit_levels(dir, entry, atr, &settings.strategy, tick);
+        prop_assert!(levels.is_some(), "no stop for entry {} ATR {}", entry, atr);
+        let plan_stop = levels.unwrap().stop_loss;
+        let fill = (entry * (Decimal::ONE + decimal(slip_bp, 4)) / tick).round() * tick;
+        let step = decimal(1, 3);
+        let qty = Decimal::from(qty_steps) * step;
+        let f = SymbolFilters { tick_size: tick, ..filters(step, Decimal::ZERO, Decimal::ZERO) };
+        let plan = EntryPlan {
+            signal: Signal {
+                symbol: "TESTUSDT".into(),
+                direction: dir,
+                confidence: 75,
+                entry_price: entry,
+                stop_loss: plan_stop,
+                take_profit: entry,
+                atr,
+                timeframe_alignment: true,
+                indicators: TimeframeIndicators::default(),
+                timestamp: 0,
+            },
+            leverage: 5,
+            qty,
+            notional: qty * entry,
+            stop_distance: (entry - plan_stop).abs(),
+            high_volatility: false,
+        };
+        let mut pm = PositionManager::new(&settings, 0, decimal(10_000, 0)).unwrap();
+        let stop = pm.open_position(&plan, qty, fill, Decimal::ZERO, &f, 1);
+        prop_assert!(stop.is_some(), "fill {} refused", fill);
+        let stop = stop.unwrap();
+
+        let cap = fill * decimal(3, 2);
+        let plan_distance = (entry - plan_stop).abs();
+        let distance = plan_distance.min(cap);
+        let want = match dir {
+            Direction::Long => ((fill - distance) / tick).ceil() * tick,
+            Direction::Short => ((fill + distance) / tick).floor() * tick,
+        };
+        let from_fill = (fill - stop).abs();
+        prop_assert!(
+            from_fill <= cap,
+            "{:?} entry {} fill {}: stop {} is {}% from the fill",
+            dir, entry, fill, stop, from_fill / fill * Decimal::ONE_HUNDRED
+        );
+        prop_assert_eq!(stop, want, "{:?} entry {} fill {} plan distance {}", dir, entry, fill, plan_distance);
+        match dir {
+            Direction::Long => prop_assert!(stop < fill && stop > Decimal::ZERO),
+            Direction::Short => prop_assert!(stop > fill),
+        }
+        prop_assert!((stop % tick).is_zero());
+        if plan_distance <= cap {
+            prop_assert_eq!(from_fill, plan_distance);
+        }
+        let mp = pm.position("TESTUSDT").unwrap();
+        prop_assert_eq!(mp.position.stop_loss, stop);
+        prop_assert_eq!(mp.ladder.stop, stop);
+        prop_assert_eq!(mp.position.entry_price, fill);
     }
 
     // Feature: kinetic-empire-v3, Property 7: Leverage Mapping Correctness — for any confidence score between 60 and 100 the leverage matches the mapping table exactly.
@@ -604,7 +1128,7 @@ proptest! {
         available in 0i64..100_000,
         open_notional in 0i64..150_000,
         unrealized in -5_000i64..5_000,
-        realized in -5_000i64..5_000,
+        day_start in 100i64..100_000,
         notional in 0i64..50_000,
         leverage in 1u32..=20,
         busy in prop::bool::ANY,
@@ -616,8 +1140,7 @@ proptest! {
         let r = risk();
         let now: i64 = 1_700_000_000_000;
         let min = 60_000;
-        let mut book = RiskBook::new(now, Decimal::from(equity));
-        book.day_realized_pnl = Decimal::from(realized);
+        let mut book = RiskBook::new(now, Decimal::from(day_start));
         book.daily_latched = latched;
         book.consecutive_losses = streak;
         book.loss_pause_until = pause_in.map(|m| now + m * min);
@@ -639,7 +1162,8 @@ proptest! {
         let want = [
             ("max_open_positions", open_positions < 5),
             ("symbol_free", !busy && cooldown_in.is_none_or(|m| m <= 0)),
-            ("daily_loss_limit", !latched && Decimal::from(realized + unrealized) > -(eq * decimal(3, 2))),
+            // Today's loss = current equity − the day's starting equity (DESIGN check 3).
+            ("daily_loss_limit", !latched && Decimal::from(equity - day_start) > -(Decimal::from(day_start) * decimal(3, 2))),
             (
                 "exposure_and_margin",
                 notional > 0 && Decimal::from(open_notional + notional) <= eq && Decimal::from(available) >= margin,
@@ -1072,4 +1596,66 @@ fn flat_prices_and_zero_volume_give_defined_values() {
     );
     assert_eq!(state.macd_cross(3), None);
     assert_eq!(state.swing_pattern(2), None);
+}
+
+#[test]
+fn rsi_of_a_flat_series_reads_fifty_and_a_first_move_decides_it() {
+    // Textbook Wilder RSI is 0/0 on a perfectly flat series; the crate documents 50 (neutral).
+    let flat = vec![42.5; 40];
+    assert_eq!(wilder_rsi(&flat, 14)[39], WilderRsi::Undefined);
+    assert_eq!(rsi_series(&flat, 14)[39], Some(50.0));
+    let mut r = Rsi::new(14);
+    let last = flat.iter().map(|&c| r.update(c)).last().flatten();
+    assert_eq!(last, Some(50.0));
+    // One tick up after the flat run: average loss still exactly 0 → 100; one down → 0.
+    assert_eq!(r.update(42.6), Some(100.0));
+    let mut down = flat.clone();
+    down.push(42.4);
+    assert_eq!(rsi_series(&down, 14)[40], Some(0.0));
+    assert_eq!(wilder_rsi(&down, 14)[40], WilderRsi::Value(0.0));
+}
+
+#[test]
+fn capped_btcusdt_short_filled_below_its_entry_keeps_the_stop_within_three_percent_of_the_fill() {
+    // The reported case: a short whose ATR stop was capped at 3 % of the signal's entry
+    // (100000 → 103000), filled 0.02 % lower at 99980. Keeping the plan's 3000 distance put the
+    // stop 3.0006 % from the fill; re-capped at the fill it is 99980 + 2999.4 = 102979.4.
+    let s = settings();
+    let tick = decimal(1, 1);
+    let entry = decimal(100_000, 0);
+    let levels = exit_levels(Direction::Short, entry, 10_000.0, &s.strategy, tick).unwrap();
+    assert_eq!(levels.stop_loss, decimal(103_000, 0));
+    let f = SymbolFilters {
+        symbol: "BTCUSDT".into(),
+        tick_size: tick,
+        ..filters(decimal(1, 3), Decimal::ZERO, Decimal::ZERO)
+    };
+    let plan = EntryPlan {
+        signal: Signal {
+            symbol: "BTCUSDT".into(),
+            direction: Direction::Short,
+            confidence: 80,
+            entry_price: entry,
+            stop_loss: levels.stop_loss,
+            take_profit: levels.trail_start,
+            atr: 10_000.0,
+            timeframe_alignment: true,
+            indicators: TimeframeIndicators::default(),
+            timestamp: 0,
+        },
+        leverage: 7,
+        qty: decimal(25, 3),
+        notional: decimal(2500, 0),
+        stop_distance: decimal(3000, 0),
+        high_volatility: false,
+    };
+    let mut pm = PositionManager::new(&s, 0, decimal(10_000, 0)).unwrap();
+    let fill = decimal(99_980, 0);
+    let stop = pm.open_position(&plan, decimal(25, 3), fill, Decimal::ZERO, &f, 1).unwrap();
+    assert_eq!(stop, Decimal::from_str("102979.4").unwrap());
+    assert!((stop - fill) <= fill * decimal(3, 2));
+    // A fill above the entry keeps the plan's distance (3000 is within 3 % of 100020).
+    let mut pm = PositionManager::new(&s, 0, decimal(10_000, 0)).unwrap();
+    let stop = pm.open_position(&plan, decimal(25, 3), decimal(100_020, 0), Decimal::ZERO, &f, 1).unwrap();
+    assert_eq!(stop, decimal(103_020, 0));
 }

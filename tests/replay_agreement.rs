@@ -21,12 +21,13 @@ use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::backtest::{self, SymbolCandles};
 use kinetic::config::{ConfigSources, Settings, load};
 use kinetic::core::data_hub::{DataHub, SharedHub};
-use kinetic::core::engine::{Engine, EngineHandles};
+use kinetic::core::liveness::Liveness;
 use kinetic::core::models::{Candle, Direction, Ticker, Timeframe};
 use kinetic::data::read_candle_file;
 use kinetic::exchange::paper::PaperExchange;
 use kinetic::exchange::{Exchange, ExchangeEvent, MarkPriceUpdate, SymbolInfo};
 use kinetic::store::Journal;
+use kinetic::tasks::{Engine, EngineHandles};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -84,7 +85,10 @@ struct Replay {
     market: Arc<ScriptedMarket>,
     paper: Arc<PaperExchange<ScriptedMarket>>,
     hub: SharedHub,
+    liveness: Arc<Liveness>,
     sentinel: i64,
+    last_mark: i64,
+    last_m15: i64,
 }
 
 impl Replay {
@@ -92,7 +96,8 @@ impl Replay {
         self.market.push(ev).await;
     }
 
-    async fn mark(&self, price: f64, time: i64) {
+    async fn mark(&mut self, price: f64, time: i64) {
+        self.last_mark = time;
         self.market.clock.store(time, Ordering::SeqCst);
         self.push(ExchangeEvent::MarkPrices(vec![MarkPriceUpdate {
             symbol: SYMBOL.into(),
@@ -103,6 +108,27 @@ impl Replay {
             event_time: time,
         }]))
         .await;
+        self.settle().await;
+    }
+
+    /// Waits until the position manager has acted on the last mark, handled every analysis
+    /// the analyzer sent (the analyzer having evaluated the last 15m close), and every request
+    /// it sent has come back: the live pipeline must not be outrun by the replay (marks are
+    /// latest-wins by design).
+    async fn settle(&self) {
+        let p = &self.liveness.progress;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let done = p.mark_time.load(Ordering::SeqCst) >= self.last_mark
+                && p.analyzed_m15_close.load(Ordering::SeqCst) >= self.last_m15
+                && p.signals_handled.load(Ordering::SeqCst) == p.signals_sent.load(Ordering::SeqCst)
+                && p.requests_in_flight.load(Ordering::SeqCst) == 0;
+            if done {
+                return;
+            }
+            assert!(Instant::now() < deadline, "pipeline stalled: {p:?}");
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Waits until the engine has processed everything pushed so far.
@@ -121,11 +147,12 @@ impl Replay {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if self.hub.read().unwrap().tickers.get(SYMBOL).is_some_and(|t| t.event_time == n) {
-                return;
+                break;
             }
             assert!(Instant::now() < deadline, "engine stalled");
             tokio::task::yield_now().await;
         }
+        self.settle().await;
     }
 }
 
@@ -168,14 +195,17 @@ async fn backtest_and_dry_run_replay_take_the_same_trades() {
     };
     let info = SymbolInfo { max_leverage: rules.filters.max_leverage, filters: rules.filters.clone() };
     let market = Arc::new(ScriptedMarket::with_data(vec![info], vec![ticker], klines));
-    // The daemon starts at the replay's start: every history candle has closed.
-    market.clock.store(START, Ordering::SeqCst);
+    // The daemon starts at the replay's start: every history candle has closed, the last one
+    // more than the closed-candle margin ago.
+    market.clock.store(START + kinetic::core::models::CANDLE_CLOSE_MARGIN_MS + 1, Ordering::SeqCst);
     let paper = Arc::new(PaperExchange::new(Arc::clone(&market), &settings.paper));
     let dir = tempfile::tempdir().unwrap();
     let journal_path = dir.path().join("replay.db");
     let hub = DataHub::default().shared();
     let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-    let handles = EngineHandles { hub: Arc::clone(&hub), status: Arc::clone(&status), metrics: Metrics::default() };
+    let handles =
+        EngineHandles { hub: Arc::clone(&hub), ..EngineHandles::new(Arc::clone(&status), Metrics::default()) };
+    let liveness = Arc::clone(&handles.liveness);
     let engine =
         Engine::new(Arc::clone(&paper), self::settings("3600"), Journal::open(&journal_path).unwrap(), handles, true)
             .unwrap();
@@ -187,7 +217,7 @@ async fn backtest_and_dry_run_replay_take_the_same_trades() {
         assert!(Instant::now() < deadline, "no scan: {:#?}", status.read().unwrap());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut r = Replay { market, paper, hub, sentinel: 0 };
+    let mut r = Replay { market, paper, hub, liveness, sentinel: 0, last_mark: 0, last_m15: 0 };
     r.mark(m15[0].open, START).await;
     r.barrier().await;
 
@@ -232,6 +262,7 @@ async fn backtest_and_dry_run_replay_take_the_same_trades() {
         }
         r.push(ExchangeEvent::Kline { symbol: SYMBOL.into(), timeframe: Timeframe::M15, candle: *c, closed: true })
             .await;
+        r.last_m15 = c.close_time;
         r.barrier().await;
     }
     cancel.cancel();

@@ -16,30 +16,15 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::clock::Clock;
+use crate::core::liveness::Liveness;
 use crate::core::models::TimestampMs;
 
 pub use metrics::Metrics;
 
-/// How recent the last monitor tick must be for `/health` to say healthy.
+/// How recent the position manager's last step must be for `/health` to say healthy.
 pub const MONITOR_HEALTHY_WITHIN_MS: i64 = 15_000;
 
-/// Health of one data stream, as the engine reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamState {
-    Connecting,
-    Live,
-    Stale,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StreamStatus {
-    pub name: String,
-    pub state: StreamState,
-    pub last_message_at: Option<TimestampMs>,
-    pub reconnects: u64,
-}
+pub use crate::core::data_hub::{StreamState, StreamStatus};
 
 /// What `/status` shows; the engine replaces it as things change. All money as decimal text.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -57,25 +42,35 @@ pub struct StatusSnapshot {
     pub streams: Vec<StreamStatus>,
     pub last_monitor_tick: Option<TimestampMs>,
     pub started_at: TimestampMs,
+    /// The last account read succeeded.
+    pub exchange_reachable: bool,
+    /// Exchange requests in flight right now.
+    pub requests_in_flight: usize,
 }
 
-/// Shared between the engine (writer) and the HTTP server (reader).
+/// Shared between the tasks (writers) and the HTTP server (reader).
 #[derive(Clone)]
 pub struct ApiState {
     pub status: Arc<RwLock<StatusSnapshot>>,
     pub registry: Arc<Registry>,
-    pub clock: Arc<dyn Clock>,
+    /// The position manager's heartbeat and the exchange's reachability (monotonic clock).
+    pub liveness: Arc<Liveness>,
 }
 
-/// Verdict of `/health`: healthy, or the reasons it is not.
-pub fn health(snapshot: &StatusSnapshot, now: TimestampMs) -> Result<(), Vec<String>> {
+/// Verdict of `/health`: healthy, or which part is stale — the position-manager loop (by its
+/// own heartbeat, on the monotonic clock), a data stream, or the exchange.
+pub fn health(snapshot: &StatusSnapshot, liveness: &Liveness) -> Result<(), Vec<String>> {
     let mut reasons = Vec::new();
-    match snapshot.last_monitor_tick {
-        None => reasons.push("monitor loop has not ticked yet".to_string()),
-        Some(t) if now - t > MONITOR_HEALTHY_WITHIN_MS => {
-            reasons.push(format!("monitor loop last ticked {} s ago", (now - t) / 1000));
+    let limit = std::time::Duration::from_millis(MONITOR_HEALTHY_WITHIN_MS.unsigned_abs());
+    match liveness.since_beat() {
+        None => reasons.push("position manager loop has not run yet".to_string()),
+        Some(d) if d > limit => {
+            reasons.push(format!("position manager loop stalled: last step {} s ago", d.as_secs()));
         }
         Some(_) => {}
+    }
+    if !liveness.exchange_reachable() {
+        reasons.push("exchange unreachable: the last account read failed".to_string());
     }
     if snapshot.streams.is_empty() {
         reasons.push("no data streams registered".to_string());
@@ -89,9 +84,8 @@ pub fn health(snapshot: &StatusSnapshot, now: TimestampMs) -> Result<(), Vec<Str
 }
 
 async fn health_handler(State(state): State<ApiState>) -> Response {
-    let now = state.clock.now_ms();
     let verdict = match state.status.read() {
-        Ok(snapshot) => health(&snapshot, now),
+        Ok(snapshot) => health(&snapshot, &state.liveness),
         Err(_) => Err(vec!["status lock poisoned".to_string()]),
     };
     match verdict {

@@ -44,7 +44,7 @@ use crate::data::DataError;
 use crate::manager::exit_ladder::ExitReason;
 use crate::manager::position_manager::PositionManager;
 use crate::manager::risk_checks::PortfolioSnapshot;
-use crate::scanner::market_scanner::{is_allowed, passes_liquidity_floor, passes_momentum_filter};
+use crate::scanner::market_scanner::prefilter;
 
 /// 24 h of 15m candles.
 pub const TICKER_WINDOW: usize = 96;
@@ -404,17 +404,14 @@ impl Engine {
     fn run_scan(&mut self) {
         self.stats.scans += 1;
         self.tickers.clear();
+        let mut filled = Vec::new();
         for s in &mut self.symbols {
-            // The scanner's own liquidity, momentum and exclusion filters, applied before the
-            // ticker is copied; `scan` applies them again (same functions, same result).
-            if s.window.fill(&mut s.ticker)
-                && is_allowed(&s.ticker.symbol, &self.scanner)
-                && passes_liquidity_floor(&s.ticker, &self.scanner)
-                && passes_momentum_filter(&s.ticker, &self.scanner)
-            {
-                self.tickers.push(s.ticker.clone());
+            if s.window.fill(&mut s.ticker) {
+                filled.push(&s.ticker);
             }
         }
+        // The same cheap filters and documented pre-cut as the live scanner.
+        self.tickers = prefilter(filled, &self.scanner).into_iter().cloned().collect();
         if self.tickers.is_empty() {
             self.candidates.clear();
             return;

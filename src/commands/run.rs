@@ -13,11 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState, Metrics, StatusSnapshot};
 use crate::cli::{CliError, Context, RunArgs};
 use crate::config::Settings;
-use crate::core::clock::SystemClock;
-use crate::core::data_hub::DataHub;
-use crate::core::engine::{Engine, EngineError, EngineHandles};
 use crate::exchange::Exchange;
 use crate::store::Journal;
+use crate::tasks::{Engine, EngineError, EngineHandles};
 
 /// How long shutdown may take before the process exits anyway.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(9);
@@ -82,14 +80,14 @@ pub async fn run_with<E: Exchange>(
         mode: if dry_run { "dry_run".into() } else { "live".into() },
         ..StatusSnapshot::default()
     }));
+    let handles = EngineHandles::new(Arc::clone(&status), metrics);
     let api_state =
-        ApiState { status: Arc::clone(&status), registry: Arc::new(registry), clock: Arc::new(SystemClock) };
+        ApiState { status: Arc::clone(&status), registry: Arc::new(registry), liveness: Arc::clone(&handles.liveness) };
     let listen = settings.api.listen_addr()?;
     let (_addr, server) = api::serve(listen, api_state, cancel.clone())
         .await
         .map_err(|e| CliError::Fatal(format!("cannot bind the HTTP server to {}: {e}", settings.api.listen)))?;
 
-    let handles = EngineHandles { hub: DataHub::default().shared(), status, metrics };
     let engine = Engine::new(ex, settings.clone(), journal, handles, dry_run)
         .ok_or_else(|| CliError::Fatal("strategy settings unusable".into()))?;
     let engine_cancel = cancel.clone();

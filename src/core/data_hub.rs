@@ -1,16 +1,35 @@
-//! `DataHub`: the daemon's shared picture of the market and the account — tickers, mark
-//! prices, bounded candle caches per symbol and timeframe, balances, positions, open orders and
-//! stream health. It lives behind `Arc<RwLock<DataHub>>`; only the ingest tasks write, readers
-//! copy what they need and release. Plain data: no I/O and no awaits inside, so a guard can
-//! never be held across an `.await` on I/O.
+//! `DataHub`: the daemon's shared picture of the market — 24 h tickers, mark prices, bounded
+//! caches of closed candles per symbol and timeframe, and stream health. It lives behind
+//! `Arc<RwLock<DataHub>>`; only the ingest task writes, the scanner, analyzer and position
+//! manager copy what they need and release. Plain data: no I/O and no awaits inside, so a
+//! guard can never be held across an `.await`. Account state (balances, positions, orders)
+//! is not here: the position manager owns it, from its own channel.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use rust_decimal::Decimal;
+use serde::Serialize;
 
-use crate::api::{StreamState, StreamStatus};
-use crate::core::models::{Candle, Order, Position, Ticker, Timeframe, TimestampMs};
+use crate::core::models::{Candle, Ticker, Timeframe, TimestampMs};
+
+/// Health of one data stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    Connecting,
+    Live,
+    Stale,
+}
+
+/// One stream's health as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamStatus {
+    pub name: String,
+    pub state: StreamState,
+    pub last_message_at: Option<TimestampMs>,
+    pub reconnects: u64,
+}
 
 /// The hub as tasks share it.
 pub type SharedHub = Arc<RwLock<DataHub>>;
@@ -131,14 +150,6 @@ pub struct MarkPrice {
     pub time: TimestampMs,
 }
 
-/// Account balances as last reported.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct AccountState {
-    pub wallet_balance: Decimal,
-    pub available_balance: Decimal,
-    pub updated_at: TimestampMs,
-}
-
 /// Health of one stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamHealth {
@@ -154,10 +165,9 @@ pub struct DataHub {
     pub mark_prices: HashMap<String, MarkPrice>,
     candles: HashMap<(String, Timeframe), CandleSeries>,
     candle_capacity: usize,
-    pub account: AccountState,
-    pub positions: BTreeMap<String, Position>,
-    pub open_orders: BTreeMap<String, Order>,
     pub streams: BTreeMap<String, StreamHealth>,
+    /// Exchange time of the newest mark price received.
+    pub last_mark_time: TimestampMs,
 }
 
 impl Default for DataHub {
@@ -173,10 +183,8 @@ impl DataHub {
             mark_prices: HashMap::new(),
             candles: HashMap::new(),
             candle_capacity,
-            account: AccountState::default(),
-            positions: BTreeMap::new(),
-            open_orders: BTreeMap::new(),
             streams: BTreeMap::new(),
+            last_mark_time: 0,
         }
     }
 
@@ -204,23 +212,9 @@ impl DataHub {
         self.candles.len()
     }
 
-    /// Total unrealized PnL of the tracked positions at the current mark prices; positions
-    /// without a mark price count at their entry (zero PnL) and are reported in `missing`.
-    pub fn unrealized_pnl(&self) -> (Decimal, Vec<String>) {
-        let mut total = Decimal::ZERO;
-        let mut missing = Vec::new();
-        for (sym, p) in &self.positions {
-            match self.mark_prices.get(sym) {
-                Some(m) => total += p.unrealized_pnl(m.price),
-                None => missing.push(sym.clone()),
-            }
-        }
-        (total, missing)
-    }
-
-    /// Wallet balance + unrealized PnL.
-    pub fn equity(&self) -> Decimal {
-        self.account.wallet_balance + self.unrealized_pnl().0
+    /// The latest mark price of `symbol` with its exchange time.
+    pub fn mark(&self, symbol: &str) -> Option<(Decimal, TimestampMs)> {
+        self.mark_prices.get(symbol).map(|m| (m.price, m.time))
     }
 
     /// Records a message on `stream` at `now` (marks it live).
@@ -305,35 +299,15 @@ mod tests {
     }
 
     #[test]
-    fn equity_uses_mark_prices() {
+    fn marks_and_stream_health() {
         use rust_decimal_macros::dec;
         let mut hub = DataHub::default();
-        hub.account.wallet_balance = dec!(1000);
-        hub.positions.insert(
-            "BTCUSDT".into(),
-            Position {
-                symbol: "BTCUSDT".into(),
-                direction: crate::core::models::Direction::Long,
-                entry_price: dec!(100),
-                original_qty: dec!(2),
-                qty: dec!(2),
-                leverage: 5,
-                stop_loss: dec!(97),
-                take_profit: dec!(103),
-                trailing_stop: None,
-                partial_exits: vec![],
-                best_price: dec!(100),
-                peak_pnl: dec!(0),
-                stage: Default::default(),
-                entry_time: 0,
-            },
-        );
-        assert_eq!(hub.unrealized_pnl(), (dec!(0), vec!["BTCUSDT".to_string()]));
+        assert_eq!(hub.mark("BTCUSDT"), None);
         hub.mark_prices.insert(
             "BTCUSDT".into(),
             MarkPrice { price: dec!(95), funding_rate: dec!(0.0001), next_funding_time: 0, time: 1 },
         );
-        assert_eq!(hub.equity(), dec!(990));
+        assert_eq!(hub.mark("BTCUSDT"), Some((dec!(95), 1)));
         assert!(!hub.streams_live());
         hub.stream_message("market", 5);
         assert!(hub.streams_live());

@@ -1,9 +1,9 @@
-//! The daemon's core: domain models, the injected clock, the shared `DataHub` and the engine
-//! that spawns and wires the tasks. Models and the clock are plain data; the hub is the only
-//! shared mutable state, and no lock on it is ever held across an `.await`.
+//! The ground floor: domain models, the injected clock, the shared `DataHub`, the loop's
+//! liveness and the systemd notifications. It imports nothing from the layers above it; the
+//! tasks that wire everything together live in `tasks/`.
 
 pub mod clock;
 pub mod data_hub;
-pub mod engine;
+pub mod liveness;
 pub mod models;
 pub mod systemd;

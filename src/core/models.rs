@@ -150,6 +150,20 @@ impl Candle {
     }
 }
 
+/// How far past its close time the exchange clock must be before a candle fetched over REST
+/// counts as closed. It covers the error of our estimate of the exchange clock (half a
+/// round trip plus drift) and the exchange finishing the candle's last trades: a candle fetched
+/// a moment too early still holds its forming values, and delivered as closed it would shadow
+/// the real close (consumers ignore a second candle with the same open time).
+pub const CANDLE_CLOSE_MARGIN_MS: i64 = 1_000;
+
+/// True once the exchange clock `exchange_now_ms` is past the candle's close time by
+/// [`CANDLE_CLOSE_MARGIN_MS`]: only then is a candle fetched over REST taken as final.
+/// Stream klines carry their own closed flag and do not need this.
+pub fn is_closed_at(candle: &Candle, exchange_now_ms: TimestampMs) -> bool {
+    exchange_now_ms > candle.close_time.saturating_add(CANDLE_CLOSE_MARGIN_MS)
+}
+
 /// Rolling 24 h statistics of one symbol, as the scanner needs them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ticker {
@@ -507,6 +521,39 @@ mod tests {
 
     fn filters() -> SymbolFilters {
         btcusdt_test_filters()
+    }
+
+    #[test]
+    fn a_candle_is_closed_only_past_the_margin() {
+        let open = Timeframe::M15.align(1_700_000_123_456);
+        let c = Candle {
+            open_time: open,
+            close_time: open + 899_999,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume: 0.0,
+            quote_volume: 0.0,
+            trades: 0,
+            taker_buy_volume: 0.0,
+            taker_buy_quote_volume: 0.0,
+        };
+        // (exchange now relative to close_time, closed?)
+        let cases = [
+            (-900_000, false),
+            (-1, false),
+            (0, false),
+            (1, false),
+            (CANDLE_CLOSE_MARGIN_MS, false),
+            (CANDLE_CLOSE_MARGIN_MS + 1, true),
+            (900_000, true),
+        ];
+        for (offset, closed) in cases {
+            assert_eq!(is_closed_at(&c, c.close_time + offset), closed, "now = close_time {offset:+}");
+        }
+        let end_of_time = Candle { close_time: i64::MAX, ..c };
+        assert!(!is_closed_at(&end_of_time, i64::MAX));
     }
 
     #[test]

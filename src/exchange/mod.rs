@@ -18,7 +18,9 @@ pub mod binance;
 pub mod paper;
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -31,38 +33,182 @@ use crate::core::models::{Candle, Direction, OrderStatus, Side, SymbolFilters, T
 pub const CODE_INSUFFICIENT_MARGIN: i64 = -2019;
 /// Binance error code for a timestamp outside `recvWindow`: resync time and retry.
 pub const CODE_TIMESTAMP_OUTSIDE_WINDOW: i64 = -1021;
+/// The matching engine's own recvWindow check (same remedy as -1021).
+pub const CODE_ME_RECV_WINDOW: i64 = -5028;
 /// Binance error code for "unknown outcome" (the request timed out inside the matching engine).
 pub const CODE_UNKNOWN_OUTCOME: i64 = -1007;
 
+/// Codes after which the request certainly did not run and may be sent again after a pause:
+/// -1003 too many requests, -1008 system overload, -1015 too many orders, -1021/-5028 clock
+/// outside `recvWindow` (retried after a resync).
+const DEFINITE_TRANSIENT_CODES: [i64; 5] = [-1003, -1008, -1015, CODE_TIMESTAMP_OUTSIDE_WINDOW, CODE_ME_RECV_WINDOW];
+/// Codes whose execution status Binance leaves open: -1000 unknown error, -1001 disconnected,
+/// -1006 unexpected bus response, -1007 timeout.
+const UNKNOWN_OUTCOME_CODES: [i64; 4] = [-1000, -1001, -1006, CODE_UNKNOWN_OUTCOME];
+/// Codes no retry can fix, only the operator: -1002 unauthorized, -1022 bad signature (wrong
+/// secret), -2008/-2014/-2015 bad API key, IP or permissions, -4061 position side does not
+/// match the account's position mode (hedge mode).
+const FATAL_CODES: [i64; 6] = [-1002, -1022, -2008, -2014, -2015, -4061];
+
+/// The underlying cause of an [`ExchangeError`], behind an `Arc` so the error stays `Clone`
+/// (order results travel between tasks, and one failure is often both logged and returned).
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How far a request got before the transport failed: it decides whether it may have run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TransportStage {
+    /// The HTTP client or the request could not be built (TLS set-up, a bad base URL): nothing
+    /// was sent and nothing will be until the configuration changes.
+    Setup,
+    /// Connecting failed (refused, DNS, TLS handshake, connect timeout): nothing was sent.
+    Connect,
+    /// Sent, but no complete answer arrived before the client's timeout.
+    Timeout,
+    /// Sent, and the connection failed before a complete answer was read.
+    Response,
+}
+
+impl fmt::Display for TransportStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportStage::Setup => "client set-up failed",
+            TransportStage::Connect => "connect failed, nothing sent",
+            TransportStage::Timeout => "timed out after sending",
+            TransportStage::Response => "connection failed after sending",
+        })
+    }
+}
+
+/// `: <cause>` (the cause's message and those of its own causes), or nothing.
+fn cause_suffix(source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut out = String::new();
+    let mut next = source;
+    while let Some(e) = next {
+        let msg = e.to_string();
+        // Some errors repeat their cause in their own message: print each text once.
+        if !msg.is_empty() && !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        next = e.source();
+    }
+    out
+}
+
+fn source_dyn(source: &ErrorSource) -> &(dyn std::error::Error + 'static) {
+    &**source
+}
+
+fn source_ref(source: &Option<ErrorSource>) -> Option<&(dyn std::error::Error + 'static)> {
+    source.as_ref().map(|s| &**s as &(dyn std::error::Error + 'static))
+}
+
+fn exchange_cause_ref(cause: &Option<Arc<ExchangeError>>) -> Option<&(dyn std::error::Error + 'static)> {
+    cause.as_ref().map(|c| &**c as &(dyn std::error::Error + 'static))
+}
+
 /// Everything that can go wrong talking to an exchange.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+///
+/// Causes are kept as [`std::error::Error::source`]; `Display` also appends their messages so a
+/// one-line log says what happened. Messages name the host but never carry a URL, so neither
+/// the API key, the secret nor a request signature can end up in a log line.
+///
+/// What the caller should do is read from [`ExchangeError::is_retryable`],
+/// [`ExchangeError::is_unknown_outcome`] and [`ExchangeError::is_fatal`], keyed on Binance's
+/// codes and the HTTP status.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ExchangeError {
     /// The exchange answered with an error code (kept verbatim).
     #[error("exchange rejected the request: code {code}: {msg} (HTTP {http_status})")]
     Api { http_status: u16, code: i64, msg: String },
+    /// A non-success HTTP status without a Binance error body (a proxy's HTML page, an empty
+    /// 502 ...).
+    #[error("HTTP {http_status} from {host} without an exchange error code ({body_len}-byte body)")]
+    Http { http_status: u16, host: String, body_len: usize },
     /// HTTP 429: too many requests; wait at least `retry_after_ms`.
     #[error("rate limited by the exchange; retry after {retry_after_ms} ms")]
     RateLimited { retry_after_ms: u64 },
     /// HTTP 418: IP banned; no REST call may be made before `until` (ms since epoch).
     #[error("IP banned by the exchange until {until}")]
     Banned { until: TimestampMs },
-    /// Connection, TLS or timeout problems before a response was read.
-    #[error("transport error: {0}")]
-    Transport(String),
-    /// An order was sent but whether it exists could not be determined, even after looking it
-    /// up by its client order id. The caller must not resend it blindly.
-    #[error("outcome of order {client_order_id} unknown: {detail}")]
-    UnknownOutcome { client_order_id: String, detail: String },
-    /// The response could not be decoded (truncated body, HTML error page, wrong shape).
-    #[error("malformed exchange response: {0}")]
-    Decode(String),
+    /// No complete response was read; `stage` says whether the request may have been sent.
+    #[error("transport error talking to {host} ({stage}){}", cause_suffix(Some(source_dyn(.source))))]
+    Transport {
+        host: String,
+        stage: TransportStage,
+        #[source]
+        source: ErrorSource,
+    },
+    /// An order was sent but whether it exists could not be determined (yet): its answer was
+    /// lost or unreadable, or looking it up by its client order id failed too. The caller must
+    /// not resend it blindly. `cause` is the failure that left the outcome open.
+    #[error("outcome of order {client_order_id} unknown: {detail}{}", cause_suffix(exchange_cause_ref(.cause)))]
+    UnknownOutcome {
+        client_order_id: String,
+        detail: String,
+        #[source]
+        cause: Option<Arc<ExchangeError>>,
+    },
+    /// The response could not be decoded (truncated body, wrong shape, a bad number); `what`
+    /// names the payload or field, `source` is the parser's error when there is one.
+    #[error("malformed exchange response: {what}{}", cause_suffix(source_ref(.source)))]
+    Decode {
+        what: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// The request was refused locally before sending (bad argument, unknown symbol,
     /// an exhausted algo-order budget, a signed call on a public-only client ...).
     #[error("request refused: {0}")]
     Refused(String),
 }
 
+/// Equal when the variant and its fields are equal; causes (which have no equality of their
+/// own) are compared by their messages.
+impl PartialEq for ExchangeError {
+    fn eq(&self, other: &Self) -> bool {
+        use ExchangeError as E;
+        let same_source = |a: Option<&(dyn std::error::Error + 'static)>,
+                           b: Option<&(dyn std::error::Error + 'static)>| {
+            a.map(ToString::to_string) == b.map(ToString::to_string)
+        };
+        match (self, other) {
+            (E::Api { http_status: s1, code: c1, msg: m1 }, E::Api { http_status: s2, code: c2, msg: m2 }) => {
+                s1 == s2 && c1 == c2 && m1 == m2
+            }
+            (
+                E::Http { http_status: s1, host: h1, body_len: l1 },
+                E::Http { http_status: s2, host: h2, body_len: l2 },
+            ) => s1 == s2 && h1 == h2 && l1 == l2,
+            (E::RateLimited { retry_after_ms: a }, E::RateLimited { retry_after_ms: b }) => a == b,
+            (E::Banned { until: a }, E::Banned { until: b }) => a == b,
+            (E::Transport { host: h1, stage: s1, source: e1 }, E::Transport { host: h2, stage: s2, source: e2 }) => {
+                h1 == h2 && s1 == s2 && same_source(Some(source_dyn(e1)), Some(source_dyn(e2)))
+            }
+            (
+                E::UnknownOutcome { client_order_id: i1, detail: d1, cause: c1 },
+                E::UnknownOutcome { client_order_id: i2, detail: d2, cause: c2 },
+            ) => i1 == i2 && d1 == d2 && c1 == c2,
+            (E::Decode { what: w1, source: e1 }, E::Decode { what: w2, source: e2 }) => {
+                w1 == w2 && same_source(source_ref(e1), source_ref(e2))
+            }
+            (E::Refused(a), E::Refused(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 impl ExchangeError {
+    /// A decode error with no underlying parser error (a value out of range, a missing field).
+    pub fn decode(what: impl Into<String>) -> Self {
+        ExchangeError::Decode { what: what.into(), source: None }
+    }
+
+    /// A decode error caused by `source` (a `serde_json` error, a bad UTF-8 frame ...).
+    pub fn decode_with(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ExchangeError::Decode { what: what.into(), source: Some(Arc::new(source)) }
+    }
+
     /// The exchange's error code, if the exchange produced one.
     pub fn code(&self) -> Option<i64> {
         match self {
@@ -71,9 +217,80 @@ impl ExchangeError {
         }
     }
 
+    /// The HTTP status of the answer, when one was read.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ExchangeError::Api { http_status, .. } | ExchangeError::Http { http_status, .. } => Some(*http_status),
+            ExchangeError::RateLimited { .. } => Some(429),
+            ExchangeError::Banned { .. } => Some(418),
+            _ => None,
+        }
+    }
+
     /// True for -2019 (margin is insufficient).
     pub fn is_insufficient_margin(&self) -> bool {
         self.code() == Some(CODE_INSUFFICIENT_MARGIN)
+    }
+
+    /// True for -1021/-5028: the request's timestamp was outside `recvWindow`; resync the
+    /// server-time offset before trying again.
+    pub fn is_timestamp_rejected(&self) -> bool {
+        matches!(self.code(), Some(CODE_TIMESTAMP_OUTSIDE_WINDOW | CODE_ME_RECV_WINDOW))
+    }
+
+    /// The same request may be sent again (after a pause) whatever it does: it certainly did
+    /// not run, and a later try can succeed. Connect failures, 429, -1003, -1008 (overload),
+    /// -1015, -1021/-5028 (after a resync) and 503 "Service Unavailable." (Binance's definite
+    /// 503). Never true for a fatal error.
+    pub fn is_retryable(&self) -> bool {
+        if self.is_fatal() {
+            return false;
+        }
+        match self {
+            ExchangeError::Transport { stage, .. } => *stage == TransportStage::Connect,
+            ExchangeError::RateLimited { .. } => true,
+            ExchangeError::Api { http_status, code, msg } => {
+                *http_status == 429
+                    || DEFINITE_TRANSIENT_CODES.contains(code)
+                    || (*http_status == 503 && msg.trim_start().starts_with("Service Unavailable"))
+            }
+            _ => false,
+        }
+    }
+
+    /// The request may have run although no usable answer came back: timeouts and connections
+    /// lost after sending, 408, 5xx other than Binance's definite ones, -1000/-1001/-1006/-1007,
+    /// and [`ExchangeError::UnknownOutcome`]. A mutating call must be looked up before it is
+    /// sent again; a read may simply be repeated.
+    pub fn is_unknown_outcome(&self) -> bool {
+        match self {
+            ExchangeError::UnknownOutcome { .. } => true,
+            ExchangeError::Transport { stage, .. } => {
+                matches!(stage, TransportStage::Timeout | TransportStage::Response)
+            }
+            ExchangeError::Api { http_status, code, .. } => {
+                !self.is_retryable()
+                    && !self.is_fatal()
+                    && (UNKNOWN_OUTCOME_CODES.contains(code) || *http_status == 408 || *http_status >= 500)
+            }
+            ExchangeError::Http { http_status, .. } => *http_status == 408 || *http_status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Retrying cannot help; the operator must act: authentication and permission errors
+    /// (-1002, -1022, -2008, -2014, -2015, HTTP 401), an IP ban (418), the account's position
+    /// mode not matching one-way orders (-4061), an HTTP client that cannot be built.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            ExchangeError::Banned { .. } => true,
+            ExchangeError::Transport { stage, .. } => *stage == TransportStage::Setup,
+            ExchangeError::Api { http_status, code, .. } => {
+                *http_status == 401 || *http_status == 418 || FATAL_CODES.contains(code)
+            }
+            ExchangeError::Http { http_status, .. } => *http_status == 401 || *http_status == 418,
+            _ => false,
+        }
     }
 }
 
@@ -245,8 +462,8 @@ pub enum StreamEvent {
     },
 }
 
-/// Everything an exchange pushes to the engine. Market and user-stream events share one
-/// channel so the engine sees them in arrival order.
+/// Everything an exchange pushes to the daemon; [`EventSinks`] routes market and account
+/// events to separate channels.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExchangeEvent {
     /// A kline update; `closed` is true for the final update of the candle.
@@ -256,7 +473,9 @@ pub enum ExchangeEvent {
         candle: Candle,
         closed: bool,
     },
-    /// Candles fetched over REST to fill a gap after a reconnect (closed candles only).
+    /// Candles fetched over REST to fill a gap after a reconnect: closed candles only, as
+    /// [`crate::core::models::is_closed_at`] decides (a candle still within the close margin is
+    /// held back and fetched again).
     Backfill {
         symbol: String,
         timeframe: Timeframe,
@@ -284,6 +503,45 @@ pub enum ExchangeEvent {
         time: TimestampMs,
     },
     Stream(StreamEvent),
+}
+
+impl ExchangeEvent {
+    /// Events of the account (user-data) stream: they travel on their own channel so an
+    /// order's fill never queues behind market data.
+    pub fn is_account(&self) -> bool {
+        matches!(
+            self,
+            ExchangeEvent::OrderUpdate { .. }
+                | ExchangeEvent::StopUpdate(_)
+                | ExchangeEvent::AccountUpdate { .. }
+                | ExchangeEvent::MarginCall { .. }
+        )
+    }
+}
+
+/// Where an exchange delivers its stream events: market data (klines, marks, tickers, stream
+/// health) on one channel, account events on another.
+#[derive(Debug, Clone)]
+pub struct EventSinks {
+    pub market: mpsc::Sender<ExchangeEvent>,
+    pub account: mpsc::Sender<ExchangeEvent>,
+}
+
+impl EventSinks {
+    /// Routes `ev` to its channel; fails only when that channel is closed.
+    ///
+    /// # Errors
+    /// The receiver was dropped.
+    pub async fn send(&self, ev: ExchangeEvent) -> Result<(), mpsc::error::SendError<ExchangeEvent>> {
+        if ev.is_account() { self.account.send(ev).await } else { self.market.send(ev).await }
+    }
+}
+
+impl From<mpsc::Sender<ExchangeEvent>> for EventSinks {
+    /// Both kinds of event into one channel (tests that watch everything in arrival order).
+    fn from(tx: mpsc::Sender<ExchangeEvent>) -> Self {
+        EventSinks { market: tx.clone(), account: tx }
+    }
 }
 
 /// Live control of running streams: the engine sets which symbols need klines (the scanner's
@@ -332,7 +590,9 @@ pub trait Exchange: Send + Sync + 'static {
     /// 24 h statistics of every symbol.
     fn tickers(&self) -> impl Future<Output = ExResult<Vec<Ticker>>> + Send;
 
-    /// Closed and open klines, oldest first; `end_time` inclusive; at most `limit`.
+    /// Closed and open klines, oldest first; `end_time` inclusive; at most `limit`. Which of
+    /// them are final is for the caller to decide with
+    /// [`crate::core::models::is_closed_at`] against [`Exchange::now_ms`] read before the call.
     fn klines(
         &self,
         symbol: &str,
@@ -393,7 +653,7 @@ pub trait Exchange: Send + Sync + 'static {
     /// `cancel` fires. Reconnects, resubscriptions, backfills and staleness are handled inside.
     fn start_streams(
         &self,
-        events: mpsc::Sender<ExchangeEvent>,
+        events: EventSinks,
         cancel: CancellationToken,
     ) -> impl Future<Output = ExResult<StreamControl>> + Send;
 
@@ -402,4 +662,132 @@ pub trait Exchange: Send + Sync + 'static {
 
     /// Current exchange time estimate (local clock corrected by the synced offset).
     fn now_ms(&self) -> TimestampMs;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn api(http_status: u16, code: i64, msg: &str) -> ExchangeError {
+        ExchangeError::Api { http_status, code, msg: msg.into() }
+    }
+
+    fn transport(stage: TransportStage) -> ExchangeError {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset by peer");
+        ExchangeError::Transport { host: "fapi.binance.com".into(), stage, source: Arc::new(io) }
+    }
+
+    fn http(http_status: u16) -> ExchangeError {
+        ExchangeError::Http { http_status, host: "fapi.binance.com".into(), body_len: 150 }
+    }
+
+    /// (case, error, retryable, unknown outcome, fatal)
+    fn cases() -> Vec<(&'static str, ExchangeError, bool, bool, bool)> {
+        use TransportStage::*;
+        let unknown = ExchangeError::UnknownOutcome {
+            client_order_id: "ke-1".into(),
+            detail: "3 lookups failed".into(),
+            cause: Some(Arc::new(transport(Timeout))),
+        };
+        vec![
+            ("connect failed: nothing sent", transport(Connect), true, false, false),
+            ("timeout after sending", transport(Timeout), false, true, false),
+            ("connection lost after sending", transport(Response), false, true, false),
+            ("HTTP client cannot be built", transport(Setup), false, false, true),
+            ("429", ExchangeError::RateLimited { retry_after_ms: 1000 }, true, false, false),
+            ("-1003 too many requests", api(429, -1003, "Too many requests"), true, false, false),
+            ("-1003 on a 418 is a ban", api(418, -1003, "IP banned until 1"), false, false, true),
+            ("418 ban", ExchangeError::Banned { until: 1 }, false, false, true),
+            ("-1008 overload", api(503, -1008, "Request throttled by system-level protection."), true, false, false),
+            ("-1015 too many orders", api(429, -1015, "Too many new orders"), true, false, false),
+            ("-1021 (after a resync)", api(400, -1021, "outside of the recvWindow"), true, false, false),
+            ("-5028 ME recvWindow", api(400, -5028, "outside of the ME recvWindow"), true, false, false),
+            ("503 Service Unavailable", api(503, -1001, "Service Unavailable."), true, false, false),
+            ("503 Unknown error", api(503, -1000, "Unknown error, please check your request"), false, true, false),
+            ("500 internal", api(500, -1000, "An unknown error occured"), false, true, false),
+            ("-1001 disconnected", api(400, -1001, "Internal error; unable to process"), false, true, false),
+            ("-1006 bus", api(400, -1006, "Unexpected response"), false, true, false),
+            ("-1007 backend timeout", api(408, -1007, "Timeout waiting for response"), false, true, false),
+            ("502 HTML page", http(502), false, true, false),
+            ("504 empty", http(504), false, true, false),
+            ("404 HTML page", http(404), false, false, false),
+            ("401 without a code", http(401), false, false, true),
+            ("UnknownOutcome", unknown, false, true, false),
+            ("-2019 margin", api(400, -2019, "Margin is insufficient."), false, false, false),
+            ("-2010 rejected", api(400, -2010, "Order would immediately trigger"), false, false, false),
+            ("-1111 precision", api(400, -1111, "Precision is over the maximum"), false, false, false),
+            ("-1022 signature", api(400, -1022, "Signature for this request is not valid."), false, false, true),
+            ("-2014 key format", api(401, -2014, "API-key format invalid."), false, false, true),
+            ("-2015 key/IP/permissions", api(401, -2015, "Invalid API-key, IP, or permissions"), false, false, true),
+            ("-2008 key id", api(401, -2008, "Invalid Api-Key ID."), false, false, true),
+            ("-4061 hedge mode", api(400, -4061, "Order's position side does not match"), false, false, true),
+            ("decode", ExchangeError::decode("ticker: price"), false, false, false),
+            ("refused locally", ExchangeError::Refused("budget".into()), false, false, false),
+        ]
+    }
+
+    #[test]
+    fn errors_are_classified_by_code_and_status() {
+        for (case, e, retryable, unknown, fatal) in cases() {
+            assert_eq!(e.is_retryable(), retryable, "{case}: is_retryable");
+            assert_eq!(e.is_unknown_outcome(), unknown, "{case}: is_unknown_outcome");
+            assert_eq!(e.is_fatal(), fatal, "{case}: is_fatal");
+            // At most one of the three: each tells the caller what to do.
+            assert!(u8::from(retryable) + u8::from(unknown) + u8::from(fatal) <= 1, "{case}");
+        }
+    }
+
+    #[test]
+    fn codes_margin_and_timestamp_helpers() {
+        let margin = api(400, -2019, "Margin is insufficient.");
+        assert_eq!(margin.code(), Some(-2019));
+        assert!(margin.is_insufficient_margin());
+        assert_eq!(margin.http_status(), Some(400));
+        assert!(api(400, -1021, "x").is_timestamp_rejected());
+        assert!(!api(400, -1022, "x").is_timestamp_rejected());
+        assert_eq!(transport(TransportStage::Timeout).code(), None);
+        assert_eq!(ExchangeError::RateLimited { retry_after_ms: 1 }.http_status(), Some(429));
+    }
+
+    #[test]
+    fn causes_are_sources_and_appear_in_the_message() {
+        use std::error::Error as _;
+        let e = transport(TransportStage::Timeout);
+        assert_eq!(
+            e.to_string(),
+            "transport error talking to fapi.binance.com (timed out after sending): connection reset by peer"
+        );
+        assert_eq!(e.source().map(ToString::to_string).as_deref(), Some("connection reset by peer"));
+
+        let json = serde_json::from_str::<u32>("x").unwrap_err();
+        let d = ExchangeError::decode_with("server time", json);
+        assert!(d.to_string().starts_with("malformed exchange response: server time: expected value"), "{d}");
+        assert!(d.source().is_some());
+        assert!(ExchangeError::decode("x").source().is_none());
+
+        let u = ExchangeError::UnknownOutcome {
+            client_order_id: "ke-1".into(),
+            detail: "3 lookups failed".into(),
+            cause: Some(Arc::new(e.clone())),
+        };
+        let cause = u.source().expect("cause");
+        assert_eq!(cause.to_string(), e.to_string());
+        assert!(cause.source().is_some(), "the chain goes down to the I/O error");
+        assert_eq!(
+            u.to_string(),
+            "outcome of order ke-1 unknown: 3 lookups failed: transport error talking to fapi.binance.com \
+             (timed out after sending): connection reset by peer"
+        );
+    }
+
+    #[test]
+    fn errors_clone_and_compare_by_content() {
+        for (case, e, ..) in cases() {
+            assert_eq!(e.clone(), e, "{case}");
+        }
+        assert_ne!(transport(TransportStage::Timeout), transport(TransportStage::Response));
+        assert_ne!(api(400, -2019, "a"), api(400, -2019, "b"));
+        assert_ne!(ExchangeError::decode("a"), ExchangeError::Refused("a".into()));
+    }
 }

@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PaperSettings;
 use crate::core::models::{Candle, Direction, OrderStatus, Side, Ticker, Timeframe, TimestampMs, decimal_from_f64};
 use crate::exchange::{
-    AccountBalance, ExResult, Exchange, ExchangeError, ExchangeEvent, ExchangePosition, ExchangeStats, Fill,
-    MarginType, MarkPriceUpdate, MarketOrderRequest, OrderReport, StopOrder, StopRequest, StopStatus, StreamControl,
-    SymbolInfo,
+    AccountBalance, EventSinks, ExResult, Exchange, ExchangeError, ExchangeEvent, ExchangePosition, ExchangeStats,
+    Fill, MarginType, MarkPriceUpdate, MarketOrderRequest, OrderReport, StopOrder, StopRequest, StopStatus,
+    StreamControl, SymbolInfo,
 };
 
 /// Binance's account-wide limit of open conditional orders.
@@ -56,7 +56,7 @@ struct PaperState {
     funding_paid: Decimal,
     orders_sent: u64,
     orders_rejected: u64,
-    events: Option<mpsc::Sender<ExchangeEvent>>,
+    events: Option<EventSinks>,
 }
 
 /// Simulated account over a real (public) market-data source `M`.
@@ -535,13 +535,9 @@ impl<M: Exchange> Exchange for PaperExchange<M> {
         Ok(())
     }
 
-    async fn start_streams(
-        &self,
-        events: mpsc::Sender<ExchangeEvent>,
-        cancel: CancellationToken,
-    ) -> ExResult<StreamControl> {
+    async fn start_streams(&self, events: EventSinks, cancel: CancellationToken) -> ExResult<StreamControl> {
         let (inner_tx, mut inner_rx) = mpsc::channel::<ExchangeEvent>(1024);
-        let control = self.market.start_streams(inner_tx, cancel.clone()).await?;
+        let control = self.market.start_streams(inner_tx.into(), cancel.clone()).await?;
         lock(&self.state).events = Some(events.clone());
         let state = Arc::clone(&self.state);
         let (fee, slip) = (self.taker_fee, self.slippage);

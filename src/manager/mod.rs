@@ -9,10 +9,17 @@
 //! - [`position_manager`]: the trading brain (analyzers, positions, ladders, risk book, latch)
 //!   that live, dry-run and backtest all drive.
 //! - [`reconcile`]: the start-up plan that makes the exchange's positions the truth.
+//! - [`trading_core`]: the position manager's decisions as a synchronous state machine (event
+//!   in, actions out): entries, exits, failures, protection, emergency, resync.
+//! - [`commands`]: the commands, outcomes and journal records the core exchanges with its task.
+//! - [`records`]: journal rows built from the core's events.
 
+pub mod commands;
 pub mod exit_ladder;
 pub mod position_manager;
 pub mod protection;
 pub mod reconcile;
+pub mod records;
 pub mod risk_checks;
 pub mod sizing;
+pub mod trading_core;

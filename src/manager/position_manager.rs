@@ -21,12 +21,12 @@ use rust_decimal::prelude::*;
 use serde::Serialize;
 
 use crate::analyzer::SymbolAnalyzer;
-use crate::analyzer::entry_exit::{build_signal, round_stop};
+use crate::analyzer::entry_exit::{build_signal, pct_fraction, round_stop};
 use crate::analyzer::scoring::{ComponentReport, Score};
 use crate::config::{EmergencyReset, RiskSettings, ScannerSettings, Settings, StrategySettings};
 use crate::core::models::{
-    Candle, Direction, LadderStage, PartialExit, Position, Signal, SymbolFilters, Ticker, Timeframe, TimestampMs,
-    decimal_from_f64,
+    Candle, Direction, LadderStage, PartialExit, Position, Signal, SymbolFilters, Ticker, Timeframe,
+    TimeframeIndicators, TimestampMs, decimal_from_f64,
 };
 use crate::manager::exit_ladder::{ExitAction, ExitLadder, ExitReason, LadderConfig};
 use crate::manager::risk_checks::{PortfolioSnapshot, RiskBook, RiskReport, TradeIntent, emergency_triggered, utc_day};
@@ -58,6 +58,34 @@ pub struct EntryDecision {
     pub risk: Option<RiskReport>,
     /// `Ok` = send this entry; `Err` = the reason not to.
     pub outcome: Result<EntryPlan, String>,
+}
+
+/// A complete analysis of one symbol at its latest closed candles: what the analyzer task
+/// sends the position manager, and what the backtest computes in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    pub symbol: String,
+    pub score: Score,
+    pub indicators: TimeframeIndicators,
+    /// Close time of the 15m candle scored.
+    pub m15_close_time: TimestampMs,
+    pub m15_close: f64,
+    /// Last closed 1h close (the high-volatility test divides the 1h ATR by it).
+    pub h1_close: f64,
+}
+
+impl Analysis {
+    /// The analysis of a warmed-up analyzer.
+    pub fn of(symbol: &str, a: &SymbolAnalyzer, strategy: &StrategySettings) -> Option<Analysis> {
+        Some(Analysis {
+            symbol: symbol.to_string(),
+            score: a.score(strategy)?,
+            indicators: a.indicators()?,
+            m15_close_time: a.m15.last_close_time()?,
+            m15_close: a.m15.last_close(),
+            h1_close: a.h1.last_close(),
+        })
+    }
 }
 
 /// A position the manager tracks, with its ladder and what it has realized so far.
@@ -210,10 +238,14 @@ impl PositionManager {
         self.analyzers.get(symbol)?.score(&self.strategy)
     }
 
-    /// Evaluates `symbol` for an entry at `now`: score → signal → leverage → size → the five
-    /// risk checks (always all five). `entry_price` is the price the entry is expected to fill
-    /// at (the last close live, the next open in a backtest). `pending_entry` marks a symbol
-    /// whose entry order is still in flight.
+    /// What the analyzer knows about `symbol` at its latest closed candles, or `None` while a
+    /// timeframe is still warming up.
+    pub fn analysis(&self, symbol: &str) -> Option<Analysis> {
+        Analysis::of(symbol, self.analyzers.get(symbol)?, &self.strategy)
+    }
+
+    /// Evaluates `symbol` for an entry at `now` with this manager's own analyzer (the
+    /// backtest's path); see [`PositionManager::evaluate_signal`].
     #[allow(clippy::too_many_arguments)]
     pub fn evaluate_entry(
         &mut self,
@@ -225,38 +257,70 @@ impl PositionManager {
         portfolio: &PortfolioSnapshot,
         pending_entry: bool,
     ) -> EntryDecision {
+        match self.analysis(symbol) {
+            Some(a) => self.evaluate_signal(&a, now, entry_price, filters, max_leverage, portfolio, pending_entry),
+            None => {
+                self.risk.roll_day(now, portfolio.equity);
+                self.clear_emergency_if_due(now);
+                let reason = if self.analyzers.contains_key(symbol) {
+                    "indicators still warming up"
+                } else {
+                    "no candles for this symbol yet"
+                };
+                EntryDecision {
+                    symbol: symbol.to_string(),
+                    time: now,
+                    score_total: None,
+                    direction: None,
+                    components: Vec::new(),
+                    risk: None,
+                    outcome: Err(reason.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Evaluates one analysis for an entry at `now`: score → signal → leverage → size → the
+    /// five risk checks (always all five). `entry_price` is the price the entry is expected to
+    /// fill at (the mark live, the next open in a backtest). `pending_entry` marks a symbol
+    /// whose entry order is still in flight. The live analyzer task and the backtest both end
+    /// here: one decision function.
+    #[allow(clippy::too_many_arguments)]
+    pub fn evaluate_signal(
+        &mut self,
+        analysis: &Analysis,
+        now: TimestampMs,
+        entry_price: Decimal,
+        filters: &SymbolFilters,
+        max_leverage: u32,
+        portfolio: &PortfolioSnapshot,
+        pending_entry: bool,
+    ) -> EntryDecision {
         self.risk.roll_day(now, portfolio.equity);
+        self.risk.observe(portfolio.equity, &self.risk_settings);
         self.clear_emergency_if_due(now);
+        let symbol = analysis.symbol.as_str();
+        let score = &analysis.score;
+        let indicators = analysis.indicators;
         let mut decision = EntryDecision {
             symbol: symbol.to_string(),
             time: now,
-            score_total: None,
-            direction: None,
-            components: Vec::new(),
+            score_total: Some(score.total),
+            direction: Some(score.direction),
+            components: score.report(),
             risk: None,
             outcome: Err(String::new()),
         };
-        let Some(analyzer) = self.analyzers.get(symbol) else {
-            decision.outcome = Err("no candles for this symbol yet".to_string());
-            return decision;
-        };
-        let (Some(score), Some(indicators)) = (analyzer.score(&self.strategy), analyzer.indicators()) else {
-            decision.outcome = Err("indicators still warming up".to_string());
-            return decision;
-        };
-        decision.score_total = Some(score.total);
-        decision.direction = Some(score.direction);
-        decision.components = score.report();
         if let Some(latch) = self.emergency {
             decision.outcome = Err(format!("emergency exit latched since {}", latch.since));
             return decision;
         }
         let Some(signal) = build_signal(
             symbol,
-            &score,
+            score,
             indicators,
             entry_price,
-            analyzer.m15.last_close_time().unwrap_or(now),
+            analysis.m15_close_time,
             &self.strategy,
             filters.tick_size,
         ) else {
@@ -268,7 +332,7 @@ impl PositionManager {
             return decision;
         };
         let high_vol =
-            is_high_volatility(indicators.h1.atr, analyzer.h1.last_close(), self.risk_settings.high_volatility_atr_pct);
+            is_high_volatility(indicators.h1.atr, analysis.h1_close, self.risk_settings.high_volatility_atr_pct);
         let Some(leverage) =
             leverage_for(signal.confidence, high_vol, &self.risk_settings.leverage_tiers, max_leverage.max(1))
         else {
@@ -318,8 +382,10 @@ impl PositionManager {
     }
 
     /// Registers a filled entry. The stop keeps the plan's distance from the actual fill
-    /// price (rounded to tick towards the entry). Returns the stop price to place on the
-    /// exchange for `filled_qty`, or `None` if the fill is unusable (zero quantity/price).
+    /// price, re-capped at `strategy.max_stop_pct` of the fill (a fill beyond the signal's
+    /// entry must not carry a capped stop past the cap), rounded to tick towards the entry.
+    /// Returns the stop price to place on the exchange for `filled_qty`, or `None` if the fill
+    /// is unusable (zero quantity/price).
     pub fn open_position(
         &mut self,
         plan: &EntryPlan,
@@ -333,9 +399,11 @@ impl PositionManager {
             return None;
         }
         let dir = plan.signal.direction;
+        let cap = avg_price.checked_mul(pct_fraction(self.strategy.max_stop_pct)?)?;
+        let distance = plan.stop_distance.min(cap);
         let raw = match dir {
-            Direction::Long => avg_price - plan.stop_distance,
-            Direction::Short => avg_price + plan.stop_distance,
+            Direction::Long => avg_price - distance,
+            Direction::Short => avg_price + distance,
         };
         let mut stop = round_stop(dir, raw, filters.tick_size);
         if stop <= Decimal::ZERO {
@@ -522,7 +590,7 @@ impl PositionManager {
     /// Returns true when every position must be closed now.
     pub fn check_emergency(&mut self, unrealized_pnl: Decimal, equity: Decimal, now: TimestampMs) -> bool {
         self.risk.roll_day(now, equity);
-        self.risk.observe(unrealized_pnl, &self.risk_settings);
+        self.risk.observe(equity, &self.risk_settings);
         self.clear_emergency_if_due(now);
         if self.positions.is_empty() || !emergency_triggered(unrealized_pnl, equity, &self.risk_settings) {
             return false;
@@ -533,7 +601,35 @@ impl PositionManager {
         true
     }
 
-    fn clear_emergency_if_due(&mut self, now: TimestampMs) {
+    /// Puts a position back exactly as it was (a close that did not execute).
+    pub fn restore_managed(&mut self, mp: ManagedPosition) {
+        self.positions.insert(mp.position.symbol.clone(), mp);
+    }
+
+    /// Adds a commission that arrived after the order was booked. Returns false when the
+    /// position is gone (the fee is then booked against today's PnL).
+    pub fn add_fee(&mut self, symbol: &str, fee: Decimal) -> bool {
+        match self.positions.get_mut(symbol) {
+            Some(mp) => {
+                mp.fees += fee;
+                true
+            }
+            None => {
+                self.risk.day_realized_pnl -= fee;
+                false
+            }
+        }
+    }
+
+    /// Latches the emergency exit (once; the first time is kept).
+    pub fn latch_emergency(&mut self, now: TimestampMs) {
+        if self.emergency.is_none() {
+            self.emergency = Some(EmergencyLatch { since: now });
+        }
+    }
+
+    /// Clears the latch when the configured reset (next UTC day) is due.
+    pub fn clear_emergency_if_due(&mut self, now: TimestampMs) {
         if let (Some(latch), EmergencyReset::NextUtcDay) = (self.emergency, self.risk_settings.emergency_reset)
             && utc_day(now) > utc_day(latch.since)
         {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::RiskSettings;
 use crate::core::models::{TimestampMs, decimal_from_f64};
@@ -83,11 +83,18 @@ impl RiskReport {
     }
 }
 
-/// Risk state kept across trades: today's PnL and latch, the loss streak, symbol cooldowns.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Risk state kept across trades: today's starting equity and latch, the loss streak, symbol
+/// cooldowns. Serializable: the live daemon journals it on every change and restores it at
+/// start, so a restart never forgets a breached daily limit, a loss pause or a cooldown.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RiskBook {
     pub day: i64,
     pub day_start_equity: Decimal,
+    /// Net deposits minus withdrawals since the day started: they move equity without being
+    /// profit or loss, so today's PnL subtracts them.
+    #[serde(default)]
+    pub day_net_transfers: Decimal,
+    /// PnL realized today (net of fees), for reporting; the daily check uses equity.
     pub day_realized_pnl: Decimal,
     /// Check 3 breached today: no new entries until the next UTC day.
     pub daily_latched: bool,
@@ -114,21 +121,34 @@ impl RiskBook {
         if day != self.day {
             self.day = day;
             self.day_start_equity = equity;
+            self.day_net_transfers = Decimal::ZERO;
             self.day_realized_pnl = Decimal::ZERO;
             self.daily_latched = false;
         }
     }
 
-    /// Today's PnL: realized today + current unrealized.
-    pub fn today_pnl(&self, unrealized: Decimal) -> Decimal {
-        self.day_realized_pnl + unrealized
+    /// Today's PnL (DESIGN check 3): current equity (wallet + unrealized) minus the day's
+    /// starting equity, corrected for deposits and withdrawals. Everything that moved equity
+    /// today counts on the day it happened: realized and unrealized PnL, fees, funding.
+    pub fn today_pnl(&self, equity: Decimal) -> Decimal {
+        equity - self.day_start_equity - self.day_net_transfers
     }
 
-    /// Latches check 3 when today's PnL has reached the daily loss limit.
-    pub fn observe(&mut self, unrealized: Decimal, settings: &RiskSettings) {
-        if self.today_pnl(unrealized) <= -(self.day_start_equity * pct(settings.daily_loss_limit_pct)) {
+    /// A deposit (positive) or withdrawal (negative) of `amount` today.
+    pub fn record_transfer(&mut self, amount: Decimal) {
+        self.day_net_transfers += amount;
+    }
+
+    /// Latches check 3 when today's PnL at `equity` has reached the daily loss limit. Returns
+    /// true when this call latched it.
+    pub fn observe(&mut self, equity: Decimal, settings: &RiskSettings) -> bool {
+        if !self.daily_latched
+            && self.today_pnl(equity) <= -(self.day_start_equity * pct(settings.daily_loss_limit_pct))
+        {
             self.daily_latched = true;
+            return true;
         }
+        false
     }
 
     /// Books a closed position: realized PnL, the symbol cooldown and the loss streak. After
@@ -148,7 +168,6 @@ impl RiskBook {
         } else {
             self.consecutive_losses = 0;
         }
-        self.observe(Decimal::ZERO, settings);
     }
 
     /// Runs all five checks for `intent`. Never short-circuits.
@@ -179,7 +198,7 @@ impl RiskBook {
             },
         };
 
-        let today = self.today_pnl(snap.unrealized_pnl);
+        let today = self.today_pnl(snap.equity);
         let limit = self.day_start_equity * pct(settings.daily_loss_limit_pct);
         let within = today > -limit;
         let c3 = RiskCheck {
@@ -269,6 +288,7 @@ mod tests {
 
         let mut s = snap();
         s.unrealized_pnl = dec!(-300);
+        s.equity = dec!(9700);
         let rep = book.evaluate(&s, &intent, &r, now + 241 * 60_000);
         assert!(!rep.checks[2].passed, "{:?}", rep.checks[2]);
         s.open_notional = dec!(9000);
@@ -283,12 +303,30 @@ mod tests {
         let r = Settings::defaults().unwrap().risk;
         let now = 1_700_000_000_000;
         let mut book = RiskBook::new(now, dec!(10000));
-        book.observe(dec!(-300), &r);
+        assert!(book.observe(dec!(9700), &r));
         assert!(book.daily_latched);
         let intent = TradeIntent { symbol: "BTCUSDT", notional: dec!(2000), leverage: 10, symbol_busy: false };
         assert!(!book.evaluate(&snap(), &intent, &r, now).checks[2].passed);
         book.roll_day(now + DAY_MS, dec!(9700));
         assert!(book.evaluate(&snap(), &intent, &r, now + DAY_MS).passed());
+    }
+
+    #[test]
+    fn daily_loss_is_equity_against_day_start_corrected_for_transfers() {
+        let r = Settings::defaults().unwrap().risk;
+        let now = 1_700_000_000_000;
+        // The example: day start 10,056.25, equity fell 317.7 against a 301.6875 limit.
+        let mut book = RiskBook::new(now, dec!(10056.25));
+        assert!(book.observe(dec!(9738.55), &r), "a 3.16 % fall latches");
+        // A withdrawal is not a loss; a deposit does not hide one.
+        let mut book = RiskBook::new(now, dec!(10000));
+        book.record_transfer(dec!(-1000));
+        assert!(!book.observe(dec!(8900), &r), "withdrew 1000, lost 100");
+        book.record_transfer(dec!(5000));
+        assert!(book.observe(dec!(13600), &r), "deposited 5000 on top: lost 400");
+        // The book survives a round trip through its journal form.
+        let json = serde_json::to_string(&book).unwrap();
+        assert_eq!(serde_json::from_str::<RiskBook>(&json).unwrap(), book);
     }
 
     #[test]

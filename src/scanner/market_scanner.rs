@@ -59,6 +59,26 @@ pub fn is_allowed(symbol: &str, settings: &ScannerSettings) -> bool {
     !settings.exclude.iter().any(|x| x.eq_ignore_ascii_case(symbol))
 }
 
+/// The cheap ticker filters (exclusions, liquidity floor, momentum) and the documented
+/// pre-cut: of the symbols that pass, at most `scanner.prefilter_top_n` with the highest 24 h
+/// quote volume (symbol ascending on ties) go on to the volume filter, which needs their 15m
+/// candles. Live and backtest both call this.
+pub fn prefilter<'a>(tickers: impl IntoIterator<Item = &'a Ticker>, settings: &ScannerSettings) -> Vec<&'a Ticker> {
+    let mut out: Vec<&Ticker> = tickers
+        .into_iter()
+        .filter(|t| is_allowed(&t.symbol, settings))
+        .filter(|t| passes_liquidity_floor(t, settings))
+        .filter(|t| passes_momentum_filter(t, settings))
+        .collect();
+    if settings.prefilter_top_n > 0 && out.len() > settings.prefilter_top_n {
+        out.sort_by(|a, b| {
+            b.quote_volume.partial_cmp(&a.quote_volume).unwrap_or(Ordering::Equal).then_with(|| a.symbol.cmp(&b.symbol))
+        });
+        out.truncate(settings.prefilter_top_n);
+    }
+    out
+}
+
 /// The rank score of a candidate (higher is better).
 pub fn rank_score(volume_ratio: f64, price_change_pct: f64, settings: &ScannerSettings) -> f64 {
     let w = settings.rank_volume_weight;

@@ -14,5 +14,6 @@
 mod journal;
 
 pub use journal::{
-    EquitySnapshot, Journal, JournalFill, JournalOrder, JournalPosition, RiskCheckRecord, SignalRecord, StoreError,
+    EquitySnapshot, Journal, JournalFill, JournalOrder, JournalPosition, OrderIntent, OrderState, OrderType,
+    RiskCheckRecord, SignalRecord, StoreError,
 };

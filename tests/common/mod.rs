@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use kinetic::core::models::{Candle, Direction, SymbolFilters, Ticker, Timeframe, TimestampMs};
 use kinetic::exchange::{
-    AccountBalance, ExResult, Exchange, ExchangeError, ExchangeEvent, ExchangePosition, ExchangeStats, MarginType,
-    MarkPriceUpdate, MarketOrderRequest, OrderReport, StopOrder, StopRequest, StreamControl, SymbolInfo,
+    AccountBalance, EventSinks, ExResult, Exchange, ExchangeError, ExchangeEvent, ExchangePosition, ExchangeStats,
+    MarginType, MarkPriceUpdate, MarketOrderRequest, OrderReport, StopOrder, StopRequest, StreamControl, SymbolInfo,
 };
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub fn now_ms() -> TimestampMs {
@@ -146,7 +146,7 @@ pub struct ScriptedMarket {
     pub symbols: Vec<SymbolInfo>,
     pub tickers: Mutex<Vec<Ticker>>,
     pub klines: Mutex<HashMap<(String, Timeframe), Vec<Candle>>>,
-    pub events: Mutex<Option<mpsc::Sender<ExchangeEvent>>>,
+    pub events: Mutex<Option<EventSinks>>,
     pub kline_symbols: Mutex<Option<watch::Receiver<BTreeSet<String>>>>,
     pub account_calls: AtomicU64,
     /// Replay clock: when set (non-zero), `now_ms` returns it instead of the wall clock.
@@ -189,7 +189,7 @@ impl ScriptedMarket {
         }
     }
 
-    pub fn sender(&self) -> Option<mpsc::Sender<ExchangeEvent>> {
+    pub fn sender(&self) -> Option<EventSinks> {
         self.events.lock().unwrap().clone()
     }
 
@@ -274,11 +274,7 @@ impl Exchange for ScriptedMarket {
     async fn cancel_all(&self, _s: &str) -> ExResult<()> {
         self.refuse()
     }
-    async fn start_streams(
-        &self,
-        events: mpsc::Sender<ExchangeEvent>,
-        _cancel: CancellationToken,
-    ) -> ExResult<StreamControl> {
+    async fn start_streams(&self, events: EventSinks, _cancel: CancellationToken) -> ExResult<StreamControl> {
         *self.events.lock().unwrap() = Some(events);
         let (tx, rx) = watch::channel(BTreeSet::new());
         *self.kline_symbols.lock().unwrap() = Some(rx);

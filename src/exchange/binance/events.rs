@@ -18,7 +18,7 @@ use crate::exchange::{
 };
 
 fn decode_err(what: &str, e: impl std::fmt::Display) -> ExchangeError {
-    ExchangeError::Decode(format!("{what}: {e}"))
+    ExchangeError::decode(format!("{what}: {e}"))
 }
 
 /// One decoded frame of the market stream.
@@ -111,7 +111,7 @@ fn kline_from_wire(w: &KlineEventWire<'_>) -> ExResult<MarketMessage> {
     // Only what would poison indicator maths is refused; Binance's own examples have opens
     // outside [low, high].
     if candle.high < candle.low || candle.close_time < candle.open_time {
-        return Err(ExchangeError::Decode(format!("kline {} {}: high < low or close < open time", clip(w.s), w.k.t)));
+        return Err(ExchangeError::decode(format!("kline {} {}: high < low or close < open time", clip(w.s), w.k.t)));
     }
     Ok(MarketMessage::Kline { symbol: w.s.to_string(), timeframe, candle, closed: w.k.x })
 }
@@ -147,7 +147,7 @@ fn mark_price(w: &MarkPriceWire<'_>) -> ExResult<MarkPriceUpdate> {
     // A mark that is not positive is malformed input, never a price to act on (it would fake a
     // loss and fire the emergency exit).
     if mark <= Decimal::ZERO || w.s.is_empty() {
-        return Err(ExchangeError::Decode(format!("mark price {} of `{}` is not a positive price", mark, clip(w.s))));
+        return Err(ExchangeError::decode(format!("mark price {} of `{}` is not a positive price", mark, clip(w.s))));
     }
     Ok(MarkPriceUpdate {
         symbol: w.s.to_string(),
@@ -262,7 +262,7 @@ fn by_event(json: &str) -> ExResult<MarketMessage> {
         Some("markPriceUpdate") => single_mark_price(json),
         Some("24hrMiniTicker") | Some("24hrTicker") => single_ticker(json),
         Some(_) => Ok(MarketMessage::Ignored),
-        None => Err(ExchangeError::Decode("market frame without stream, id or event type".into())),
+        None => Err(ExchangeError::decode("market frame without stream, id or event type")),
     }
 }
 
@@ -421,7 +421,7 @@ pub fn decode_market(bytes: &[u8]) -> ExResult<MarketMessage> {
         }
         FrameOut::Control { event: true, .. } => by_event(text()?),
         FrameOut::Control { id: Some(id), .. } => Ok(MarketMessage::Ack { id }),
-        FrameOut::Control { .. } => Err(ExchangeError::Decode("market frame without stream, id or event type".into())),
+        FrameOut::Control { .. } => Err(ExchangeError::decode("market frame without stream, id or event type")),
     }
 }
 
@@ -731,7 +731,7 @@ fn user_event(json: &str) -> ExResult<UserMessage> {
         Some("MARGIN_CALL") => margin_call(json),
         Some("listenKeyExpired") => Ok(UserMessage::ListenKeyExpired),
         Some(other) => Ok(UserMessage::Ignored(clip(other))),
-        None => Err(ExchangeError::Decode("user event without `e`".into())),
+        None => Err(ExchangeError::decode("user event without `e`")),
     }
 }
 
@@ -745,6 +745,6 @@ pub fn decode_user(bytes: &[u8]) -> ExResult<UserMessage> {
     match (frame.e, frame.data) {
         (None, Some(data)) => user_event(data.get()),
         (Some(_), _) => user_event(text),
-        (None, None) => Err(ExchangeError::Decode("user frame without `e` or `data`".into())),
+        (None, None) => Err(ExchangeError::decode("user frame without `e` or `data`")),
     }
 }

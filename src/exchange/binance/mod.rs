@@ -8,7 +8,6 @@
 //! every signed or API-key method returns [`ExchangeError::Refused`] without sending anything.
 
 pub mod events;
-pub mod hub;
 pub mod rest;
 pub mod signing;
 pub mod streams;
@@ -20,15 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Method;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use self::rest::{Call, Failure, RestClient, RestConfig, Security};
+use self::rest::{Call, RestClient, RestConfig, Security};
 use crate::config::{Credentials, ExchangeSettings};
 use crate::core::models::{Candle, Ticker, Timeframe, TimestampMs, plain_decimal};
 use crate::exchange::{
-    AccountBalance, ExResult, Exchange, ExchangeError, ExchangeEvent, ExchangePosition, ExchangeStats, MarginType,
+    AccountBalance, EventSinks, ExResult, Exchange, ExchangeError, ExchangePosition, ExchangeStats, MarginType,
     MarkPriceUpdate, MarketOrderRequest, OrderReport, StopOrder, StopRequest, StreamControl, SymbolInfo,
 };
 
@@ -42,10 +41,11 @@ pub const KLINES_PAGE_LIMIT: u16 = 1500;
 /// Knobs that are not user configuration: production defaults, shrunk by tests.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// First retry delay of safe REST calls (doubles per attempt: 1 s / 2 s / 4 s).
+    /// First retry delay of REST calls (doubles per retry: 1 s / 2 s / 4 s); also the first
+    /// wait before looking up an order whose outcome is unknown.
     pub retry_base: Duration,
-    /// Attempts for safe REST calls.
-    pub max_attempts: u32,
+    /// Retries after the first try of a REST call (DESIGN §3: 3).
+    pub max_retries: u32,
     /// First and largest WebSocket reconnect delay (exponential with jitter in between).
     pub ws_backoff_base: Duration,
     pub ws_backoff_max: Duration,
@@ -63,7 +63,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             retry_base: Duration::from_secs(1),
-            max_attempts: 3,
+            max_retries: 3,
             ws_backoff_base: Duration::from_millis(500),
             ws_backoff_max: Duration::from_secs(60),
             max_connection_age: Duration::from_secs(23 * 3600 + 30 * 60),
@@ -145,25 +145,17 @@ impl Inner {
         if let Some(t) = end_time {
             call = call.param("endTime", t.to_string());
         }
-        let body = self.rest.send(&call).await.map_err(|f| f.error)?;
+        let body = self.rest.send(&call).await?;
         wire::klines(&body)
     }
 
     pub(crate) async fn create_listen_key(&self) -> ExResult<String> {
-        let body = self
-            .rest
-            .send(&Call::new(Method::POST, "/fapi/v1/listenKey", Security::ApiKey, 1))
-            .await
-            .map_err(|f| f.error)?;
+        let body = self.rest.send(&Call::new(Method::POST, "/fapi/v1/listenKey", Security::ApiKey, 1)).await?;
         wire::listen_key(&body)
     }
 
     pub(crate) async fn keepalive_listen_key(&self) -> ExResult<()> {
-        self.rest
-            .send(&Call::new(Method::PUT, "/fapi/v1/listenKey", Security::ApiKey, 1))
-            .await
-            .map(|_| ())
-            .map_err(|f| f.error)
+        self.rest.send(&Call::new(Method::PUT, "/fapi/v1/listenKey", Security::ApiKey, 1)).await.map(|_| ())
     }
 }
 
@@ -189,6 +181,21 @@ fn check_client_id(id: &str) -> ExResult<()> {
             "client order id `{id}` is not 1-36 chars of [.A-Z:/a-z0-9_-] or uses a reserved prefix"
         )))
     }
+}
+
+/// An `UnknownOutcome` caused by `cause`.
+fn unknown_outcome(client_id: &str, detail: impl Into<String>, cause: ExchangeError) -> ExchangeError {
+    ExchangeError::UnknownOutcome {
+        client_order_id: client_id.to_string(),
+        detail: detail.into(),
+        cause: Some(Arc::new(cause)),
+    }
+}
+
+/// The exchange accepted an order (HTTP 200) but its answer cannot be read: the order exists,
+/// its state is unknown until it is looked up.
+fn unreadable_acceptance(client_id: &str, decode: ExchangeError) -> ExchangeError {
+    unknown_outcome(client_id, "accepted (HTTP 200) with an unreadable answer", decode)
 }
 
 fn refuse_nonpositive(what: &str, v: rust_decimal::Decimal) -> ExResult<()> {
@@ -234,7 +241,7 @@ impl BinanceClient {
             weight_slowdown_pct: settings.weight_slowdown_pct,
             time_sync_interval: Duration::from_secs(settings.time_sync_interval_secs.max(1)),
             retry_base: options.retry_base,
-            max_attempts: options.max_attempts.max(1),
+            max_retries: options.max_retries,
             default_rate_limit_pause: Duration::from_secs(60),
         };
         let stale_after = options.stale_after.unwrap_or(Duration::from_secs(settings.stream_stale_secs.max(1)));
@@ -291,7 +298,7 @@ impl BinanceClient {
     }
 
     async fn send(&self, call: &Call) -> ExResult<Vec<u8>> {
-        self.inner.rest.send(call).await.map_err(|f| f.error)
+        self.inner.rest.send(call).await
     }
 
     /// Fetches exchange info (+ leverage brackets with credentials) and caches it.
@@ -325,7 +332,7 @@ impl BinanceClient {
         Ok(symbols)
     }
 
-    async fn place_order_once(&self, req: &MarketOrderRequest) -> Result<OrderReport, Failure> {
+    async fn place_order_once(&self, req: &MarketOrderRequest) -> ExResult<OrderReport> {
         let mut call = Call::new(Method::POST, "/fapi/v1/order", Security::Signed, 0)
             .param("symbol", req.symbol.clone())
             .param("side", req.side.as_str())
@@ -340,7 +347,7 @@ impl BinanceClient {
         self.inner.counters.orders_sent.fetch_add(1, Ordering::Relaxed);
         let body = self.inner.rest.send(&call).await?;
         // A 200 whose body we cannot read: the order exists, its report is unknown.
-        wire::order(&body).map_err(|e| Failure { error: e, http_status: Some(200) })
+        wire::order(&body).map_err(|e| unreadable_acceptance(&req.client_order_id, e))
     }
 
     /// Looks up a just-sent order whose outcome is unknown. `Ok(None)`: the exchange does not
@@ -351,15 +358,15 @@ impl BinanceClient {
         cause: &ExchangeError,
     ) -> ExResult<Option<OrderReport>> {
         let lookups = self.inner.options.unknown_outcome_lookups.max(1);
-        let mut last = cause.to_string();
+        let mut last = cause.clone();
         for i in 0..lookups {
-            tokio::time::sleep(self.inner.options.retry_base.saturating_mul(1 << i.min(8))).await;
+            tokio::time::sleep(rest::retry_delay(self.inner.options.retry_base, i)).await;
             match self.query_order(&req.symbol, &req.client_order_id).await {
                 Ok(found) => return Ok(found),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = e,
             }
         }
-        Err(ExchangeError::UnknownOutcome { client_order_id: req.client_order_id.clone(), detail: last })
+        Err(unknown_outcome(&req.client_order_id, format!("{lookups} lookups failed"), last))
     }
 
     async fn query_stop_by_client_id(&self, symbol: &str, client_id: &str) -> ExResult<Option<StopOrder>> {
@@ -368,12 +375,12 @@ impl BinanceClient {
             .param("clientAlgoId", client_id);
         match self.inner.rest.send(&call).await {
             Ok(body) => wire::algo_order(&body).map(Some),
-            Err(f) if matches!(f.error.code(), Some(-2013 | -2011)) => Ok(None),
-            Err(f) => Err(f.error),
+            Err(e) if matches!(e.code(), Some(-2013 | -2011)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
-    async fn place_stop_once(&self, req: &StopRequest) -> Result<StopOrder, Failure> {
+    async fn place_stop_once(&self, req: &StopRequest) -> ExResult<StopOrder> {
         let call = Call::new(Method::POST, "/fapi/v1/algoOrder", Security::Signed, 0)
             .param("algoType", "CONDITIONAL")
             .param("symbol", req.symbol.clone())
@@ -387,7 +394,7 @@ impl BinanceClient {
             .no_retry();
         self.inner.counters.orders_sent.fetch_add(1, Ordering::Relaxed);
         let body = self.inner.rest.send(&call).await?;
-        wire::algo_order(&body).map_err(|e| Failure { error: e, http_status: Some(200) })
+        wire::algo_order(&body).map_err(|e| unreadable_acceptance(&req.client_id, e))
     }
 
     fn rejected(&self, e: ExchangeError) -> ExchangeError {
@@ -520,35 +527,35 @@ impl Exchange for BinanceClient {
         for send in 0..2 {
             match self.place_order_once(req).await {
                 Ok(report) => return Ok(report),
-                Err(f) if f.error.code() == Some(-4116) => {
+                Err(e) if e.code() == Some(-4116) => {
                     // Duplicate client id: an earlier send of this intent landed.
-                    return match self.resolve_unknown_order(req, &f.error).await? {
+                    return match self.resolve_unknown_order(req, &e).await? {
                         Some(report) => Ok(report),
-                        None => Err(ExchangeError::UnknownOutcome {
-                            client_order_id: req.client_order_id.clone(),
-                            detail: "duplicate client order id, yet the order cannot be found".into(),
-                        }),
+                        None => Err(unknown_outcome(
+                            &req.client_order_id,
+                            "duplicate client order id, yet the order cannot be found",
+                            e,
+                        )),
                     };
                 }
-                Err(f) if f.is_unknown_outcome() => {
-                    tracing::warn!(client_order_id = %req.client_order_id, error = %f.error, "order outcome unknown; looking it up");
-                    match self.resolve_unknown_order(req, &f.error).await? {
+                Err(e) if e.is_unknown_outcome() => {
+                    tracing::warn!(client_order_id = %req.client_order_id, error = %e, "order outcome unknown; looking it up");
+                    match self.resolve_unknown_order(req, &e).await? {
                         Some(report) => return Ok(report),
                         None if send == 0 => {
                             tracing::warn!(client_order_id = %req.client_order_id, "order not on the exchange; sending it again");
                         }
-                        None => {
-                            return Err(ExchangeError::UnknownOutcome {
-                                client_order_id: req.client_order_id.clone(),
-                                detail: f.error.to_string(),
-                            });
-                        }
+                        None => return Err(unknown_outcome(&req.client_order_id, "not found after a resend", e)),
                     }
                 }
-                Err(f) => return Err(self.rejected(f.error)),
+                Err(e) => return Err(self.rejected(e)),
             }
         }
-        Err(ExchangeError::UnknownOutcome { client_order_id: req.client_order_id.clone(), detail: "gave up".into() })
+        Err(ExchangeError::UnknownOutcome {
+            client_order_id: req.client_order_id.clone(),
+            detail: "gave up".into(),
+            cause: None,
+        })
     }
 
     async fn query_order(&self, symbol: &str, client_order_id: &str) -> ExResult<Option<OrderReport>> {
@@ -558,8 +565,8 @@ impl Exchange for BinanceClient {
         match self.inner.rest.send(&call).await {
             Ok(body) => wire::order(&body).map(Some),
             // -2013: "Order does not exist."
-            Err(f) if f.error.code() == Some(-2013) => Ok(None),
-            Err(f) => Err(f.error),
+            Err(e) if e.code() == Some(-2013) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -582,11 +589,11 @@ impl Exchange for BinanceClient {
                     self.inner.track_stop(&stop);
                     return Ok(stop);
                 }
-                Err(f) if f.is_unknown_outcome() || f.error.code() == Some(-4116) => {
-                    tracing::warn!(client_id = %req.client_id, error = %f.error, "stop outcome unknown; looking it up");
-                    let mut found = Err(f.error.clone());
+                Err(e) if e.is_unknown_outcome() || e.code() == Some(-4116) => {
+                    tracing::warn!(client_id = %req.client_id, error = %e, "stop outcome unknown; looking it up");
+                    let mut found = Ok(None);
                     for i in 0..self.inner.options.unknown_outcome_lookups.max(1) {
-                        tokio::time::sleep(self.inner.options.retry_base.saturating_mul(1 << i.min(8))).await;
+                        tokio::time::sleep(rest::retry_delay(self.inner.options.retry_base, i)).await;
                         found = self.query_stop_by_client_id(&req.symbol, &req.client_id).await;
                         if found.is_ok() {
                             break;
@@ -597,19 +604,21 @@ impl Exchange for BinanceClient {
                             self.inner.track_stop(&stop);
                             return Ok(stop);
                         }
-                        Ok(None) if send == 0 && f.error.code() != Some(-4116) => {}
-                        Ok(None) | Err(_) => {
-                            return Err(ExchangeError::UnknownOutcome {
-                                client_order_id: req.client_id.clone(),
-                                detail: f.error.to_string(),
-                            });
+                        Ok(None) if send == 0 && e.code() != Some(-4116) => {}
+                        Ok(None) => return Err(unknown_outcome(&req.client_id, "not found after sending", e)),
+                        Err(lookup) => {
+                            return Err(unknown_outcome(&req.client_id, format!("lookups failed ({lookup})"), e));
                         }
                     }
                 }
-                Err(f) => return Err(self.rejected(f.error)),
+                Err(e) => return Err(self.rejected(e)),
             }
         }
-        Err(ExchangeError::UnknownOutcome { client_order_id: req.client_id.clone(), detail: "gave up".into() })
+        Err(ExchangeError::UnknownOutcome {
+            client_order_id: req.client_id.clone(),
+            detail: "gave up".into(),
+            cause: None,
+        })
     }
 
     async fn cancel_stop(&self, symbol: &str, algo_id: i64) -> ExResult<()> {
@@ -644,11 +653,7 @@ impl Exchange for BinanceClient {
         first.and(second).map(|_| ())
     }
 
-    async fn start_streams(
-        &self,
-        events: mpsc::Sender<ExchangeEvent>,
-        cancel: CancellationToken,
-    ) -> ExResult<StreamControl> {
+    async fn start_streams(&self, events: EventSinks, cancel: CancellationToken) -> ExResult<StreamControl> {
         let (tx, rx) = watch::channel(BTreeSet::new());
         tokio::spawn(streams::run_market_stream(Arc::clone(&self.inner), events.clone(), rx, cancel.child_token()));
         if self.inner.rest.has_credentials() {

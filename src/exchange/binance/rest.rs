@@ -6,6 +6,7 @@
 //! Secrets: the API key goes into one header, the secret only into [`super::signing::sign`];
 //! neither is ever formatted into a log line or an error.
 
+use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
@@ -18,7 +19,7 @@ use super::signing::sign;
 use super::wire;
 use crate::config::Credentials;
 use crate::core::models::TimestampMs;
-use crate::exchange::{ExResult, ExchangeError};
+use crate::exchange::{ExResult, ExchangeError, TransportStage};
 
 /// How a call authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,10 +35,13 @@ pub enum Security {
 /// May the call be sent again after an error that leaves its outcome open?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
-    /// Reads and idempotent writes: retried with backoff on transport errors and 5xx.
+    /// Reads and idempotent writes: retried with backoff after retryable errors
+    /// ([`ExchangeError::is_retryable`]) and after unknown outcomes (timeouts, 5xx ...).
     Safe,
-    /// Order placement: only definite rejections (429, -1021) are retried here; everything else
-    /// goes back to the caller, which looks the order up before anything is resent.
+    /// Order placement: retried only when the request certainly did not run
+    /// ([`ExchangeError::is_retryable`]: connect failures, 429, -1008, -1021 after a resync ...);
+    /// an unknown outcome goes back to the caller, which looks the order up before anything is
+    /// resent.
     Never,
 }
 
@@ -79,54 +83,12 @@ pub struct RestConfig {
     pub weight_limit_per_min: u32,
     pub weight_slowdown_pct: f64,
     pub time_sync_interval: Duration,
-    /// First retry delay; doubles per attempt (1 s, 2 s, 4 s in production).
+    /// First retry delay; doubles per retry (1 s, 2 s, 4 s in production).
     pub retry_base: Duration,
-    /// Attempts for safe calls, the first one included.
-    pub max_attempts: u32,
+    /// Retries after the first try (3 in production).
+    pub max_retries: u32,
     /// Pause after a 429 that carried no `Retry-After`.
     pub default_rate_limit_pause: Duration,
-}
-
-/// A failed send: the error plus the HTTP status when a response was read.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub error: ExchangeError,
-    pub http_status: Option<u16>,
-}
-
-impl Failure {
-    fn new(error: ExchangeError, http_status: Option<u16>) -> Self {
-        Failure { error, http_status }
-    }
-
-    /// Worth another try for a safe call: transport problems, 5xx, 408, and Binance's
-    /// "internal / try again" codes.
-    pub fn is_retryable(&self) -> bool {
-        match &self.error {
-            ExchangeError::Transport(_) => true,
-            ExchangeError::Decode(_) => self.http_status.is_some_and(|s| s >= 500),
-            ExchangeError::Api { http_status, code, .. } => {
-                *http_status >= 500 || *http_status == 408 || matches!(code, -1000 | -1001 | -1006 | -1007 | -1008)
-            }
-            _ => false,
-        }
-    }
-
-    /// The request may have been executed although we got no proper answer.
-    pub fn is_unknown_outcome(&self) -> bool {
-        match &self.error {
-            ExchangeError::Transport(_) | ExchangeError::Decode(_) => true,
-            ExchangeError::Api { http_status, code, .. } => {
-                // -1008 (overload throttle) is a definite rejection. -1001 is looked up first,
-                // as Binance's error table advises for mutating calls.
-                if *code == -1008 {
-                    return false;
-                }
-                *http_status >= 500 || *http_status == 408 || matches!(code, -1000 | -1001 | -1006 | -1007)
-            }
-            _ => false,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -142,6 +104,8 @@ struct Gate {
 pub struct RestClient {
     http: reqwest::Client,
     cfg: RestConfig,
+    /// `host:port` of the base URL, the only part of a URL errors may show.
+    host: String,
     credentials: Option<Credentials>,
     /// The queue: a fair async mutex held while waiting for the request's slot.
     gate: tokio::sync::Mutex<Gate>,
@@ -175,19 +139,37 @@ fn ban_until_from_msg(msg: &str) -> Option<TimestampMs> {
     digits.parse().ok()
 }
 
+/// `host[:port]` of `base_url` (the whole string if it does not parse).
+fn host_of(base_url: &str) -> String {
+    match url::Url::parse(base_url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => String::new(),
+        },
+        Err(_) => base_url.to_string(),
+    }
+}
+
 impl RestClient {
     /// # Errors
-    /// [`ExchangeError::Transport`] when the HTTP client cannot be built (TLS setup).
+    /// [`ExchangeError::Transport`] (stage `Setup`) when the HTTP client cannot be built (TLS).
     pub fn new(cfg: RestConfig, credentials: Option<Credentials>) -> ExResult<Self> {
+        let host = host_of(&cfg.base_url);
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
             .user_agent(concat!("kinetic/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ExchangeError::Transport(format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| ExchangeError::Transport {
+                host: host.clone(),
+                stage: TransportStage::Setup,
+                source: Arc::new(e.without_url()),
+            })?;
         let limit = cfg.weight_limit_per_min.max(1);
         Ok(RestClient {
             http,
+            host,
             credentials,
             gate: tokio::sync::Mutex::new(Gate { next_slot: Instant::now(), paused_until: None }),
             offset_ms: AtomicI64::new(0),
@@ -240,7 +222,7 @@ impl RestClient {
     pub async fn sync_time(&self) -> ExResult<i64> {
         let call = Call::new(Method::GET, "/fapi/v1/time", Security::None, 1);
         let t0 = local_ms();
-        let body = self.send_once(&call).await.map_err(|f| f.error)?;
+        let body = self.send_once(&call).await?;
         let t1 = local_ms();
         let server = wire::server_time(&body)?;
         let offset = server - (t0 + t1) / 2;
@@ -253,6 +235,16 @@ impl RestClient {
         Ok(offset)
     }
 
+    /// Syncs the server-time offset if it was never measured or is older than the sync
+    /// interval; a failure is logged and the previous offset kept.
+    pub async fn ensure_time_synced(&self) {
+        if self.needs_sync() {
+            if let Err(e) = self.sync_time().await {
+                tracing::warn!(error = %e, "server time sync failed; keeping the previous offset");
+            }
+        }
+    }
+
     fn needs_sync(&self) -> bool {
         if !self.synced.load(Ordering::Relaxed) {
             return true;
@@ -263,66 +255,65 @@ impl RestClient {
         }
     }
 
-    /// Sends `call` with the retry policy: -1021 → resync and one more try; 429 → wait as told
-    /// (the queue pauses) and try again; safe calls retry transport errors and 5xx with
-    /// exponential backoff, `max_attempts` in all.
+    /// Sends `call` with the retry policy: -1021 → resync and try again (once, not counted as
+    /// a retry); then up to `max_retries` retries, waiting `retry_base` × 1, 2, 4 ..., for what
+    /// the error allows — any call after [`ExchangeError::is_retryable`], safe calls also after
+    /// [`ExchangeError::is_unknown_outcome`]. A 429 waits in the queue instead (the pause it
+    /// set). Fatal errors are never retried.
     ///
     /// # Errors
-    /// The last [`Failure`]; a public-only client refuses signed calls without sending.
-    pub async fn send(&self, call: &Call) -> Result<Vec<u8>, Failure> {
+    /// The last error; a public-only client refuses signed calls without sending.
+    pub async fn send(&self, call: &Call) -> ExResult<Vec<u8>> {
         if call.security != Security::None && self.credentials.is_none() {
-            return Err(Failure::new(
-                ExchangeError::Refused(format!("{} {} requires API credentials", call.method, call.path)),
-                None,
-            ));
+            return Err(ExchangeError::Refused(format!("{} {} requires API credentials", call.method, call.path)));
         }
-        if call.security == Security::Signed && self.needs_sync() {
-            if let Err(e) = self.sync_time().await {
-                tracing::warn!(error = %e, "server time sync failed; signing with the previous offset");
-            }
+        if call.security == Security::Signed {
+            self.ensure_time_synced().await;
         }
-        let mut attempt = 1u32;
+        let mut retries = 0u32;
         let mut resynced = false;
         loop {
-            match self.send_once(call).await {
+            let e = match self.send_once(call).await {
                 Ok(body) => return Ok(body),
-                Err(f) => {
-                    if f.error.code() == Some(crate::exchange::CODE_TIMESTAMP_OUTSIDE_WINDOW)
-                        && call.security == Security::Signed
-                        && !resynced
-                    {
-                        resynced = true;
-                        tracing::warn!(path = call.path, "timestamp outside recvWindow; resyncing server time");
-                        self.sync_time().await.map_err(|e| Failure::new(e, None))?;
-                        continue;
-                    }
-                    if attempt >= self.cfg.max_attempts {
-                        return Err(f);
-                    }
-                    match &f.error {
-                        // The queue already waits out the pause; the request was not executed.
-                        ExchangeError::RateLimited { .. } => {}
-                        _ if call.retry == Retry::Safe && f.is_retryable() => {
-                            let delay = self.cfg.retry_base.saturating_mul(1u32 << (attempt - 1).min(16));
-                            tracing::warn!(path = call.path, attempt, delay_ms = delay.as_millis() as u64, error = %f.error, "retrying");
-                            tokio::time::sleep(delay).await;
-                        }
-                        _ => return Err(f),
-                    }
-                    attempt += 1;
-                }
+                Err(e) => e,
+            };
+            if e.is_timestamp_rejected() && call.security == Security::Signed && !resynced {
+                resynced = true;
+                tracing::warn!(path = call.path, "timestamp outside recvWindow; resyncing server time");
+                self.sync_time().await?;
+                continue;
             }
+            let may_retry = match call.retry {
+                Retry::Safe => e.is_retryable() || e.is_unknown_outcome(),
+                Retry::Never => e.is_retryable(),
+            };
+            if !may_retry || e.is_fatal() || retries >= self.cfg.max_retries {
+                return Err(e);
+            }
+            // After a 429 the queue already holds every request until the pause ends.
+            if !matches!(e, ExchangeError::RateLimited { .. }) {
+                let delay = retry_delay(self.cfg.retry_base, retries);
+                tracing::warn!(
+                    path = call.path,
+                    retry = retries + 1,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    error = %e,
+                    "retrying"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            retries += 1;
         }
     }
 
     /// Waits for this request's slot in the queue.
-    async fn acquire(&self, weight: u32) -> Result<(), Failure> {
+    async fn acquire(&self, weight: u32) -> ExResult<()> {
         let mut gate = self.gate.lock().await;
         loop {
             let banned_until = self.banned_until.load(Ordering::Relaxed);
             if banned_until > 0 {
                 if self.now_ms() < banned_until {
-                    return Err(Failure::new(ExchangeError::Banned { until: banned_until }, Some(418)));
+                    return Err(ExchangeError::Banned { until: banned_until });
                 }
                 self.banned_until.store(0, Ordering::Relaxed);
             }
@@ -372,18 +363,13 @@ impl RestClient {
         gate.paused_until = Some(gate.paused_until.map_or(until, |p| p.max(until)));
     }
 
-    fn build_query(&self, call: &Call) -> Result<String, Failure> {
+    fn build_query(&self, call: &Call) -> ExResult<String> {
         let mut query = serde_urlencoded::to_string(&call.params)
-            .map_err(|e| Failure::new(ExchangeError::Refused(format!("cannot encode parameters: {e}")), None))?;
+            .map_err(|e| ExchangeError::Refused(format!("cannot encode parameters: {e}")))?;
         if call.security == Security::Signed {
             let secret = match &self.credentials {
                 Some(c) => c.api_secret.expose(),
-                None => {
-                    return Err(Failure::new(
-                        ExchangeError::Refused("signed call requires API credentials".into()),
-                        None,
-                    ));
-                }
+                None => return Err(ExchangeError::Refused("signed call requires API credentials".into())),
             };
             if !query.is_empty() {
                 query.push('&');
@@ -397,7 +383,7 @@ impl RestClient {
     }
 
     /// One attempt: queue, sign, send, classify.
-    async fn send_once(&self, call: &Call) -> Result<Vec<u8>, Failure> {
+    async fn send_once(&self, call: &Call) -> ExResult<Vec<u8>> {
         self.acquire(call.weight).await?;
         // Signed after waiting in the queue, so the timestamp is fresh.
         let query = self.build_query(call)?;
@@ -413,14 +399,14 @@ impl RestClient {
             }
         }
         self.requests_sent.fetch_add(1, Ordering::Relaxed);
-        let resp = req.send().await.map_err(|e| Failure::new(transport(e), None))?;
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         if let Some(w) = header_u64(&headers, "x-mbx-used-weight-1m") {
             self.weight_used.store(u32::try_from(w).unwrap_or(u32::MAX), Ordering::Relaxed);
             self.weight_minute.store(self.now_ms().div_euclid(60_000), Ordering::Relaxed);
         }
-        let body = resp.bytes().await.map_err(|e| Failure::new(transport(e), Some(status)))?;
+        let body = resp.bytes().await.map_err(|e| self.transport(e))?;
         match status {
             200..=299 => Ok(body.to_vec()),
             429 => {
@@ -430,7 +416,7 @@ impl RestClient {
                 tracing::warn!(path = call.path, wait_ms = wait.as_millis() as u64, "HTTP 429: pausing all REST calls");
                 self.pause(wait).await;
                 let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-                Err(Failure::new(ExchangeError::RateLimited { retry_after_ms }, Some(status)))
+                Err(ExchangeError::RateLimited { retry_after_ms })
             }
             418 => {
                 let msg = wire::api_error(&body).map(|e| e.1).unwrap_or_default();
@@ -442,34 +428,35 @@ impl RestClient {
                     .unwrap_or_else(|| self.now_ms() + 120_000);
                 tracing::error!(until, "HTTP 418: IP banned; no REST call until the ban ends");
                 self.banned_until.store(until, Ordering::Relaxed);
-                Err(Failure::new(ExchangeError::Banned { until }, Some(status)))
+                Err(ExchangeError::Banned { until })
             }
             _ => match wire::api_error(&body) {
-                Some((code, msg)) => {
-                    Err(Failure::new(ExchangeError::Api { http_status: status, code, msg }, Some(status)))
-                }
-                None => Err(Failure::new(
-                    ExchangeError::Decode(format!("HTTP {status} with a non-JSON body ({} bytes)", body.len())),
-                    Some(status),
-                )),
+                Some((code, msg)) => Err(ExchangeError::Api { http_status: status, code, msg }),
+                None => Err(ExchangeError::Http { http_status: status, host: self.host.clone(), body_len: body.len() }),
             },
         }
     }
+
+    /// Classifies a reqwest error by how far the request got. The URL (which holds the query
+    /// and its signature) is stripped; only the host is kept.
+    fn transport(&self, e: reqwest::Error) -> ExchangeError {
+        // A connect timeout is a connect error: nothing was sent.
+        let stage = if e.is_connect() {
+            TransportStage::Connect
+        } else if e.is_timeout() {
+            TransportStage::Timeout
+        } else if e.is_builder() {
+            TransportStage::Setup
+        } else {
+            TransportStage::Response
+        };
+        ExchangeError::Transport { host: self.host.clone(), stage, source: Arc::new(e.without_url()) }
+    }
 }
 
-fn transport(e: reqwest::Error) -> ExchangeError {
-    // reqwest errors carry the URL, which holds the signature but never the key or secret;
-    // strip it anyway so logs stay short.
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "request"
-    };
-    ExchangeError::Transport(format!("{kind}: {}", e.without_url()))
+/// Wait before retry number `retry + 1`: `base`, `2 × base`, `4 × base` ...
+pub fn retry_delay(base: Duration, retry: u32) -> Duration {
+    base.saturating_mul(1u32 << retry.min(16))
 }
 
 #[cfg(test)]
@@ -496,7 +483,7 @@ mod tests {
             weight_slowdown_pct: 80.0,
             time_sync_interval: Duration::from_secs(300),
             retry_base: Duration::from_millis(1),
-            max_attempts: 3,
+            max_retries: 3,
             default_rate_limit_pause: Duration::from_secs(60),
         };
         match RestClient::new(cfg, None) {
@@ -540,23 +527,20 @@ mod tests {
         assert!(c.acquire(1).await.is_ok());
         assert!(t0.elapsed() >= Duration::from_millis(300));
         c.banned_until.store(c.now_ms() + 60_000, Ordering::Relaxed);
-        assert!(matches!(c.acquire(1).await, Err(Failure { error: ExchangeError::Banned { .. }, .. })));
+        assert!(matches!(c.acquire(1).await, Err(ExchangeError::Banned { .. })));
     }
 
     #[test]
-    fn failure_classification() {
-        let api = |status, code| {
-            Failure::new(ExchangeError::Api { http_status: status, code, msg: String::new() }, Some(status))
-        };
-        assert!(api(503, -1000).is_unknown_outcome());
-        assert!(api(408, -1007).is_unknown_outcome());
-        assert!(api(503, -1001).is_unknown_outcome());
-        assert!(!api(503, -1008).is_unknown_outcome());
-        assert!(api(503, -1001).is_retryable());
-        assert!(!api(400, -2019).is_retryable());
-        assert!(!api(400, -2019).is_unknown_outcome());
-        assert!(Failure::new(ExchangeError::Transport("timeout".into()), None).is_unknown_outcome());
-        assert!(!Failure::new(ExchangeError::Decode("x".into()), Some(200)).is_retryable());
-        assert!(Failure::new(ExchangeError::Decode("x".into()), Some(502)).is_retryable());
+    fn retry_delays_double_from_the_base() {
+        let base = Duration::from_secs(1);
+        let delays: Vec<u64> = (0..3).map(|r| retry_delay(base, r).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4]);
+    }
+
+    #[test]
+    fn hosts_keep_the_port_and_nothing_else() {
+        assert_eq!(host_of("http://127.0.0.1:4321"), "127.0.0.1:4321");
+        assert_eq!(host_of("https://fapi.binance.com"), "fapi.binance.com");
+        assert_eq!(host_of("https://fapi.binance.com/x?signature=abc"), "fapi.binance.com");
     }
 }

@@ -15,15 +15,15 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::events::{AlgoUpdateKey, MarketMessage, UserMessage, decode_market, decode_user};
-use crate::core::models::{Timeframe, TimestampMs};
-use crate::exchange::{ExchangeEvent, StreamEvent};
+use crate::core::models::{CANDLE_CLOSE_MARGIN_MS, Timeframe, TimestampMs, is_closed_at};
+use crate::exchange::{EventSinks, ExchangeEvent, StreamEvent};
 
 /// Stream names in [`StreamEvent`]s.
 pub const MARKET_STREAM: &str = "market";
@@ -108,7 +108,7 @@ async fn connect(url: &str) -> Result<Ws, String> {
 }
 
 /// Sends an event unless cancelled; false when the engine is gone or shutting down.
-async fn emit(events: &mpsc::Sender<ExchangeEvent>, cancel: &CancellationToken, ev: ExchangeEvent) -> bool {
+async fn emit(events: &EventSinks, cancel: &CancellationToken, ev: ExchangeEvent) -> bool {
     tokio::select! {
         _ = cancel.cancelled() => false,
         r = events.send(ev) => r.is_ok(),
@@ -128,7 +128,7 @@ fn control_message(method: &str, params: &[String], id: u64) -> Message {
 
 struct MarketTask {
     inner: Arc<Inner>,
-    events: mpsc::Sender<ExchangeEvent>,
+    events: EventSinks,
     control: watch::Receiver<BTreeSet<String>>,
     control_open: bool,
     cancel: CancellationToken,
@@ -140,7 +140,7 @@ struct MarketTask {
 /// Runs the market stream until `cancel` fires.
 pub(crate) async fn run_market_stream(
     inner: Arc<Inner>,
-    events: mpsc::Sender<ExchangeEvent>,
+    events: EventSinks,
     control: watch::Receiver<BTreeSet<String>>,
     cancel: CancellationToken,
 ) {
@@ -198,33 +198,79 @@ impl MarketTask {
     }
 
     /// Fetches the candles missed while disconnected; false when the engine is gone.
+    ///
+    /// Only candles final by [`is_closed_at`] are sent. A candle closing around the fetch is held
+    /// back (its REST values may still be forming) and fetched again once it is final: the
+    /// stream may have sent its close before this connection existed.
     async fn backfill(&mut self, symbols: &BTreeSet<String>) -> bool {
+        self.inner.rest.ensure_time_synced().await;
+        let mut pending = Vec::new();
+        let mut recheck_at = TimestampMs::MIN;
         for symbol in symbols {
             for tf in Timeframe::STRATEGY {
-                let Some(&since) = self.last_kline.get(&(symbol.clone(), tf)) else { continue };
-                let now = self.inner.rest.now_ms();
-                let missing = (now - since).max(0) / tf.duration_ms() + 2;
-                let limit = u16::try_from(missing).unwrap_or(u16::MAX).clamp(1, super::KLINES_PAGE_LIMIT);
-                match self.inner.klines(symbol, tf, Some(since), None, limit).await {
-                    Ok(candles) => {
-                        if let Some(newest) = candles.iter().map(|c| c.open_time).max() {
-                            self.last_kline.insert((symbol.clone(), tf), newest.max(since));
-                        }
-                        let closed: Vec<_> = candles.into_iter().filter(|c| c.close_time < now).collect();
-                        if closed.is_empty() {
-                            continue;
-                        }
-                        tracing::info!(symbol = %symbol, timeframe = %tf, candles = closed.len(), "backfilled candles after reconnect");
-                        let ev = ExchangeEvent::Backfill { symbol: symbol.clone(), timeframe: tf, candles: closed };
-                        if !emit(&self.events, &self.cancel, ev).await {
-                            return false;
-                        }
+                match self.backfill_series(symbol, tf).await {
+                    None => return false,
+                    Some(Some(at)) => {
+                        pending.push((symbol.clone(), tf));
+                        recheck_at = recheck_at.max(at);
                     }
-                    Err(e) => tracing::warn!(symbol = %symbol, timeframe = %tf, error = %e, "backfill failed"),
+                    Some(None) => {}
                 }
             }
         }
+        if pending.is_empty() {
+            return true;
+        }
+        let wait_ms = u64::try_from(recheck_at - self.inner.rest.now_ms()).unwrap_or(0);
+        if !sleep_or_cancel(Duration::from_millis(wait_ms), &self.cancel).await {
+            return false;
+        }
+        for (symbol, tf) in pending {
+            if self.backfill_series(&symbol, tf).await.is_none() {
+                return false;
+            }
+        }
         true
+    }
+
+    /// Backfills one series from the newest kline seen. `None`: the engine is gone.
+    /// `Some(Some(t))`: a candle closing within [`CANDLE_CLOSE_MARGIN_MS`] of the fetch was held
+    /// back; fetch again once the exchange clock passes `t`.
+    async fn backfill_series(&mut self, symbol: &str, tf: Timeframe) -> Option<Option<TimestampMs>> {
+        let key = (symbol.to_string(), tf);
+        let Some(&since) = self.last_kline.get(&key) else { return Some(None) };
+        // Read before the request: the answer is at least this recent, so what is closed at
+        // this time by the margin is final in it (retries only make the answer newer).
+        let now = self.inner.rest.now_ms();
+        let missing = (now - since).max(0) / tf.duration_ms() + 2;
+        let limit = u16::try_from(missing).unwrap_or(u16::MAX).clamp(1, super::KLINES_PAGE_LIMIT);
+        let candles = match self.inner.klines(symbol, tf, Some(since), None, limit).await {
+            Ok(candles) => candles,
+            Err(e) => {
+                tracing::warn!(symbol = %symbol, timeframe = %tf, error = %e, "backfill failed");
+                return Some(None);
+            }
+        };
+        if let Some(newest) = candles.iter().map(|c| c.open_time).max() {
+            self.last_kline.insert(key, newest.max(since));
+        }
+        let recheck = candles
+            .iter()
+            .filter(|c| !is_closed_at(c, now) && c.close_time < now.saturating_add(CANDLE_CLOSE_MARGIN_MS))
+            .map(|c| c.close_time.saturating_add(CANDLE_CLOSE_MARGIN_MS + 1))
+            .max();
+        let closed: Vec<_> = candles.into_iter().filter(|c| is_closed_at(c, now)).collect();
+        if !closed.is_empty() {
+            tracing::info!(symbol = %symbol, timeframe = %tf, candles = closed.len(), "backfilled candles after reconnect");
+            let ev = ExchangeEvent::Backfill { symbol: symbol.to_string(), timeframe: tf, candles: closed };
+            if !emit(&self.events, &self.cancel, ev).await {
+                return None;
+            }
+        }
+        if recheck.is_some() {
+            tracing::debug!(symbol = %symbol, timeframe = %tf, "candle closing at the fetch held back; fetching it again");
+        }
+        Some(recheck)
     }
 
     async fn subscribe(
@@ -378,7 +424,7 @@ impl AlgoDedupe {
 }
 
 /// Runs the user data stream until `cancel` fires.
-pub(crate) async fn run_user_stream(inner: Arc<Inner>, events: mpsc::Sender<ExchangeEvent>, cancel: CancellationToken) {
+pub(crate) async fn run_user_stream(inner: Arc<Inner>, events: EventSinks, cancel: CancellationToken) {
     let mut delays = backoff(&inner);
     let mut reconnect = false;
     let mut dedupe = AlgoDedupe::default();
@@ -433,7 +479,7 @@ pub(crate) async fn run_user_stream(inner: Arc<Inner>, events: mpsc::Sender<Exch
 
 async fn user_session(
     inner: &Inner,
-    events: &mpsc::Sender<ExchangeEvent>,
+    events: &EventSinks,
     cancel: &CancellationToken,
     ws: Ws,
     dedupe: &mut AlgoDedupe,

@@ -24,7 +24,7 @@ pub const QUOTE_ASSET: &str = "USDT";
 pub const ACCOUNT_LOCK_KEY: &str = "ACCOUNT";
 
 pub(crate) fn decode_err(what: &str, e: impl std::fmt::Display) -> ExchangeError {
-    ExchangeError::Decode(format!("{what}: {e}"))
+    ExchangeError::decode(format!("{what}: {e}"))
 }
 
 fn json<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> ExResult<T> {
@@ -39,7 +39,7 @@ pub fn decimal(field: &str, s: &str) -> ExResult<Decimal> {
     if let Some(d) = plain_decimal_fast(s) {
         return Ok(d);
     }
-    Decimal::from_str(s.trim()).map_err(|_| ExchangeError::Decode(format!("{field}: not a decimal: `{}`", clip(s))))
+    Decimal::from_str(s.trim()).map_err(|_| ExchangeError::decode(format!("{field}: not a decimal: `{}`", clip(s))))
 }
 
 /// Parses Binance's usual `-?\d+(\.\d+)?` with at most 28 digits without the general parser
@@ -93,7 +93,7 @@ pub fn decimal_or_zero(field: &str, s: &str) -> ExResult<Decimal> {
 pub fn float(field: &str, s: &str) -> ExResult<f64> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(ExchangeError::Decode(format!("{field}: not a finite number: `{}`", clip(s)))),
+        _ => Err(ExchangeError::decode(format!("{field}: not a finite number: `{}`", clip(s)))),
     }
 }
 
@@ -110,7 +110,7 @@ pub fn side(s: &str) -> ExResult<Side> {
     match s {
         "BUY" => Ok(Side::Buy),
         "SELL" => Ok(Side::Sell),
-        other => Err(ExchangeError::Decode(format!("unknown side `{}`", clip(other)))),
+        other => Err(ExchangeError::decode(format!("unknown side `{}`", clip(other)))),
     }
 }
 
@@ -127,7 +127,7 @@ pub fn order_status(s: &str) -> ExResult<OrderStatus> {
         "CANCELED" => OrderStatus::Canceled,
         "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Expired,
         "REJECTED" => OrderStatus::Rejected,
-        other => return Err(ExchangeError::Decode(format!("unknown order status `{}`", clip(other)))),
+        other => return Err(ExchangeError::decode(format!("unknown order status `{}`", clip(other)))),
     })
 }
 
@@ -144,7 +144,7 @@ pub fn stop_status(s: &str) -> ExResult<StopStatus> {
         "CANCELED" | "CANCELLED" => StopStatus::Canceled,
         "EXPIRED" => StopStatus::Expired,
         "REJECTED" => StopStatus::Rejected,
-        other => return Err(ExchangeError::Decode(format!("unknown algo status `{}`", clip(other)))),
+        other => return Err(ExchangeError::decode(format!("unknown algo status `{}`", clip(other)))),
     })
 }
 
@@ -189,7 +189,7 @@ struct ListenKeyWire {
 /// [`ExchangeError::Decode`] for any other shape or an empty key.
 pub fn listen_key(bytes: &[u8]) -> ExResult<String> {
     let key = json::<ListenKeyWire>("listen key", bytes)?.listen_key;
-    if key.is_empty() { Err(ExchangeError::Decode("listen key: empty".into())) } else { Ok(key) }
+    if key.is_empty() { Err(ExchangeError::decode("listen key: empty")) } else { Ok(key) }
 }
 
 #[derive(Deserialize)]
@@ -330,7 +330,7 @@ fn symbol_filters(w: &SymbolWire) -> ExResult<SymbolFilters> {
         }
     }
     if !have_price || !have_lot || f.tick_size <= Decimal::ZERO || f.step_size <= Decimal::ZERO {
-        return Err(ExchangeError::Decode(format!("{}: PRICE_FILTER or LOT_SIZE missing or zero", w.symbol)));
+        return Err(ExchangeError::decode(format!("{}: PRICE_FILTER or LOT_SIZE missing or zero", w.symbol)));
     }
     Ok(f)
 }
@@ -806,7 +806,7 @@ pub fn account_balance(bytes: &[u8]) -> ExResult<AccountBalance> {
                 unrealized_pnl: upnl,
             })
         }
-        _ => Err(ExchangeError::Decode("account: no USDT asset and no totals".into())),
+        _ => Err(ExchangeError::decode("account: no USDT asset and no totals")),
     }
 }
 

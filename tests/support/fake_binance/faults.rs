@@ -18,6 +18,18 @@ pub enum FaultScope {
     AlgoOrder,
     /// One method and path, e.g. `("GET", "/fapi/v1/klines")`.
     Endpoint(String, String),
+    /// One symbol's order traffic: `POST`/`GET`/`DELETE` of `/fapi/v1/order` and
+    /// `/fapi/v1/algoOrder` (placements, lookups, cancels) whose `symbol` parameter is this one.
+    /// With `FaultAction::TimeoutAfterExecute { ms }` that symbol's orders execute and their
+    /// answers hang while every other symbol trades normally.
+    SymbolOrders(String),
+}
+
+impl FaultScope {
+    /// `SymbolOrders(symbol)`.
+    pub fn symbol_orders(symbol: &str) -> Self {
+        FaultScope::SymbolOrders(symbol.to_string())
+    }
 }
 
 /// What a fault does to the request it hits.

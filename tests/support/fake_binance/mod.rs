@@ -111,7 +111,12 @@
 //!
 //! # Fault switches
 //! `fail_next(n, scope, action)` queues a fault for the next `n` requests in `scope`
-//! ([`FaultScope`]: Any, Signed, OrderPlacement, MarketOrder, AlgoOrder, Endpoint(method, path));
+//! ([`FaultScope`]: Any, Signed, OrderPlacement, MarketOrder, AlgoOrder, Endpoint(method, path),
+//! SymbolOrders(symbol) — POST/GET/DELETE `/fapi/v1/order` and `/fapi/v1/algoOrder` of one
+//! symbol, e.g. `fail_next(n, FaultScope::symbol_orders("XRPUSDT"),
+//! FaultAction::TimeoutAfterExecute { ms: 45_000 })`: XRPUSDT's orders execute and their answers
+//! hang 45 s while other symbols' orders are answered at once (each connection is served
+//! concurrently and no lock is held while a request sleeps));
 //! actions ([`FaultAction`]): `unknown_after_execute()` (503 after really placing the order),
 //! `service_unavailable()`, `internal_error()`, `backend_timeout_after_execute()` (408/-1007),
 //! `overloaded()` (-1008), `Html{..}` (proxy page), `Body{http_status, body, execute_first}`

@@ -104,9 +104,16 @@ fn is_mutating(method: &Method) -> bool {
     method != Method::GET
 }
 
-fn scope_matches(scope: &FaultScope, method: &Method, path: &str, signed: bool) -> bool {
+/// The endpoints of one order's life: place, look up, cancel (plain and algo).
+fn is_order_traffic(method: &Method, path: &str) -> bool {
+    (path == "/fapi/v1/order" || path == "/fapi/v1/algoOrder")
+        && (method == Method::POST || method == Method::GET || method == Method::DELETE)
+}
+
+fn scope_matches(scope: &FaultScope, method: &Method, path: &str, signed: bool, params: &Params) -> bool {
     let post = method == Method::POST;
     match scope {
+        FaultScope::SymbolOrders(symbol) => is_order_traffic(method, path) && params.get("symbol") == Some(symbol),
         FaultScope::Any => true,
         FaultScope::Signed => signed,
         FaultScope::OrderPlacement => post && (path == "/fapi/v1/order" || path == "/fapi/v1/algoOrder"),
@@ -120,7 +127,7 @@ fn scope_matches(scope: &FaultScope, method: &Method, path: &str, signed: bool) 
 fn take_fault(st: &mut State, method: &Method, path: &str, signed: bool, params: &Params) -> Option<FaultAction> {
     let reduce_only = params.get("reduceOnly").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let pos = st.faults.queue.iter().position(|f| {
-        scope_matches(&f.scope, method, path, signed)
+        scope_matches(&f.scope, method, path, signed, params)
             && match f.action {
                 FaultAction::InvalidTimestamp => signed,
                 FaultAction::InsufficientMargin => method == Method::POST && path == "/fapi/v1/order" && !reduce_only,
@@ -332,6 +339,10 @@ async fn handle(
     resp
 }
 
+/// Serves one request. Every connection runs in its own task (axum), so a request held by a
+/// fault (`TimeoutAfterExecute`, `Latency`, `Hold` ...) delays only itself. The state lock is
+/// taken in short blocks and never across an `.await` (a `std` guard there would also make this
+/// future `!Send`, which axum refuses), so a sleeping request holds no lock.
 async fn process(
     shared: &Shared,
     method: &Method,

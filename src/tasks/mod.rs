@@ -1,0 +1,177 @@
+//! The live runtime of `kinetic run`: one tokio runtime, one task per job, wired here.
+//!
+//! ```text
+//! market WS ─► ingest ─► DataHub (marks, tickers, closed candles, stream health)
+//!                 │  marks: latest-wins watch ─────────────────────────────┐
+//!                 └─ closed candles ─► analyzer ─► Analysis ─┐             │
+//! scanner (interval, Skip): reads hub ─► candidates (watch) ─► analyzer    ▼
+//! user WS ─► its own channel ──────────────────────────────► position manager
+//! position manager: select!{ cancel, account event, order outcome, account read,
+//!                            marks changed, 5 s monitor (Skip), signal } — owns the book + journal
+//! orders: one future per request (≤ 1 in flight per symbol), outcome back as an event
+//! ```
+//!
+//! - [`ingest`]: the only writer of the hub.
+//! - [`scanner`]: candidates and kline subscriptions.
+//! - [`analyzer`]: indicators and complete analyses.
+//! - [`position_manager`]: drives the [`TradingCore`](crate::manager::trading_core::TradingCore).
+//! - [`orders`]: order requests as their own futures.
+//! - [`startup`]: reconciliation before the tasks start.
+//! - [`status`]: `/status` and `/metrics`.
+//!
+//! Shutdown: one `CancellationToken`; each task gets a child. The position manager stops
+//! entries and lets requests in flight finish within the grace period; positions keep their
+//! exchange-side stops.
+
+pub mod analyzer;
+pub mod ingest;
+pub mod orders;
+pub mod position_manager;
+pub mod scanner;
+pub mod startup;
+pub mod status;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{Metrics, StatusSnapshot};
+use crate::config::Settings;
+use crate::core::data_hub::SharedHub;
+use crate::core::liveness::Liveness;
+use crate::core::systemd;
+use crate::exchange::{EventSinks, Exchange, ExchangeEvent};
+use crate::store::Journal;
+
+pub use startup::StartupError as EngineError;
+
+/// Market events queue here between the exchange and the ingest task.
+pub const MARKET_CHANNEL: usize = 4096;
+/// Account events queue here between the exchange and the position manager.
+pub const ACCOUNT_CHANNEL: usize = 1024;
+
+/// Handles shared with the outside world (HTTP server, tests).
+#[derive(Clone)]
+pub struct EngineHandles {
+    pub hub: SharedHub,
+    pub status: Arc<RwLock<StatusSnapshot>>,
+    pub metrics: Metrics,
+    pub liveness: Arc<Liveness>,
+}
+
+impl EngineHandles {
+    /// Fresh handles around a status snapshot and metrics.
+    pub fn new(status: Arc<RwLock<StatusSnapshot>>, metrics: Metrics) -> Self {
+        EngineHandles {
+            hub: crate::core::data_hub::DataHub::default().shared(),
+            status,
+            metrics,
+            liveness: Arc::new(Liveness::default()),
+        }
+    }
+}
+
+/// The daemon. Generic over the exchange: live, dry-run (paper) and tests run the same tasks.
+pub struct Engine<E: Exchange> {
+    ex: Arc<E>,
+    settings: Settings,
+    journal: Journal,
+    handles: EngineHandles,
+    dry_run: bool,
+}
+
+impl<E: Exchange> Engine<E> {
+    /// Builds an engine; nothing is sent until [`Engine::run`].
+    pub fn new(
+        ex: Arc<E>,
+        settings: Settings,
+        journal: Journal,
+        handles: EngineHandles,
+        dry_run: bool,
+    ) -> Option<Self> {
+        Some(Engine { ex, settings, journal, handles, dry_run })
+    }
+
+    /// Runs until `cancel` fires: start-up, streams, then the tasks.
+    ///
+    /// # Errors
+    /// Start-up failures (exchange unreachable, hedge mode, journal) — after start-up every
+    /// error is logged and survived.
+    pub async fn run(self, cancel: CancellationToken, clear_emergency: bool) -> Result<(), EngineError> {
+        let Engine { ex, settings, mut journal, handles, dry_run } = self;
+        let started = startup::start(&ex, &settings, &mut journal, clear_emergency).await?;
+
+        let (market_tx, market_rx) = mpsc::channel::<ExchangeEvent>(MARKET_CHANNEL);
+        let (account_tx, account_rx) = mpsc::channel::<ExchangeEvent>(ACCOUNT_CHANNEL);
+        let sinks = EventSinks { market: market_tx.clone(), account: account_tx };
+        let control = ex.start_streams(sinks, cancel.child_token()).await?;
+
+        let (signals, marks_rx, candles_rx, _streams_rx) = ingest::IngestSignals::new();
+        let (scan_tx, scan_rx) = watch::channel(scanner::ScanReport::default());
+        let (held_tx, held_rx) = watch::channel(BTreeSet::new());
+        let (keep_tx, _keep_rx) = watch::channel(BTreeSet::new());
+        let (signal_tx, signal_rx) = mpsc::channel(64);
+
+        let tasks = TaskTracker::new();
+        tasks.spawn(ingest::run(
+            Arc::clone(&ex),
+            Arc::clone(&handles.hub),
+            market_rx,
+            signals,
+            handles.metrics.clone(),
+            cancel.child_token(),
+        ));
+        let scanner = scanner::ScannerTask {
+            ex: Arc::clone(&ex),
+            hub: Arc::clone(&handles.hub),
+            settings: settings.scanner.clone(),
+            tradable: started.symbols.iter().map(|s| s.filters.symbol.clone()).collect(),
+            control,
+            market: market_tx.clone(),
+            held: held_rx,
+            report: scan_tx,
+            keep: keep_tx,
+        };
+        tasks.spawn(scanner.run(cancel.child_token()));
+        let analyzer = analyzer::AnalyzerTask::new(
+            Arc::clone(&ex),
+            Arc::clone(&handles.hub),
+            settings.strategy.clone(),
+            market_tx,
+            candles_rx,
+            scan_rx.clone(),
+            signal_tx,
+            Arc::clone(&handles.liveness),
+        );
+        tasks.spawn(analyzer.run(cancel.child_token()));
+
+        let mut manager = position_manager::ManagerTask::new(
+            Arc::clone(&ex),
+            started.core,
+            journal,
+            settings.clone(),
+            Arc::clone(&handles.hub),
+            Arc::clone(&handles.status),
+            handles.metrics.clone(),
+            Arc::clone(&handles.liveness),
+            held_tx,
+            dry_run,
+        );
+        manager.apply(started.actions, &scanner::ScanReport::default());
+        let inputs =
+            position_manager::ManagerInputs { account: account_rx, signals: signal_rx, marks: marks_rx, scan: scan_rx };
+        systemd::ready();
+        systemd::status("trading");
+        tracing::info!(mode = if dry_run { "dry-run" } else { "live" }, "engine running");
+        // The manager runs here: when it returns (after cancel, its in-flight requests done),
+        // the other tasks are stopped too.
+        manager.run(inputs, cancel.child_token()).await;
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! Start-up, before any task runs: exchange rules, account mode, balances, the risk state
+//! journaled before the restart, and reconciliation — the exchange's positions and stops are
+//! the truth, the journal supplies what the exchange does not know (ladder stage, best price).
+//! Nothing else runs yet, so these reads are awaited in turn. Unprotected positions get their
+//! stop from the first actions the position manager executes.
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::core::models::{Direction, Position};
+use crate::exchange::{Exchange, ExchangeError, SymbolInfo};
+use crate::manager::commands::{Action, RISK_STATE_KEY, Record};
+use crate::manager::reconcile::ExchangeHolding;
+use crate::manager::trading_core::TradingCore;
+use crate::store::{Journal, StoreError};
+
+/// Journal key the emergency latch used before the risk state was journaled as a whole.
+pub const LEGACY_EMERGENCY_KEY: &str = "emergency_latch";
+
+/// Fatal start-up errors (after start-up every error is logged and survived).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("exchange error during start-up: {0}")]
+    Exchange(#[from] ExchangeError),
+    #[error("journal error: {0}")]
+    Journal(#[from] StoreError),
+    #[error(
+        "the account is in hedge (dual-side) position mode; kinetic trades one-way mode. Switch the \
+         account to one-way mode on Binance (with no open positions), or set exchange.allow_hedge_mode = true"
+    )]
+    HedgeMode,
+    #[error("strategy settings unusable")]
+    Settings,
+}
+
+/// What start-up hands the tasks.
+pub struct Started {
+    pub core: TradingCore,
+    pub symbols: Vec<SymbolInfo>,
+    /// The first actions: restored and adopted positions, their stops.
+    pub actions: Vec<Action>,
+}
+
+/// Runs start-up against `ex` and the journal.
+///
+/// # Errors
+/// Exchange unreachable, hedge mode, journal errors.
+pub async fn start<E: Exchange>(
+    ex: &Arc<E>,
+    settings: &Settings,
+    journal: &mut Journal,
+    clear_emergency: bool,
+) -> Result<Started, StartupError> {
+    let symbols = ex.symbols().await?;
+    tracing::info!(symbols = symbols.len(), "exchange info loaded");
+    if !ex.is_paper() && ex.hedge_mode().await? && !settings.exchange.allow_hedge_mode {
+        return Err(StartupError::HedgeMode);
+    }
+    let locked = match ex.locked_symbols().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the API trading status; assuming no locks");
+            Default::default()
+        }
+    };
+    let balance = ex.balance().await?;
+    let now = ex.now_ms();
+    let mut core = TradingCore::new(settings, now, balance.equity).ok_or(StartupError::Settings)?;
+    core.set_symbols(symbols.clone());
+    core.set_locked(locked);
+    core.set_balance(&balance, now);
+    let mut actions = Vec::new();
+
+    // Risk state survives restarts: daily latch, day-start equity, loss streak and pause,
+    // cooldowns, the emergency latch.
+    if let Some(v) = journal.state(RISK_STATE_KEY)? {
+        if core.restore_risk_state(&v) {
+            let r = &core.manager().risk;
+            tracing::info!(day_start_equity = %r.day_start_equity, daily_latched = r.daily_latched,
+                consecutive_losses = r.consecutive_losses, loss_pause_until = ?r.loss_pause_until,
+                "risk state restored from the journal");
+        } else {
+            tracing::warn!("journaled risk state unreadable; starting a fresh risk book");
+        }
+    }
+    if let Some(v) = journal.state(LEGACY_EMERGENCY_KEY)? {
+        let since = v.get("since").and_then(serde_json::Value::as_i64).unwrap_or(now);
+        core.manager_mut().latch_emergency(since);
+        journal.clear_state(LEGACY_EMERGENCY_KEY)?;
+    }
+    if clear_emergency {
+        core.manager_mut().set_emergency(None);
+        tracing::warn!("emergency latch cleared by the operator (--clear-emergency)");
+    }
+    core.manager_mut().clear_emergency_if_due(now);
+    if let Some(l) = core.manager().emergency() {
+        tracing::warn!(since = l.since, "emergency exit latched: no new entries until cleared (--clear-emergency)");
+    }
+    journal.set_state(RISK_STATE_KEY, &core.risk_state(), now)?;
+
+    let held = ex.positions().await?;
+    let holdings: Vec<ExchangeHolding> = held
+        .iter()
+        .map(|p| ExchangeHolding {
+            symbol: p.symbol.clone(),
+            signed_qty: if p.direction == Direction::Long { p.qty } else { -p.qty },
+            entry_price: p.entry_price,
+            mark_price: p.mark_price,
+            leverage: p.leverage,
+        })
+        .collect();
+    core.set_exchange_positions(held);
+    let known: Vec<Position> = journal.open_positions()?.into_iter().map(|j| j.position).collect();
+    core.apply_reconcile(&mut actions, &known, &holdings, true, now);
+    match ex.open_stops().await {
+        Ok(stops) => core.set_stops(stops),
+        Err(e) => tracing::warn!(error = %e, "could not list open stops at start"),
+    }
+    // Protection before anything else: the first tick places missing stops.
+    actions.extend(core.on_tick(now));
+    // Journal the restored state at once (the writes are ordered before any command).
+    actions.retain(|a| !matches!(a, Action::Journal(Record::Equity(_))));
+    Ok(Started { core, symbols, actions })
+}
