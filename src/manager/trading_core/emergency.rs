@@ -1,0 +1,130 @@
+//! The emergency rule and the monitor tick.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rust_decimal::prelude::*;
+
+use crate::core::models::TimestampMs;
+use crate::manager::commands::{Action, OrderRequest, Record};
+use crate::manager::exit_ladder::ExitReason;
+use crate::manager::risk_checks::emergency_triggered;
+use crate::store::OrderIntent;
+
+use super::*;
+
+impl TradingCore {
+    // --------------------------------------------------------------------------- emergency
+
+    pub(super) fn check_emergency(&mut self, out: &mut Vec<Action>, now: TimestampMs) {
+        let (upnl, _) = self.exposure();
+        let equity = self.account.wallet_balance + upnl;
+        let has_positions = !self.exchange.is_empty() || self.pm.open_count() > 0;
+        let was_latched = self.pm.emergency().is_some();
+        self.pm.risk.roll_day(now, equity);
+        if self.pm.risk.observe(equity, &self.settings.risk) {
+            tracing::warn!(equity = %equity.round_dp(2), start = %self.pm.risk.day_start_equity.round_dp(2),
+                "daily loss limit reached: no new entries until the next UTC day");
+        }
+        if has_positions && emergency_triggered(upnl, equity, &self.settings.risk) && !self.emergency_flatten {
+            tracing::error!(unrealized = %upnl.round_dp(2), equity = %equity.round_dp(2),
+                "EMERGENCY EXIT: portfolio unrealized loss reached the limit; closing everything");
+            self.counters.emergencies += 1;
+            self.pm.latch_emergency(now);
+            self.emergency_flatten = true;
+        }
+        self.pm.clear_emergency_if_due(now);
+        if was_latched && self.pm.emergency().is_none() {
+            tracing::info!("emergency latch cleared (next UTC day)");
+        }
+        self.push_risk_state(out);
+        if self.emergency_flatten {
+            self.flatten(out, now);
+        }
+    }
+
+    /// Emergency: close every position the exchange reports or we track, at market,
+    /// reduce-only, without waiting behind requests in flight. Stops stay until flat.
+    pub(super) fn flatten(&mut self, out: &mut Vec<Action>, now: TimestampMs) {
+        let mut targets: BTreeMap<String, Decimal> =
+            self.exchange.values().map(|p| (p.symbol.clone(), p.qty)).collect();
+        for m in self.pm.positions() {
+            let q = targets.entry(m.position.symbol.clone()).or_default();
+            *q = (*q).max(m.ladder.remaining_qty);
+        }
+        if targets.is_empty() {
+            self.emergency_flatten = false;
+            return;
+        }
+        for (symbol, qty) in targets {
+            if self.urgent.contains_key(&symbol) || qty <= Decimal::ZERO {
+                continue;
+            }
+            if self.needs_read.contains(&symbol) {
+                // After a failed close: read the position before closing again.
+                self.send(out, &symbol, OrderRequest::ReadPosition, true, now);
+                continue;
+            }
+            self.awaiting_stop.remove(&symbol);
+            if let Some(m) = self.pm.position(&symbol).cloned() {
+                self.before_close.insert(symbol.clone(), m.clone());
+                self.pm.reduce_remaining(&symbol, m.ladder.remaining_qty);
+            }
+            self.send_close(out, &symbol, qty, ExitReason::Emergency, OrderIntent::Emergency, true, now);
+        }
+    }
+
+    pub(super) fn push_risk_state(&mut self, out: &mut Vec<Action>) {
+        let state = self.risk_state();
+        if self.last_risk_state.as_ref() != Some(&state) {
+            self.last_risk_state = Some(state.clone());
+            out.push(Action::Journal(Record::RiskState(state)));
+        }
+    }
+
+    // ---------------------------------------------------------------------------- monitor
+
+    /// The 5 s monitor tick: emergency rule, every idle symbol's next step (ladder at the
+    /// latest mark, stop audit, reads after failures), overdue stops, the periodic resync,
+    /// an equity point every minute.
+    pub fn on_tick(&mut self, now: TimestampMs) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.ticks += 1;
+        self.check_emergency(&mut out, now);
+        // Overdue exchange-side stops: read the position; the read closes what is left.
+        let overdue: Vec<String> = self
+            .awaiting_stop
+            .iter()
+            .filter(|(_, a)| now - a.since > STOP_FILL_GRACE_MS)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in overdue {
+            self.needs_read.insert(s);
+        }
+        let mut symbols: BTreeSet<String> = self.held_symbols();
+        symbols.extend(self.needs_read.iter().cloned());
+        symbols.extend(self.stops.values().map(|s| s.symbol.clone()));
+        symbols.extend(self.stop_lookups.keys().cloned());
+        for s in symbols {
+            self.step_symbol(&mut out, &s, now);
+        }
+        if self.ticks % RESYNC_EVERY_TICKS == 0 && self.resync_requested_at.is_none() {
+            self.resync_requested_at = Some(now);
+            out.push(Action::Resync);
+        }
+        if now - self.last_equity_record >= 60_000 {
+            self.last_equity_record = now;
+            out.push(Action::Journal(Record::Equity(self.equity_snapshot(now))));
+        }
+        out
+    }
+
+    pub fn equity_snapshot(&self, now: TimestampMs) -> crate::store::EquitySnapshot {
+        let (upnl, _) = self.exposure();
+        crate::store::EquitySnapshot {
+            time: now,
+            wallet_balance: self.account.wallet_balance,
+            unrealized_pnl: upnl,
+            equity: self.account.wallet_balance + upnl,
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Order outcomes: matching an answer to its request, and following the exchange's position.
+
+use std::collections::BTreeSet;
+
+use rust_decimal::prelude::*;
+
+use crate::core::models::{LadderStage, TimestampMs};
+use crate::exchange::ExchangePosition;
+use crate::manager::commands::{Action, OrderRequest, OrderResult, Outcome, Record};
+use crate::manager::exit_ladder::ExitReason;
+use crate::manager::records;
+use crate::store::OrderIntent;
+
+use super::*;
+
+impl TradingCore {
+    // ----------------------------------------------------------------------------- outcomes
+
+    /// The outcome of a command.
+    pub fn on_outcome(&mut self, outcome: Outcome, now: TimestampMs) -> Vec<Action> {
+        let mut out = Vec::new();
+        let symbol = outcome.symbol.as_str();
+        let flight = match self.urgent.get(symbol) {
+            Some(f) if f.id == outcome.id => self.urgent.remove(symbol),
+            _ => match self.in_flight.get(symbol) {
+                Some(f) if f.id == outcome.id => self.in_flight.remove(symbol),
+                _ => None,
+            },
+        };
+        let Some(flight) = flight else {
+            tracing::warn!(%symbol, id = outcome.id, "outcome of an unknown request ignored");
+            return out;
+        };
+        match (flight.request, outcome.result) {
+            (OrderRequest::Entry { .. }, OrderResult::Entry(r)) => {
+                self.on_entry_result(&mut out, outcome.id, symbol, r, now)
+            }
+            (OrderRequest::Close { req, reason, intent }, OrderResult::Close(r)) => {
+                let emergency = intent == OrderIntent::Emergency;
+                let ok = r.as_ref().is_ok_and(|rep| rep.executed_qty > Decimal::ZERO);
+                self.on_close_result(&mut out, symbol, req.qty, reason, intent, r, now);
+                if emergency && ok {
+                    self.send(&mut out, symbol, OrderRequest::CancelAll, true, now);
+                }
+            }
+            (OrderRequest::PlaceStop(_), OrderResult::StopPlaced(r)) => self.on_stop_placed(&mut out, symbol, r, now),
+            (OrderRequest::CancelStop { algo_id }, OrderResult::StopCancelled(r)) => match r {
+                Ok(()) => {
+                    self.stops.remove(&algo_id);
+                }
+                Err(e) => tracing::warn!(%symbol, algo_id, error = %e, "cancel failed; retrying next tick"),
+            },
+            (OrderRequest::CancelAll, OrderResult::AllCancelled(r)) => match r {
+                Ok(()) => self.stops.retain(|_, s| s.symbol != symbol),
+                Err(e) => tracing::warn!(%symbol, error = %e, "cancel-all failed; the audit retries"),
+            },
+            (OrderRequest::LookupOrder { client_order_id }, OrderResult::Lookup(r)) => match r {
+                Ok(Some(report)) if report.executed_qty > Decimal::ZERO => {
+                    self.lookup_attempts.remove(&client_order_id);
+                    tracing::info!(%symbol, %client_order_id, qty = %report.executed_qty, price = %report.avg_price,
+                        "protective stop execution found");
+                    out.push(Action::Journal(Record::Order(records::order_report(
+                        &report,
+                        OrderIntent::ProtectiveStop,
+                    ))));
+                }
+                Ok(_) => {
+                    self.lookup_attempts.remove(&client_order_id);
+                }
+                Err(e) => {
+                    let attempt = self.lookup_attempts.remove(&client_order_id).unwrap_or(0) + 1;
+                    tracing::warn!(%symbol, %client_order_id, attempt, error = %e, "stop execution lookup failed");
+                    if attempt < 5 {
+                        self.stop_lookups.entry(symbol.to_string()).or_default().insert(client_order_id, attempt);
+                    }
+                }
+            },
+            (OrderRequest::ReadPosition, OrderResult::Position(r)) => match r {
+                Ok(p) => {
+                    self.needs_read.remove(symbol);
+                    self.follow_exchange(&mut out, symbol, p, now);
+                }
+                Err(e) => tracing::warn!(%symbol, error = %e, "position read failed; retrying next tick"),
+            },
+            (req, res) => tracing::error!(%symbol, ?req, ?res, "outcome does not match its request"),
+        }
+        self.check_emergency(&mut out, now);
+        self.step_symbol(&mut out, symbol, now);
+        out
+    }
+
+    /// Makes the exchange's position of `symbol` the truth for what we track.
+    pub(super) fn follow_exchange(
+        &mut self,
+        out: &mut Vec<Action>,
+        symbol: &str,
+        p: Option<ExchangePosition>,
+        now: TimestampMs,
+    ) {
+        let exchange_qty = p.as_ref().map(|p| p.qty).unwrap_or_default();
+        match p {
+            Some(p) if p.qty > Decimal::ZERO => {
+                self.exchange.insert(symbol.to_string(), p);
+            }
+            _ => {
+                self.exchange.remove(symbol);
+            }
+        }
+        let Some(mp) = self.pm.position(symbol).cloned() else {
+            if exchange_qty > Decimal::ZERO && self.resync_requested_at.is_none() {
+                tracing::warn!(%symbol, qty = %exchange_qty, "the exchange holds a position we do not track; adopting");
+                self.resync_requested_at = Some(now);
+                out.push(Action::Resync);
+            }
+            return;
+        };
+        let ours = mp.ladder.remaining_qty;
+        let awaiting = self.awaiting_stop.get(symbol).copied();
+        if exchange_qty < ours || (awaiting.is_some() && exchange_qty.is_zero()) {
+            // Closed on the exchange (its stop, a close whose answer we lost, a liquidation).
+            let gone = ours - exchange_qty;
+            let reason = awaiting.map(|a| a.reason).unwrap_or(if mp.position.stage == LadderStage::Trailing {
+                ExitReason::TrailingStop
+            } else {
+                ExitReason::StopLoss
+            });
+            let price = self.mark(symbol).unwrap_or(mp.ladder.stop);
+            // Our stops on the symbol may have executed: look their execution up.
+            let mut ids: BTreeSet<String> =
+                self.stops.values().filter(|s| s.symbol == symbol).map(|s| s.client_id.clone()).collect();
+            ids.extend(self.triggered_stops.remove(symbol).unwrap_or_default());
+            if !ids.is_empty() {
+                self.stop_lookups.entry(symbol.to_string()).or_default().extend(ids.into_iter().map(|id| (id, 0)));
+            }
+            let deducted = self.pm.reduce_remaining(symbol, gone);
+            let booked =
+                if awaiting.is_some() { awaiting.map(|a| a.qty).unwrap_or(gone).max(deducted) } else { deducted };
+            if exchange_qty.is_zero() {
+                self.awaiting_stop.remove(symbol);
+            }
+            tracing::warn!(%symbol, qty = %booked, %price, reason = reason.as_str(), "closed on the exchange; booked at the mark");
+            if booked > Decimal::ZERO
+                && let Some(t) = self.pm.on_exit_filled(symbol, booked, price, Decimal::ZERO, reason, now)
+            {
+                self.finish_trade(out, &t, "closed_on_exchange");
+                return;
+            }
+            self.journal_position(out, symbol);
+        } else if exchange_qty > ours && awaiting.is_none() {
+            tracing::warn!(%symbol, ours = %ours, exchange = %exchange_qty, "the exchange holds more than we track; following it");
+            self.pm.sync_quantity(symbol, exchange_qty);
+            self.journal_position(out, symbol);
+        } else if let Some(a) = awaiting
+            && now - a.since > STOP_FILL_GRACE_MS
+            && exchange_qty > Decimal::ZERO
+        {
+            tracing::warn!(%symbol, qty = %exchange_qty, "exchange-side stop did not fill in time; closing at market");
+            self.awaiting_stop.remove(symbol);
+            self.before_close.insert(symbol.to_string(), mp.clone());
+            self.send_close(
+                out,
+                symbol,
+                exchange_qty.min(a.qty.max(exchange_qty)),
+                a.reason,
+                OrderIntent::StopFallback,
+                false,
+                now,
+            );
+        }
+    }
+}
