@@ -121,12 +121,21 @@ fn order_updates_decode_with_fills() {
 #[test]
 fn account_updates_decode() {
     let m = decode_user(&ws("ACCOUNT_UPDATE.json")).unwrap();
-    let UserMessage::Account { balance, positions, time } = m else { panic!("{m:?}") };
+    let UserMessage::Account { balance, positions, time, transfer } = m else { panic!("{m:?}") };
+    assert_eq!(transfer, None, "an ORDER update is not a transfer");
     assert_eq!(time, 1_564_745_798_939);
     assert_eq!(balance.unwrap().wallet_balance, dec!(122624.12345678));
     assert_eq!(positions.len(), 3);
     assert_eq!((positions[2].direction, positions[2].qty), (Direction::Short, dec!(10)));
     assert_eq!(positions[1].mark_price, dec!(6563.6) + dec!(2850.21200) / dec!(20));
+    // A deposit: the same payload with reason DEPOSIT carries its amount in `bc`.
+    let deposit = String::from_utf8(ws("ACCOUNT_UPDATE.json"))
+        .unwrap()
+        .replace("\"m\": \"ORDER\"", "\"m\": \"DEPOSIT\"")
+        .replace("\"m\":\"ORDER\"", "\"m\":\"DEPOSIT\"");
+    assert!(deposit.contains("DEPOSIT"), "fixture shape changed");
+    let m = decode_user(deposit.as_bytes()).unwrap();
+    assert!(matches!(m, UserMessage::Account { transfer: Some(t), .. } if t == dec!(50.12345678)), "{m:?}");
     let bnfcr = decode_user(&ws("ACCOUNT_UPDATE_bnfcr.json")).unwrap();
     assert!(matches!(bnfcr, UserMessage::Account { balance: None, .. }));
 }

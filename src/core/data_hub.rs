@@ -202,6 +202,11 @@ impl DataHub {
         self.candles.get(&(symbol.to_string(), tf))
     }
 
+    /// Keeps the candles of the symbols `keep` accepts only (memory stays O(symbols in play)).
+    pub fn retain_candles(&mut self, keep: impl Fn(&str) -> bool) {
+        self.candles.retain(|(s, _), _| keep(s));
+    }
+
     /// Forgets the candles of a symbol the scanner dropped.
     pub fn drop_candles(&mut self, symbol: &str) {
         self.candles.retain(|(s, _), _| s != symbol);

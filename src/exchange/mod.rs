@@ -496,6 +496,9 @@ pub enum ExchangeEvent {
         balance: Option<AccountBalance>,
         positions: Vec<ExchangePosition>,
         time: TimestampMs,
+        /// A deposit (+) or withdrawal (−) of the settlement asset: moves equity without being
+        /// profit or loss (the daily-loss check subtracts it).
+        transfer: Option<Decimal>,
     },
     /// The exchange warns that margin is running out.
     MarginCall {

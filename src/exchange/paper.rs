@@ -292,6 +292,7 @@ fn execute_market(
             balance: Some(balance),
             positions: vec![position_report(st, symbol, time)],
             time,
+            transfer: None,
         },
     ];
     Ok((report, events))
@@ -325,6 +326,7 @@ fn apply_marks(
                     balance: Some(balance),
                     positions: vec![],
                     time: u.event_time,
+                    transfer: None,
                 });
             }
         }

@@ -5,6 +5,7 @@
 //! prices), closed candles on another. Account events never come here: they travel on their
 //! own channel to the position manager.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -141,13 +142,26 @@ pub async fn run<E: Exchange>(
     hub: SharedHub,
     mut market: mpsc::Receiver<ExchangeEvent>,
     signals: IngestSignals,
+    mut keep: watch::Receiver<BTreeSet<String>>,
     metrics: Metrics,
     cancel: CancellationToken,
 ) {
+    let mut keep_open = true;
     loop {
         let ev = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
+            changed = keep.changed(), if keep_open => {
+                keep_open = changed.is_ok();
+                if keep_open {
+                    // The scanner's survivors and the held symbols: other series are dropped.
+                    let set = keep.borrow_and_update().clone();
+                    if !set.is_empty() && let Ok(mut h) = hub.write() {
+                        h.retain_candles(|s| set.contains(s));
+                    }
+                }
+                continue;
+            }
             ev = market.recv() => match ev {
                 Some(ev) => ev,
                 None => break,

@@ -112,7 +112,7 @@ impl<E: Exchange> Engine<E> {
         let (signals, marks_rx, candles_rx, _streams_rx) = ingest::IngestSignals::new();
         let (scan_tx, scan_rx) = watch::channel(scanner::ScanReport::default());
         let (held_tx, held_rx) = watch::channel(BTreeSet::new());
-        let (keep_tx, _keep_rx) = watch::channel(BTreeSet::new());
+        let (keep_tx, keep_rx) = watch::channel(BTreeSet::new());
         let (signal_tx, signal_rx) = mpsc::channel(64);
 
         let tasks = TaskTracker::new();
@@ -121,6 +121,7 @@ impl<E: Exchange> Engine<E> {
             Arc::clone(&handles.hub),
             market_rx,
             signals,
+            keep_rx,
             handles.metrics.clone(),
             cancel.child_token(),
         ));

@@ -439,6 +439,8 @@ pub enum UserMessage {
         balance: Option<AccountBalance>,
         positions: Vec<ExchangePosition>,
         time: TimestampMs,
+        /// USDT deposited (+) or withdrawn (−) by this event, for transfer reasons only.
+        transfer: Option<Decimal>,
     },
     Algo {
         stop: StopOrder,
@@ -567,6 +569,9 @@ struct AccountEventWire {
 
 #[derive(Deserialize)]
 struct AccountUpdateWire {
+    /// Why the account changed (ORDER, FUNDING_FEE, DEPOSIT, WITHDRAW, ...).
+    #[serde(default)]
+    m: Option<String>,
     #[serde(default, rename = "B")]
     balances: Vec<BalanceWire>,
     #[serde(default, rename = "P")]
@@ -579,7 +584,24 @@ struct BalanceWire {
     wb: String,
     #[serde(default)]
     cw: Option<String>,
+    /// Balance change excluding PnL and commission.
+    #[serde(default)]
+    bc: Option<String>,
 }
+
+/// `ACCOUNT_UPDATE` reasons that move money in or out of the futures wallet without being
+/// profit or loss.
+const TRANSFER_REASONS: [&str; 9] = [
+    "DEPOSIT",
+    "WITHDRAW",
+    "WITHDRAW_REJECT",
+    "ADMIN_DEPOSIT",
+    "ADMIN_WITHDRAW",
+    "ASSET_TRANSFER",
+    "MARGIN_TRANSFER",
+    "COIN_SWAP_DEPOSIT",
+    "COIN_SWAP_WITHDRAW",
+];
 
 #[derive(Deserialize)]
 struct PositionWire {
@@ -626,7 +648,13 @@ fn account_update(json: &str) -> ExResult<UserMessage> {
             update_time: time,
         });
     }
-    let balance = match w.a.balances.iter().find(|b| b.a == super::wire::QUOTE_ASSET) {
+    let quote = w.a.balances.iter().find(|b| b.a == super::wire::QUOTE_ASSET);
+    let is_transfer = w.a.m.as_deref().is_some_and(|m| TRANSFER_REASONS.contains(&m));
+    let transfer = match quote.filter(|_| is_transfer) {
+        Some(b) => Some(opt_zero("bc", &b.bc)?),
+        None => None,
+    };
+    let balance = match quote {
         Some(b) => {
             let wallet = decimal("wb", &b.wb)?;
             Some(AccountBalance {
@@ -638,7 +666,7 @@ fn account_update(json: &str) -> ExResult<UserMessage> {
         }
         None => None,
     };
-    Ok(UserMessage::Account { balance, positions, time })
+    Ok(UserMessage::Account { balance, positions, time, transfer })
 }
 
 #[derive(Deserialize)]

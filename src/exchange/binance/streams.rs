@@ -540,7 +540,9 @@ async fn user_session(
                 healthy = true;
                 let ev = match decode_user(&bytes) {
                     Ok(UserMessage::Order { report, fill }) => ExchangeEvent::OrderUpdate { report, fill },
-                    Ok(UserMessage::Account { balance, positions, time }) => ExchangeEvent::AccountUpdate { balance, positions, time },
+                    Ok(UserMessage::Account { balance, positions, time, transfer }) => {
+                        ExchangeEvent::AccountUpdate { balance, positions, time, transfer }
+                    }
                     Ok(UserMessage::Algo { stop, key }) => {
                         if !dedupe.first_time(key) {
                             continue;

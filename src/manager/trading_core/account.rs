@@ -45,7 +45,12 @@ impl TradingCore {
                     self.stops.remove(&stop.algo_id);
                 }
             }
-            ExchangeEvent::AccountUpdate { balance, positions, time } => {
+            ExchangeEvent::AccountUpdate { balance, positions, time, transfer } => {
+                if let Some(amount) = transfer.filter(|a| !a.is_zero()) {
+                    tracing::info!(%amount, "deposit/withdrawal: not counted as profit or loss today");
+                    self.pm.risk.record_transfer(amount);
+                    self.push_risk_state(&mut out);
+                }
                 if let Some(b) = balance {
                     self.account.wallet_balance = b.wallet_balance;
                     self.account.available_balance = b.available_balance;

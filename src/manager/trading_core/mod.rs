@@ -27,6 +27,8 @@ mod entries;
 mod exits;
 mod outcomes;
 mod protection;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 

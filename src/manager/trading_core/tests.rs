@@ -1,0 +1,189 @@
+//! Scripts of events into the core and the exact commands that come out.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use rust_decimal_macros::dec;
+
+use super::*;
+use crate::config::Settings;
+use crate::core::models::btcusdt_test_filters;
+use crate::core::models::{OrderStatus, Side};
+use crate::exchange::{AccountBalance, ExchangeError, ExchangeEvent, OrderReport};
+use crate::manager::commands::{Command, OrderRequest, OrderResult, Outcome, Record};
+
+const T0: i64 = 1_780_000_000_000;
+
+fn position(qty: Decimal) -> ExchangePosition {
+    ExchangePosition {
+        symbol: "BTCUSDT".into(),
+        direction: Direction::Long,
+        qty,
+        entry_price: dec!(60000),
+        mark_price: dec!(60000),
+        unrealized_pnl: Decimal::ZERO,
+        leverage: 10,
+        liquidation_price: None,
+        update_time: T0,
+    }
+}
+
+/// A core holding an adopted BTCUSDT long of 0.100 at 60 000 (TP1 60 900, TP2 61 500, trail
+/// from 61 800, stop 58 200) with its stop resting.
+fn core_with_position() -> TradingCore {
+    let settings = Settings::defaults().unwrap();
+    let mut core = TradingCore::new(&settings, T0, dec!(10000)).unwrap();
+    core.set_symbols(vec![SymbolInfo { filters: btcusdt_test_filters(), max_leverage: 125 }]);
+    core.set_balance(
+        &AccountBalance {
+            wallet_balance: dec!(10000),
+            equity: dec!(10000),
+            available_balance: dec!(10000),
+            unrealized_pnl: Decimal::ZERO,
+        },
+        T0,
+    );
+    let p = position(dec!(0.100));
+    let holding = holding(&p);
+    core.set_exchange_positions(vec![p]);
+    let mut out = Vec::new();
+    core.apply_reconcile(&mut out, &[], &[holding], true, T0);
+    let stop = core.manager().position("BTCUSDT").unwrap().ladder.stop;
+    core.set_stops(vec![StopOrder {
+        symbol: "BTCUSDT".into(),
+        algo_id: 1,
+        client_id: "ke-s-0-1".into(),
+        side: Side::Sell,
+        qty: dec!(0.100),
+        trigger_price: stop,
+        reduce_only: true,
+        status: crate::exchange::StopStatus::New,
+        update_time: T0,
+    }]);
+    core
+}
+
+fn sends(actions: &[Action]) -> Vec<Command> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn report(cmd: &Command, executed: Decimal, price: Decimal) -> OrderReport {
+    let OrderRequest::Close { req, .. } = &cmd.request else { panic!("not a close: {cmd:?}") };
+    OrderReport {
+        symbol: req.symbol.clone(),
+        client_order_id: req.client_order_id.clone(),
+        order_id: 7,
+        side: req.side,
+        status: OrderStatus::Filled,
+        orig_qty: req.qty,
+        executed_qty: executed,
+        avg_price: price,
+        reduce_only: true,
+        update_time: T0,
+    }
+}
+
+fn close_qty(cmd: &Command) -> (Decimal, ExitReason) {
+    match &cmd.request {
+        OrderRequest::Close { req, reason, .. } => (req.qty, *reason),
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_jump_past_two_levels_closes_one_level_at_a_time() {
+    let mut core = core_with_position();
+    let actions = core.on_mark("BTCUSDT", dec!(61600), T0 + 1, T0 + 1);
+    let cmds = sends(&actions);
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert_eq!(close_qty(&cmds[0]), (dec!(0.040), ExitReason::TakeProfit1));
+    // The write-ahead journal record of the new stage comes before the command.
+    let journal_at = actions.iter().position(|a| matches!(a, Action::Journal(Record::PositionUpdated(_)))).unwrap();
+    let send_at = actions.iter().position(|a| matches!(a, Action::Send(_))).unwrap();
+    assert!(journal_at < send_at);
+    // Another mark while TP1 is in flight sends nothing for the symbol.
+    assert!(sends(&core.on_mark("BTCUSDT", dec!(61650), T0 + 2, T0 + 2)).is_empty());
+    // TP1 fills: TP2 goes out next, from the state TP1 left.
+    let out = core.on_outcome(
+        Outcome {
+            id: cmds[0].id,
+            symbol: "BTCUSDT".into(),
+            result: OrderResult::Close(Ok(report(&cmds[0], dec!(0.040), dec!(61600)))),
+        },
+        T0 + 3,
+    );
+    let next = sends(&out);
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(close_qty(&next[0]), (dec!(0.030), ExitReason::TakeProfit2));
+}
+
+#[test]
+fn a_refused_close_restores_the_exact_state_and_reads_the_exchange() {
+    let mut core = core_with_position();
+    let before = core.manager().position("BTCUSDT").unwrap().clone();
+    let cmds = sends(&core.on_mark("BTCUSDT", dec!(62200), T0 + 1, T0 + 1));
+    assert_eq!(close_qty(&cmds[0]).1, ExitReason::TakeProfit1);
+    let refused = ExchangeError::Api { http_status: 400, code: -4131, msg: "PERCENT_PRICE".into() };
+    let out = core.on_outcome(
+        Outcome { id: cmds[0].id, symbol: "BTCUSDT".into(), result: OrderResult::Close(Err(refused)) },
+        T0 + 2,
+    );
+    let after = core.manager().position("BTCUSDT").unwrap();
+    assert_eq!(after.ladder, before.ladder, "quantities, stage and stop as before the close");
+    assert_eq!(after.position.qty, before.position.qty);
+    // The next action is a read of the exchange's position, never a stop resize.
+    let next = sends(&out);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].request, OrderRequest::ReadPosition);
+    // The stop on the exchange still covers the full size.
+    assert!(core.resting_stops().any(|s| s.qty == dec!(0.100)));
+}
+
+#[test]
+fn the_emergency_closes_positions_even_behind_a_hung_request() {
+    let mut core = core_with_position();
+    let cmds = sends(&core.on_mark("BTCUSDT", dec!(61000), T0 + 1, T0 + 1));
+    assert_eq!(close_qty(&cmds[0]).1, ExitReason::TakeProfit1);
+    // The TP1 answer never comes; the market collapses past the emergency line. (The
+    // position's stop would fire on the exchange too; the core does not wait for it.)
+    core.account.wallet_balance = dec!(1000);
+    let out = core.on_mark("BTCUSDT", dec!(58300), T0 + 2, T0 + 2);
+    let urgent: Vec<Command> = sends(&out).into_iter().filter(|c| c.urgent).collect();
+    assert_eq!(urgent.len(), 1, "{out:?}");
+    assert_eq!(close_qty(&urgent[0]).1, ExitReason::Emergency);
+    assert!(core.manager().emergency().is_some(), "latched");
+    assert!(out.iter().any(|a| matches!(a, Action::Journal(Record::RiskState(v)) if v["emergency_since"].is_number())));
+}
+
+#[test]
+fn a_withdrawal_is_not_a_loss_but_a_real_loss_latches_the_day() {
+    let mut core = core_with_position();
+    let bal = |w: Decimal| AccountBalance {
+        wallet_balance: w,
+        equity: w,
+        available_balance: w,
+        unrealized_pnl: Decimal::ZERO,
+    };
+    let ev = |w: Decimal, transfer: Option<Decimal>| ExchangeEvent::AccountUpdate {
+        balance: Some(bal(w)),
+        positions: vec![],
+        time: T0 + 1,
+        transfer,
+    };
+    core.on_account_event(ev(dec!(9000), Some(dec!(-1000))), T0 + 1);
+    core.on_tick(T0 + 2);
+    assert!(!core.manager().risk.daily_latched, "withdrew 1000, lost nothing");
+    core.on_account_event(ev(dec!(8690), None), T0 + 3);
+    core.on_tick(T0 + 4);
+    assert!(core.manager().risk.daily_latched, "lost 310 against a 300 limit");
+    // Journaled, and restored after a restart.
+    let saved = core.risk_state();
+    let mut restarted = TradingCore::new(&Settings::defaults().unwrap(), T0 + 5, dec!(8690)).unwrap();
+    assert!(restarted.restore_risk_state(&saved));
+    assert!(restarted.manager().risk.daily_latched);
+    assert_eq!(restarted.manager().risk.day_start_equity, dec!(10000));
+}
