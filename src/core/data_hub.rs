@@ -168,6 +168,8 @@ pub struct DataHub {
     pub streams: BTreeMap<String, StreamHealth>,
     /// Exchange time of the newest mark price received.
     pub last_mark_time: TimestampMs,
+    /// Close time of the newest closed 15m candle received (any symbol).
+    pub last_m15_close: TimestampMs,
 }
 
 impl Default for DataHub {
@@ -185,6 +187,7 @@ impl DataHub {
             candle_capacity,
             streams: BTreeMap::new(),
             last_mark_time: 0,
+            last_m15_close: 0,
         }
     }
 

@@ -570,13 +570,15 @@ impl<M: Exchange> Exchange for PaperExchange<M> {
                     }
                     _ => Vec::new(),
                 };
-                if events.send(ev).await.is_err() {
-                    break;
-                }
+                // What the price caused (a stop's fill, funding) is delivered before the price
+                // itself: whoever reacts to the price already knows the account it left.
                 for g in generated {
                     if events.send(g).await.is_err() {
                         return;
                     }
+                }
+                if events.send(ev).await.is_err() {
+                    break;
                 }
             }
         });

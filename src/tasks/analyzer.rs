@@ -54,6 +54,9 @@ pub struct AnalyzerTask<E> {
     /// 15m close waiting for its higher timeframes (or for live streams).
     pending: BTreeMap<String, TimestampMs>,
     warmed: BTreeSet<String>,
+    /// The scanner's handled 15m close whose candidates this task has taken in (warm-ups
+    /// done): closes up to it can be scored.
+    handled_scan: TimestampMs,
 }
 
 impl<E: Exchange> AnalyzerTask<E> {
@@ -80,6 +83,7 @@ impl<E: Exchange> AnalyzerTask<E> {
             analyzers: HashMap::new(),
             pending: BTreeMap::new(),
             warmed: BTreeSet::new(),
+            handled_scan: 0,
         }
     }
 
@@ -111,6 +115,7 @@ impl<E: Exchange> AnalyzerTask<E> {
     /// New candidates are warmed up and evaluated on their latest closed candle; symbols that
     /// left the list are forgotten (memory stays O(candidates)).
     async fn on_candidates(&mut self) {
+        let scanned = self.scan.borrow().m15_close;
         let candidates = self.candidates();
         self.analyzers.retain(|s, _| candidates.contains(s));
         self.pending.retain(|s, _| candidates.contains(s));
@@ -133,6 +138,7 @@ impl<E: Exchange> AnalyzerTask<E> {
                 self.pending.insert(s, t);
             }
         }
+        self.handled_scan = self.handled_scan.max(scanned);
         self.flush().await;
     }
 
@@ -204,8 +210,12 @@ impl<E: Exchange> AnalyzerTask<E> {
     /// Sends every pending analysis that is complete, while the market streams are live.
     async fn flush(&mut self) {
         self.send_ready().await;
-        let latest = self.analyzers.values().filter_map(|a| a.m15.last_close_time()).max().unwrap_or(0);
-        self.liveness.progress.analyzed_m15_close.fetch_max(latest, Ordering::SeqCst);
+        // Evaluated up to: everything fed and handled by the scanner, short of what waits.
+        let done = match self.pending.values().min() {
+            Some(t) => (t - 1).min(self.handled_scan),
+            None => self.handled_scan,
+        };
+        self.liveness.progress.analyzed_m15_close.fetch_max(done, Ordering::SeqCst);
     }
 
     async fn send_ready(&mut self) {
@@ -213,10 +223,13 @@ impl<E: Exchange> AnalyzerTask<E> {
         if !live || self.pending.is_empty() {
             return;
         }
+        // A close is scored once the scanner has handled it (the candidate set of that close)
+        // and the higher timeframes closing with it are in.
+        let scanned = self.handled_scan;
         let ready: Vec<(String, TimestampMs)> = self
             .pending
             .iter()
-            .filter(|(s, t)| self.analyzers.get(*s).is_some_and(|a| complete(a, **t)))
+            .filter(|(s, t)| **t <= scanned && self.analyzers.get(*s).is_some_and(|a| complete(a, **t)))
             .map(|(s, t)| (s.clone(), *t))
             .collect();
         for (symbol, t) in ready {

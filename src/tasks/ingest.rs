@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Metrics;
 use crate::core::data_hub::{DataHub, MarkPrice, SharedHub, StreamState};
-use crate::core::models::{TimestampMs, is_closed_at};
+use crate::core::models::{Timeframe, TimestampMs, is_closed_at};
 use crate::exchange::binance::streams::{MARKET_STREAM, USER_STREAM};
 use crate::exchange::{Exchange, ExchangeEvent, StreamEvent};
 
@@ -36,6 +36,9 @@ pub fn apply_market_event(hub: &mut DataHub, event: &ExchangeEvent, now: Timesta
             // forming candle is never stored, so it can never stand in for the real one.
             if candle.is_sane() && *closed {
                 hub.merge_candle(symbol, *timeframe, *candle);
+                if *timeframe == Timeframe::M15 {
+                    hub.last_m15_close = hub.last_m15_close.max(candle.close_time);
+                }
                 applied.closed_candles = true;
             }
         }

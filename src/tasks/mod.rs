@@ -135,6 +135,7 @@ impl<E: Exchange> Engine<E> {
             held: held_rx,
             report: scan_tx,
             keep: keep_tx,
+            marks: marks_rx.clone(),
         };
         tasks.spawn(scanner.run(cancel.child_token()));
         let analyzer = analyzer::AnalyzerTask::new(

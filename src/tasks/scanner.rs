@@ -1,8 +1,16 @@
-//! The scanner task: on its interval (missed ticks skipped) it reads the 24 h tickers and the
-//! closed 15m candles from the hub, applies the scanner's filters and ranking, publishes the
-//! candidates on a `watch`, and keeps the kline subscriptions to candidates ∪ held symbols.
-//! Symbols that pass the ticker filters but whose 15m candles are not streamed get them over
-//! public REST; those candles go to the ingest task like any other backfill.
+//! The scanner task: it reads the 24 h tickers and the closed 15m candles from the hub, applies
+//! the scanner's filters and ranking, publishes the candidates on a `watch`, and keeps the kline
+//! subscriptions to candidates ∪ held symbols. Symbols that pass the ticker filters but whose
+//! 15m candles are not streamed get them over public REST; those candles go to the ingest task
+//! like any other backfill.
+//!
+//! When it scans: at start, then at 15m closes — once the exchange clock is past the close by the
+//! closed-candle margin (1 s), so every symbol's final kline is in — when `scanner.interval_secs`
+//! have passed since the last scan (exchange time). Entries are only evaluated at 15m closes, so this is the same
+//! rule as the backtest's: with the default 60 s a scan at every close, with 3600 s at every
+//! fourth. Every handled close is published (`m15_close`), scanned or not: the analyzer scores
+//! a close only once the scanner has handled it, so the candidate set of a decision is the one
+//! the backtest uses.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -21,7 +29,11 @@ use crate::scanner::market_scanner::{Candidate, ScanInput, prefilter, scan, volu
 /// One scan's result, for the analyzer (candidates) and `/status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ScanReport {
+    /// When the last scan ran (exchange time).
     pub time: TimestampMs,
+    /// Close time of the latest 15m candle the scanner has handled (scanned at, or found no
+    /// scan due).
+    pub m15_close: TimestampMs,
     /// Symbols with a ticker.
     pub symbols: usize,
     /// Passed the ticker filters and the pre-cut.
@@ -68,26 +80,57 @@ pub struct ScannerTask<E> {
     pub report: watch::Sender<ScanReport>,
     /// Symbols whose candles the hub keeps (survivors ∪ held).
     pub keep: watch::Sender<BTreeSet<String>>,
+    /// Mark prices arrived (the exchange clock moved: a replay's clock moves with them).
+    pub marks: watch::Receiver<u64>,
 }
 
 impl<E: Exchange> ScannerTask<E> {
     pub async fn run(mut self, cancel: CancellationToken) {
-        let period = Duration::from_secs(self.settings.interval_secs.max(1));
-        let mut every = tokio::time::interval(period);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let interval_ms = i64::try_from(self.settings.interval_secs).unwrap_or(i64::MAX / 1000).max(1) * 1000;
+        let mut wake = tokio::time::interval(Duration::from_secs(1));
+        wake.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let start_close = self.latest_close();
+        self.scan(start_close).await;
+        let mut last_close = start_close;
+        let mut last_scan = self.ex.now_ms();
         loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                _ = every.tick() => self.scan().await,
                 changed = self.held.changed() => {
                     if changed.is_err() {
                         break;
                     }
                     self.update_subscriptions();
+                    continue;
                 }
+                changed = self.marks.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+                _ = wake.tick() => {}
+            }
+            let close = self.latest_close();
+            if close <= last_close {
+                continue;
+            }
+            last_close = close;
+            if close + 1 - last_scan >= interval_ms {
+                last_scan = close + 1;
+                self.scan(close).await;
+            } else {
+                self.report.send_modify(|r| r.m15_close = close);
             }
         }
+    }
+
+    /// The latest 15m close the exchange clock is past by the closed-candle margin: every
+    /// stream's final kline of that close is in by then, and a REST fetch returns it closed.
+    fn latest_close(&self) -> TimestampMs {
+        let step = Timeframe::M15.duration_ms();
+        let now = self.ex.now_ms();
+        (now - crate::core::models::CANDLE_CLOSE_MARGIN_MS - 1).div_euclid(step) * step - 1
     }
 
     fn update_subscriptions(&self) {
@@ -157,10 +200,11 @@ impl<E: Exchange> ScannerTask<E> {
         }
     }
 
-    async fn scan(&mut self) {
+    async fn scan(&mut self, m15_close: TimestampMs) {
         let now = self.ex.now_ms();
         let tickers = self.tickers().await;
         if tickers.is_empty() {
+            self.report.send_modify(|r| r.m15_close = r.m15_close.max(m15_close));
             return;
         }
         let tradable: Vec<&Ticker> = tickers.iter().filter(|t| self.tradable.contains(&t.symbol)).collect();
@@ -174,6 +218,7 @@ impl<E: Exchange> ScannerTask<E> {
         let ranked = scan(&inputs, &self.settings);
         let report = ScanReport {
             time: now,
+            m15_close,
             symbols: tickers.len(),
             prefiltered: survivors.len(),
             candidates: ranked.iter().map(CandidateView::from).collect(),
