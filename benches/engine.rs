@@ -140,7 +140,7 @@ fn reaction(c: &mut Criterion) {
     rt.spawn(async move { engine.run(c2, false).await });
 
     // Enter on the crafted signal and walk into the trailing stage.
-    wait(&status, |s| s.last_scan.as_ref().is_some_and(|l| l["candidates"].to_string().contains("BENCHUSDT")));
+    wait(&status, |s| s.last_scan.as_ref().is_some_and(|l| l.lists("BENCHUSDT")));
     rt.block_on(market.push_mark("BENCHUSDT", Decimal::from(100)));
     std::thread::sleep(Duration::from_millis(100));
     rt.block_on(market.push(ExchangeEvent::Kline {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 fn snapshot(tick: Option<i64>, state: StreamState) -> StatusSnapshot {
     StatusSnapshot {
-        mode: "dry_run".into(),
+        mode: api::Mode::DryRun,
         equity: "10000".into(),
         streams: vec![StreamStatus { name: "market".into(), state, last_message_at: Some(1), reconnects: 2 }],
         last_monitor_tick: tick,

@@ -111,10 +111,7 @@ pub fn no_duplicate_client_ids(fake: &FakeBinance) {
 }
 
 async fn enter(live: &Live, m: &CraftedMarket) {
-    live.wait("scan lists the crafted symbol", |_, s| {
-        s.last_scan.as_ref().is_some_and(|l| l["candidates"].to_string().contains(&m.symbol))
-    })
-    .await;
+    live.wait("scan lists the crafted symbol", |_, s| s.last_scan.as_ref().is_some_and(|l| l.lists(&m.symbol))).await;
     live.wait("streams live", |_, s| {
         !s.streams.is_empty() && s.streams.iter().all(|x| x.state == kinetic::api::StreamState::Live)
     })
@@ -141,7 +138,7 @@ async fn walk(direction: Direction) {
     let qty = pos.amount.abs();
     let entry = pos.entry_price;
     // Leverage per the table for the signal's score, isolated margin.
-    let score = live.status.read().unwrap().recent_signals[0]["score"].as_u64().unwrap();
+    let score = live.status.read().unwrap().recent_signals[0].score;
     assert!(score >= 60);
     let expected = match score {
         60..=69 => 5,
@@ -232,7 +229,7 @@ async fn portfolio_minus_five_percent_closes_everything_and_cancels_orders() {
     f.set_price(sym, crash);
     live.wait("emergency close", |f, s| amount(f, sym).is_zero() && s.positions.is_empty()).await;
     live.wait("orders cancelled", |f, _| f.open_algo_orders().is_empty() && f.open_orders().is_empty()).await;
-    assert_eq!(live.status.read().unwrap().risk["emergency_latched"], true);
+    assert!(live.status.read().unwrap().risk.emergency_latched);
     no_duplicate_client_ids(&live.fake);
     let (_fake, journal) = live.stop().await;
     assert_eq!(journal.closed_positions(5).unwrap()[0].close_reason.as_deref(), Some("emergency"));

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{CraftedMarket, ScriptedMarket, now_ms};
 use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::config::{ConfigSources, Settings, load};
-use kinetic::core::models::{Direction, Side, Timeframe};
+use kinetic::core::models::{Direction, LadderStage, Side, Timeframe};
 use kinetic::exchange::paper::PaperExchange;
 use kinetic::exchange::{Exchange, ExchangeEvent};
 use kinetic::store::Journal;
@@ -97,14 +97,11 @@ fn d(v: f64) -> Decimal {
 }
 
 fn qty_of(s: &StatusSnapshot) -> Decimal {
-    s.positions[0]["qty"].as_str().unwrap().parse().unwrap()
+    s.positions[0].qty.parse().unwrap()
 }
 
 async fn enter(h: &Harness, m: &CraftedMarket) -> StatusSnapshot {
-    h.wait_for("scan lists the crafted symbol", |s| {
-        s.last_scan.as_ref().is_some_and(|l| l["candidates"].to_string().contains(&m.symbol))
-    })
-    .await;
+    h.wait_for("scan lists the crafted symbol", |s| s.last_scan.as_ref().is_some_and(|l| l.lists(&m.symbol))).await;
     h.mark(&m.symbol, d(m.end_price)).await;
     h.market
         .push(ExchangeEvent::Kline {
@@ -114,7 +111,7 @@ async fn enter(h: &Harness, m: &CraftedMarket) -> StatusSnapshot {
             closed: true,
         })
         .await;
-    h.wait_for("entry", |s| s.positions.len() == 1 && s.positions[0]["stop_on_exchange"] == true).await
+    h.wait_for("entry", |s| s.positions.len() == 1 && s.positions[0].stop_on_exchange).await
 }
 
 async fn ladder_walk(direction: Direction) {
@@ -126,19 +123,19 @@ async fn ladder_walk(direction: Direction) {
 
     // The signal: score ≥ 60, taken, leverage per the table (70 → 10x; not high-volatility).
     let sig = &s.recent_signals[0];
-    let score = sig["score"].as_u64().unwrap();
-    assert!(score >= 60, "crafted market must score ≥ 60: {sig}");
-    assert_eq!(sig["taken"], true);
+    let score = sig.score;
+    assert!(score >= 60, "crafted market must score ≥ 60: {sig:?}");
+    assert!(sig.taken);
     let pos = &s.positions[0];
-    assert_eq!(pos["direction"], direction.as_str());
+    assert_eq!(pos.direction, direction);
     let expected_leverage = match score {
         60..=69 => 5,
         70..=79 => 10,
         80..=89 => 15,
         _ => 20,
     };
-    assert_eq!(pos["leverage"].as_u64().unwrap(), expected_leverage);
-    let entry: Decimal = pos["entry_price"].as_str().unwrap().parse().unwrap();
+    assert_eq!(pos.leverage, expected_leverage);
+    let entry: Decimal = pos.entry_price.parse().unwrap();
     let qty = qty_of(&s);
     // Notional at the signal price within the sizing cap (20 % of 10 000 equity at confidence
     // < 80); the fill itself may slip by the simulated slippage.
@@ -163,28 +160,28 @@ async fn ladder_walk(direction: Direction) {
     // TP1 at +1.5 %: 40 % closed, stop resized to the rest.
     let e = entry.to_f64().unwrap();
     h.mark(sym, d(e * (1.0 + sign * 0.016))).await;
-    let s = h.wait_for("TP1", |s| s.positions.first().is_some_and(|p| p["stage"] == "tp1_done")).await;
+    let s = h.wait_for("TP1", |s| s.positions.first().is_some_and(|p| p.stage == LadderStage::Tp1Done)).await;
     let after_tp1 = qty_of(&s);
     assert_eq!(after_tp1, qty - (qty * Decimal::new(4, 1)).round_dp_with_strategy(3, RoundingStrategy::ToZero));
     // TP2 at +2.5 %: another 30 %.
     h.mark(sym, d(e * (1.0 + sign * 0.026))).await;
-    let s = h.wait_for("TP2", |s| s.positions.first().is_some_and(|p| p["stage"] == "tp2_done")).await;
+    let s = h.wait_for("TP2", |s| s.positions.first().is_some_and(|p| p.stage == LadderStage::Tp2Done)).await;
     let after_tp2 = qty_of(&s);
     assert!(after_tp2 < after_tp1);
     // +3.1 % starts trailing; +5 % moves the stop to 1 % behind the best price.
     h.mark(sym, d(e * (1.0 + sign * 0.031))).await;
-    h.wait_for("trailing", |s| s.positions.first().is_some_and(|p| p["stage"] == "trailing")).await;
+    h.wait_for("trailing", |s| s.positions.first().is_some_and(|p| p.stage == LadderStage::Trailing)).await;
     h.mark(sym, d(e * (1.0 + sign * 0.05))).await;
     let best = d(e * (1.0 + sign * 0.05));
     let s = h
         .wait_for("trailing stop moved", |s| {
             s.positions.first().is_some_and(|p| {
-                let stop: Decimal = p["stop"].as_str().unwrap().parse().unwrap();
+                let stop: Decimal = p.stop.parse().unwrap();
                 (best - stop).abs() / best > Decimal::new(9, 3) && (best - stop).abs() / best <= Decimal::new(11, 3)
             })
         })
         .await;
-    let trail_stop: Decimal = s.positions[0]["stop"].as_str().unwrap().parse().unwrap();
+    let trail_stop: Decimal = s.positions[0].stop.parse().unwrap();
     let stops = h.paper.open_stops().await.unwrap();
     assert_eq!(stops.len(), 1, "the moved stop replaced the old one: {stops:?}");
     assert_eq!(stops[0].trigger_price, trail_stop);
@@ -226,14 +223,14 @@ async fn emergency_exit_closes_everything_and_latches() {
     let m = CraftedMarket::new("EMRGUSDT", Direction::Long, 100.0, 3.0, now_ms());
     let h = Harness::start(&[&m], settings(&[("KINETIC__RISK__EMERGENCY_LOSS_PCT", "0.5")])).await;
     let s = enter(&h, &m).await;
-    let entry: Decimal = s.positions[0]["entry_price"].as_str().unwrap().parse().unwrap();
-    let stop: Decimal = s.positions[0]["stop"].as_str().unwrap().parse().unwrap();
+    let entry: Decimal = s.positions[0].entry_price.parse().unwrap();
+    let stop: Decimal = s.positions[0].stop.parse().unwrap();
     let e = entry.to_f64().unwrap();
     let crash = d(e * 0.9725);
     assert!(crash > stop, "the crash price must stay above the stop ({crash} vs {stop})");
     h.mark("EMRGUSDT", crash).await;
     let s = h.wait_for("emergency close", |s| s.positions.is_empty()).await;
-    assert_eq!(s.risk["emergency_latched"], true);
+    assert!(s.risk.emergency_latched);
     assert!(h.paper.open_stops().await.unwrap().is_empty(), "orders cancelled");
     let balance = h.paper.balance().await.unwrap();
     assert!(balance.unrealized_pnl.is_zero());

@@ -24,6 +24,7 @@ use daemon::credentials;
 use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::config::{ConfigSources, Settings, load};
 use kinetic::core::liveness::Liveness;
+use kinetic::core::models::LadderStage;
 use kinetic::exchange::binance::BinanceClient;
 use kinetic::store::Journal;
 use kinetic::tasks::{Engine, EngineHandles};
@@ -94,7 +95,7 @@ async fn start(extra: &[(&str, &str)], with_sol: bool) -> Daemon {
     })
     .await;
     // Marks flowing (the adoption's ladder runs on them).
-    d.wait("marks", 10, |_, s| s.positions.iter().all(|p| p["mark_price"].is_string())).await;
+    d.wait("marks", 10, |_, s| s.positions.iter().all(|p| p.mark_price.is_some())).await;
     d
 }
 
@@ -236,9 +237,9 @@ async fn a_hung_request_on_one_symbol_delays_nothing_on_another() {
     no_duplicate_client_ids(&f);
     one_stop_per_position(&f);
     let s = d.status.read().unwrap().clone();
-    let xrp = s.positions.iter().find(|p| p["symbol"] == XRP).unwrap();
-    assert_eq!(xrp["qty"].as_str().unwrap().parse::<Decimal>().unwrap(), dec!(480));
-    assert_eq!(xrp["stage"], "tp1_done");
+    let xrp = s.positions.iter().find(|p| p.symbol == XRP).unwrap();
+    assert_eq!(xrp.qty.parse::<Decimal>().unwrap(), dec!(480));
+    assert_eq!(xrp.stage, LadderStage::Tp1Done);
     d.stop().await;
 }
 
@@ -259,7 +260,7 @@ async fn an_emergency_during_a_hang_closes_everything_within_one_tick() {
     let took = crashed.elapsed();
     println!("emergency: every position flat {} ms after the crash (XRPUSDT's requests hung)", took.as_millis());
     assert!(took < Duration::from_millis(1500), "one monitor tick (1 s) + transport, took {took:?}");
-    d.wait("latched", 5, |_, s| s.risk["emergency_latched"] == true).await;
+    d.wait("latched", 5, |_, s| s.risk.emergency_latched).await;
     f.clear_faults();
     f.release_held_requests();
     d.wait("books settle", 15, |f, s| {
@@ -268,7 +269,7 @@ async fn an_emergency_during_a_hang_closes_everything_within_one_tick() {
     .await;
     no_duplicate_client_ids(&f);
     let s = d.status.read().unwrap().clone();
-    assert_eq!(s.risk["emergency_latched"], true);
+    assert!(s.risk.emergency_latched);
     d.stop().await;
 }
 

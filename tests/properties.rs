@@ -270,7 +270,7 @@ fn real_candles(name: &'static str) -> &'static [Candle] {
 
 /// The real 15m series: BTCUSDT (400 candles) and SOLUSDT (808 candles).
 fn real_15m(which: usize) -> &'static [Candle] {
-    if which % 2 == 0 { real_candles("BTCUSDT-15m.csv") } else { real_candles("SOLUSDT-15m.csv.gz") }
+    if which.is_multiple_of(2) { real_candles("BTCUSDT-15m.csv") } else { real_candles("SOLUSDT-15m.csv.gz") }
 }
 
 /// `len` candles of `series` starting at `offset` (wrapped into range); `len` is clamped to the series.

@@ -4,6 +4,7 @@
 
 pub mod metrics;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
@@ -17,7 +18,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::liveness::Liveness;
-use crate::core::models::TimestampMs;
+use crate::core::models::{Direction, LadderStage, Side, TimestampMs};
+use crate::store::OrderType;
 
 pub use metrics::Metrics;
 
@@ -26,19 +28,134 @@ pub const MONITOR_HEALTHY_WITHIN_MS: i64 = 15_000;
 
 pub use crate::core::data_hub::{StreamState, StreamStatus};
 
-/// What `/status` shows; the engine replaces it as things change. All money as decimal text.
+/// Whether the daemon trades real money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Live,
+    DryRun,
+}
+
+/// One tracked position. Money and quantities as plain decimal text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionStatus {
+    pub symbol: String,
+    pub direction: Direction,
+    pub entry_price: String,
+    /// Quantity still open.
+    pub qty: String,
+    pub original_qty: String,
+    pub leverage: u32,
+    /// The stop the ladder wants (the trailing stop once trailing).
+    pub stop: String,
+    pub stage: LadderStage,
+    pub tp1: String,
+    pub tp2: String,
+    pub trail_start: String,
+    pub best_price: String,
+    pub mark_price: Option<String>,
+    pub unrealized_pnl: Option<String>,
+    /// A protective stop of ours rests on the exchange for this symbol.
+    pub stop_on_exchange: bool,
+    /// An exchange request for this symbol is in flight.
+    pub order_in_flight: bool,
+    pub entry_time: TimestampMs,
+}
+
+/// A protective stop resting on the exchange.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenOrderStatus {
+    pub symbol: String,
+    #[serde(rename = "type")]
+    pub order_type: OrderType,
+    pub side: Side,
+    pub qty: String,
+    pub trigger_price: String,
+    pub algo_id: i64,
+}
+
+/// A candidate of the last scan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CandidateStatus {
+    pub symbol: String,
+    pub volume_ratio: f64,
+    pub price_change_pct: f64,
+    pub rank_score: f64,
+}
+
+/// The last scan.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ScanStatus {
+    /// When the last scan ran (exchange time).
+    pub time: TimestampMs,
+    /// Close time of the latest 15m candle the scanner has handled (scanned at, or found no
+    /// scan due).
+    pub m15_close: TimestampMs,
+    /// Symbols with a ticker.
+    pub symbols: usize,
+    /// Passed the ticker filters and the pre-cut.
+    pub prefiltered: usize,
+    pub candidates: Vec<CandidateStatus>,
+}
+
+impl ScanStatus {
+    pub fn candidate_symbols(&self) -> BTreeSet<String> {
+        self.candidates.iter().map(|c| c.symbol.clone()).collect()
+    }
+
+    pub fn lists(&self, symbol: &str) -> bool {
+        self.candidates.iter().any(|c| c.symbol == symbol)
+    }
+}
+
+/// A recent signal (score at or above `strategy.min_confidence`) and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalStatus {
+    pub time: TimestampMs,
+    pub symbol: String,
+    pub direction: Direction,
+    pub score: u8,
+    /// The score's components with their reasons.
+    pub components: serde_json::Value,
+    pub taken: bool,
+    pub reason: Option<String>,
+}
+
+/// The risk book and latches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RiskStatus {
+    pub emergency_latched: bool,
+    pub emergency_since: Option<TimestampMs>,
+    /// Emergency closes are being sent until every position is flat.
+    pub emergency_flattening: bool,
+    /// The daily loss limit was reached: no entries until the next UTC day.
+    pub daily_latched: bool,
+    pub day_start_equity: String,
+    /// Current equity − day-start equity − today's net transfers.
+    pub today_pnl: String,
+    pub day_realized_pnl: String,
+    pub consecutive_losses: u32,
+    pub loss_pause_until: Option<TimestampMs>,
+    pub symbol_cooldowns: BTreeMap<String, TimestampMs>,
+    pub locked_symbols: BTreeSet<String>,
+    /// New entries allowed (not shutting down, journal writable).
+    pub entries_enabled: bool,
+}
+
+/// What `/status` shows; the position manager replaces it after its steps. All money as
+/// decimal text.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StatusSnapshot {
-    /// `live` or `dry_run`.
-    pub mode: String,
+    pub mode: Mode,
     pub equity: String,
     pub wallet_balance: String,
     pub unrealized_pnl: String,
-    pub positions: Vec<serde_json::Value>,
-    pub open_orders: Vec<serde_json::Value>,
-    pub last_scan: Option<serde_json::Value>,
-    pub recent_signals: Vec<serde_json::Value>,
-    pub risk: serde_json::Value,
+    pub positions: Vec<PositionStatus>,
+    pub open_orders: Vec<OpenOrderStatus>,
+    pub last_scan: Option<ScanStatus>,
+    pub recent_signals: Vec<SignalStatus>,
+    pub risk: RiskStatus,
     pub streams: Vec<StreamStatus>,
     pub last_monitor_tick: Option<TimestampMs>,
     pub started_at: TimestampMs,

@@ -190,7 +190,7 @@ pub fn run_feed(feed: &mut Feed, engine: &mut Engine, progress: &mut dyn FnMut(u
         current = Some(candle.close_time);
         engine.on_candle(symbol, tf, &candle);
         n += 1;
-        if n % 8192 == 0 {
+        if n.is_multiple_of(8192) {
             progress(n);
         }
     }

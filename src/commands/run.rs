@@ -77,7 +77,7 @@ pub async fn run_with<E: Exchange>(
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let status = Arc::new(RwLock::new(StatusSnapshot {
-        mode: if dry_run { "dry_run".into() } else { "live".into() },
+        mode: if dry_run { crate::api::Mode::DryRun } else { crate::api::Mode::Live },
         ..StatusSnapshot::default()
     }));
     let handles = EngineHandles::new(Arc::clone(&status), metrics);

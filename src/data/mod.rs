@@ -63,10 +63,11 @@ pub fn symbols_in(dir: &Path, tf: Timeframe) -> Result<Vec<String>, DataError> {
         let name = entry.map_err(io)?.file_name();
         let name = name.to_string_lossy();
         let stem = name.strip_suffix(".gz").unwrap_or(&name);
-        if let Some(sym) = stem.strip_suffix(&format!("-{tf}.csv")) {
-            if !sym.is_empty() && !out.iter().any(|s: &String| s == sym) {
-                out.push(sym.to_string());
-            }
+        if let Some(sym) = stem.strip_suffix(&format!("-{tf}.csv"))
+            && !sym.is_empty()
+            && !out.iter().any(|s: &String| s == sym)
+        {
+            out.push(sym.to_string());
         }
     }
     out.sort();
@@ -117,13 +118,13 @@ pub fn parse_candles<R: BufRead>(mut reader: R, origin: &Path) -> Result<Vec<Can
             continue;
         }
         let candle = parse_row(text).map_err(|reason| malformed(line_no, reason))?;
-        if let Some(prev) = out.last() {
-            if candle.open_time <= prev.open_time {
-                return Err(malformed(
-                    line_no,
-                    format!("open_time {} not after the previous row's {}", candle.open_time, prev.open_time),
-                ));
-            }
+        if let Some(prev) = out.last()
+            && candle.open_time <= prev.open_time
+        {
+            return Err(malformed(
+                line_no,
+                format!("open_time {} not after the previous row's {}", candle.open_time, prev.open_time),
+            ));
         }
         out.push(candle);
     }

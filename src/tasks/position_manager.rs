@@ -15,12 +15,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{Metrics, StatusSnapshot};
+use crate::api::{Metrics, SignalStatus, StatusSnapshot};
 use crate::config::Settings;
 use crate::core::data_hub::SharedHub;
 use crate::core::liveness::Liveness;
@@ -63,7 +62,7 @@ pub struct ManagerTask<E> {
     outcome_rx: mpsc::Receiver<Outcome>,
     snapshot_tx: mpsc::Sender<AccountSnapshot>,
     snapshot_rx: mpsc::Receiver<AccountSnapshot>,
-    recent_signals: VecDeque<serde_json::Value>,
+    recent_signals: VecDeque<SignalStatus>,
     last_publish: Option<Instant>,
     last_watchdog: Option<Instant>,
     ticks: u64,
@@ -233,12 +232,15 @@ impl<E: Exchange> ManagerTask<E> {
                 self.journal.close_position(&position.symbol, time, &reason, gross_pnl, fees).map(|_| ())
             }
             Record::Signal { signal, risk } => {
-                self.recent_signals.push_front(json!({
-                    "time": signal.time, "symbol": signal.symbol, "direction": signal.direction.as_str(),
-                    "score": signal.confidence, "components": signal.breakdown.get("components"),
-                    "taken": signal.breakdown.pointer("/outcome/enter") == Some(&serde_json::Value::Bool(true)),
-                    "reason": signal.breakdown.pointer("/outcome/reason"),
-                }));
+                self.recent_signals.push_front(SignalStatus {
+                    time: signal.time,
+                    symbol: signal.symbol.clone(),
+                    direction: signal.direction,
+                    score: signal.confidence,
+                    components: signal.breakdown.get("components").cloned().unwrap_or_default(),
+                    taken: signal.breakdown.pointer("/outcome/enter") == Some(&serde_json::Value::Bool(true)),
+                    reason: signal.breakdown.pointer("/outcome/reason").and_then(|r| r.as_str()).map(str::to_string),
+                });
                 self.recent_signals.truncate(20);
                 let id = self.journal.record_signal(&signal)?;
                 if let Some(mut r) = risk {

@@ -16,10 +16,10 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::CandidateStatus;
 use crate::config::ScannerSettings;
 use crate::core::data_hub::SharedHub;
 use crate::core::models::{Candle, Ticker, Timeframe, TimestampMs, is_closed_at};
@@ -27,42 +27,14 @@ use crate::exchange::{Exchange, ExchangeEvent, StreamControl};
 use crate::scanner::market_scanner::{Candidate, ScanInput, prefilter, scan, volume_ratio_of};
 
 /// One scan's result, for the analyzer (candidates) and `/status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ScanReport {
-    /// When the last scan ran (exchange time).
-    pub time: TimestampMs,
-    /// Close time of the latest 15m candle the scanner has handled (scanned at, or found no
-    /// scan due).
-    pub m15_close: TimestampMs,
-    /// Symbols with a ticker.
-    pub symbols: usize,
-    /// Passed the ticker filters and the pre-cut.
-    pub prefiltered: usize,
-    pub candidates: Vec<CandidateView>,
-}
+pub use crate::api::ScanStatus as ScanReport;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CandidateView {
-    pub symbol: String,
-    pub volume_ratio: f64,
-    pub price_change_pct: f64,
-    pub rank_score: f64,
-}
-
-impl From<&Candidate> for CandidateView {
-    fn from(c: &Candidate) -> Self {
-        CandidateView {
-            symbol: c.symbol.clone(),
-            volume_ratio: c.volume_ratio,
-            price_change_pct: c.price_change_pct,
-            rank_score: c.rank_score,
-        }
-    }
-}
-
-impl ScanReport {
-    pub fn candidate_symbols(&self) -> BTreeSet<String> {
-        self.candidates.iter().map(|c| c.symbol.clone()).collect()
+fn candidate_view(c: &Candidate) -> CandidateStatus {
+    CandidateStatus {
+        symbol: c.symbol.clone(),
+        volume_ratio: c.volume_ratio,
+        price_change_pct: c.price_change_pct,
+        rank_score: c.rank_score,
     }
 }
 
@@ -221,7 +193,7 @@ impl<E: Exchange> ScannerTask<E> {
             m15_close,
             symbols: tickers.len(),
             prefiltered: survivors.len(),
-            candidates: ranked.iter().map(CandidateView::from).collect(),
+            candidates: ranked.iter().map(candidate_view).collect(),
         };
         tracing::info!(symbols = report.symbols, prefiltered = report.prefiltered,
             candidates = ?report.candidate_symbols(), "scan");

@@ -4,15 +4,15 @@
 use std::collections::VecDeque;
 
 use rust_decimal::prelude::*;
-use serde_json::json;
 
-use crate::api::{Metrics, StatusSnapshot};
+use crate::api::{Metrics, Mode, OpenOrderStatus, PositionStatus, SignalStatus, StatusSnapshot};
 use crate::config::Settings;
 use crate::core::data_hub::SharedHub;
 use crate::core::liveness::Liveness;
 use crate::core::models::{TimestampMs, plain_decimal};
 use crate::exchange::Exchange;
 use crate::manager::trading_core::TradingCore;
+use crate::store::OrderType;
 use crate::tasks::scanner::ScanReport;
 
 /// What a snapshot is built from.
@@ -20,7 +20,7 @@ pub struct StatusInputs<'a> {
     pub core: &'a TradingCore,
     pub hub: &'a SharedHub,
     pub scan: &'a ScanReport,
-    pub recent_signals: &'a VecDeque<serde_json::Value>,
+    pub recent_signals: &'a VecDeque<SignalStatus>,
     pub dry_run: bool,
     pub started_at: TimestampMs,
     pub last_tick: Option<TimestampMs>,
@@ -39,44 +39,54 @@ pub fn snapshot(i: &StatusInputs<'_>) -> StatusSnapshot {
     let wallet = core.account().wallet_balance;
     let equity = wallet + upnl;
     let streams = i.hub.read().map(|h| h.stream_statuses()).unwrap_or_default();
-    let positions: Vec<serde_json::Value> = core
+    let positions: Vec<PositionStatus> = core
         .manager()
         .positions()
         .map(|m| {
             let p = &m.position;
             let mark = core.mark(&p.symbol);
-            json!({
-                "symbol": p.symbol, "direction": p.direction.as_str(),
-                "entry_price": plain_decimal(p.entry_price), "qty": plain_decimal(m.ladder.remaining_qty),
-                "original_qty": plain_decimal(p.original_qty), "leverage": p.leverage,
-                "stop": plain_decimal(m.ladder.stop), "stage": p.stage,
-                "tp1": plain_decimal(m.ladder.tp1_price), "tp2": plain_decimal(m.ladder.tp2_price),
-                "trail_start": plain_decimal(m.ladder.trail_start_price),
-                "best_price": plain_decimal(m.ladder.best_price),
-                "mark_price": mark.map(plain_decimal),
-                "unrealized_pnl": mark.map(|px| plain_decimal(((px - p.entry_price) * m.ladder.remaining_qty * p.direction.sign()).round_dp(8))),
-                "stop_on_exchange": core.stop_on_exchange(&p.symbol),
-                "order_in_flight": core.in_flight(&p.symbol),
-                "entry_time": p.entry_time,
-            })
+            PositionStatus {
+                symbol: p.symbol.clone(),
+                direction: p.direction,
+                entry_price: plain_decimal(p.entry_price),
+                qty: plain_decimal(m.ladder.remaining_qty),
+                original_qty: plain_decimal(p.original_qty),
+                leverage: p.leverage,
+                stop: plain_decimal(m.ladder.stop),
+                stage: p.stage,
+                tp1: plain_decimal(m.ladder.tp1_price),
+                tp2: plain_decimal(m.ladder.tp2_price),
+                trail_start: plain_decimal(m.ladder.trail_start_price),
+                best_price: plain_decimal(m.ladder.best_price),
+                mark_price: mark.map(plain_decimal),
+                unrealized_pnl: mark.map(|px| {
+                    plain_decimal(((px - p.entry_price) * m.ladder.remaining_qty * p.direction.sign()).round_dp(8))
+                }),
+                stop_on_exchange: core.stop_on_exchange(&p.symbol),
+                order_in_flight: core.in_flight(&p.symbol),
+                entry_time: p.entry_time,
+            }
         })
         .collect();
-    let open_orders: Vec<serde_json::Value> = core
+    let open_orders: Vec<OpenOrderStatus> = core
         .resting_stops()
-        .map(|s| {
-            json!({"symbol": s.symbol, "type": "STOP_MARKET", "side": s.side,
-                "qty": plain_decimal(s.qty), "trigger_price": plain_decimal(s.trigger_price), "algo_id": s.algo_id})
+        .map(|s| OpenOrderStatus {
+            symbol: s.symbol.clone(),
+            order_type: OrderType::StopMarket,
+            side: s.side,
+            qty: plain_decimal(s.qty),
+            trigger_price: plain_decimal(s.trigger_price),
+            algo_id: s.algo_id,
         })
         .collect();
-    let last_scan = (i.scan.time > 0).then(|| serde_json::to_value(i.scan).unwrap_or_default());
     StatusSnapshot {
-        mode: if i.dry_run { "dry_run".into() } else { "live".into() },
+        mode: if i.dry_run { Mode::DryRun } else { Mode::Live },
         equity: plain_decimal(equity.round_dp(8)),
         wallet_balance: plain_decimal(wallet.round_dp(8)),
         unrealized_pnl: plain_decimal(upnl.round_dp(8)),
         positions,
         open_orders,
-        last_scan,
+        last_scan: (i.scan.time > 0).then(|| i.scan.clone()),
         recent_signals: i.recent_signals.iter().cloned().collect(),
         risk: core.risk_view(),
         streams,

@@ -631,10 +631,10 @@ impl Exchange for BinanceClient {
             Err(e) if matches!(e.code(), Some(-2011 | -2013)) => Ok(()),
             Err(e) => Err(e),
         };
-        if result.is_ok() {
-            if let Ok(mut open) = self.inner.algo_open.lock() {
-                open.remove(&algo_id);
-            }
+        if result.is_ok()
+            && let Ok(mut open) = self.inner.algo_open.lock()
+        {
+            open.remove(&algo_id);
         }
         result
     }
@@ -645,10 +645,10 @@ impl Exchange for BinanceClient {
         // Both, even if the first fails: stops must not outlive a cancel-all.
         let first = self.send(&plain).await;
         let second = self.send(&algo).await;
-        if second.is_ok() {
-            if let Ok(mut open) = self.inner.algo_open.lock() {
-                open.retain(|_, s| s != symbol);
-            }
+        if second.is_ok()
+            && let Ok(mut open) = self.inner.algo_open.lock()
+        {
+            open.retain(|_, s| s != symbol);
         }
         first.and(second).map(|_| ())
     }

@@ -238,10 +238,10 @@ impl RestClient {
     /// Syncs the server-time offset if it was never measured or is older than the sync
     /// interval; a failure is logged and the previous offset kept.
     pub async fn ensure_time_synced(&self) {
-        if self.needs_sync() {
-            if let Err(e) = self.sync_time().await {
-                tracing::warn!(error = %e, "server time sync failed; keeping the previous offset");
-            }
+        if self.needs_sync()
+            && let Err(e) = self.sync_time().await
+        {
+            tracing::warn!(error = %e, "server time sync failed; keeping the previous offset");
         }
     }
 
@@ -393,10 +393,10 @@ impl RestClient {
             format!("{}{}?{}", self.cfg.base_url, call.path, query)
         };
         let mut req = self.http.request(call.method.clone(), &url);
-        if call.security != Security::None {
-            if let Some(c) = &self.credentials {
-                req = req.header("X-MBX-APIKEY", c.api_key.expose());
-            }
+        if call.security != Security::None
+            && let Some(c) = &self.credentials
+        {
+            req = req.header("X-MBX-APIKEY", c.api_key.expose());
         }
         self.requests_sent.fetch_add(1, Ordering::Relaxed);
         let resp = req.send().await.map_err(|e| self.transport(e))?;

@@ -297,10 +297,10 @@ impl MarketTask {
         let mut got_data = false;
         let mut tick = tokio::time::interval((stale / 4).clamp(Duration::from_millis(20), Duration::from_secs(1)));
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        if !extra.is_empty() {
-            if let Err(e) = self.subscribe(&mut write, "SUBSCRIBE", &extra).await {
-                return (End::Dropped(e), false);
-            }
+        if !extra.is_empty()
+            && let Err(e) = self.subscribe(&mut write, "SUBSCRIBE", &extra).await
+        {
+            return (End::Dropped(e), false);
         }
         loop {
             tokio::select! {
@@ -316,16 +316,14 @@ impl MarketTask {
                     let want = self.control.borrow_and_update().clone();
                     let removed: BTreeSet<String> = symbols.difference(&want).cloned().collect();
                     let added: BTreeSet<String> = want.difference(&symbols).cloned().collect();
-                    if !removed.is_empty() {
-                        if let Err(e) = self.subscribe(&mut write, "UNSUBSCRIBE", &kline_streams(&removed)).await {
+                    if !removed.is_empty()
+                        && let Err(e) = self.subscribe(&mut write, "UNSUBSCRIBE", &kline_streams(&removed)).await {
                             return (End::Dropped(e), got_data);
                         }
-                    }
-                    if !added.is_empty() {
-                        if let Err(e) = self.subscribe(&mut write, "SUBSCRIBE", &kline_streams(&added)).await {
+                    if !added.is_empty()
+                        && let Err(e) = self.subscribe(&mut write, "SUBSCRIBE", &kline_streams(&added)).await {
                             return (End::Dropped(e), got_data);
                         }
-                    }
                     tracing::info!(added = added.len(), removed = removed.len(), "kline subscriptions changed");
                     symbols = want;
                 }
@@ -412,10 +410,10 @@ impl AlgoDedupe {
         if self.seen.contains(&key) {
             return false;
         }
-        if self.order.len() >= ALGO_DEDUPE_CAPACITY {
-            if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
-            }
+        if self.order.len() >= ALGO_DEDUPE_CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
         }
         self.order.push_back(key.clone());
         self.seen.insert(key);

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::prelude::*;
-use serde_json::json;
 
 use crate::analyzer::entry_exit::round_stop;
 use crate::core::models::{Direction, LadderStage, Position, TimestampMs, decimal_from_f64, plain_decimal};
@@ -296,22 +295,22 @@ impl TradingCore {
     }
 
     /// Risk figures for `/status`.
-    pub fn risk_view(&self) -> serde_json::Value {
+    pub fn risk_view(&self) -> crate::api::RiskStatus {
         let rb = &self.pm.risk;
         let equity = self.equity();
-        json!({
-            "emergency_latched": self.pm.emergency().is_some(),
-            "emergency_since": self.pm.emergency().map(|l| l.since),
-            "emergency_flattening": self.emergency_flatten,
-            "daily_latched": rb.daily_latched,
-            "day_start_equity": plain_decimal(rb.day_start_equity.round_dp(8)),
-            "today_pnl": plain_decimal(rb.today_pnl(equity).round_dp(8)),
-            "day_realized_pnl": plain_decimal(rb.day_realized_pnl.round_dp(8)),
-            "consecutive_losses": rb.consecutive_losses,
-            "loss_pause_until": rb.loss_pause_until,
-            "symbol_cooldowns": rb.symbol_cooldowns,
-            "locked_symbols": self.locked,
-            "entries_enabled": self.entries_enabled && self.journal_ok,
-        })
+        crate::api::RiskStatus {
+            emergency_latched: self.pm.emergency().is_some(),
+            emergency_since: self.pm.emergency().map(|l| l.since),
+            emergency_flattening: self.emergency_flatten,
+            daily_latched: rb.daily_latched,
+            day_start_equity: plain_decimal(rb.day_start_equity.round_dp(8)),
+            today_pnl: plain_decimal(rb.today_pnl(equity).round_dp(8)),
+            day_realized_pnl: plain_decimal(rb.day_realized_pnl.round_dp(8)),
+            consecutive_losses: rb.consecutive_losses,
+            loss_pause_until: rb.loss_pause_until,
+            symbol_cooldowns: rb.symbol_cooldowns.clone(),
+            locked_symbols: self.locked.clone(),
+            entries_enabled: self.entries_enabled && self.journal_ok,
+        }
     }
 }

@@ -107,7 +107,7 @@ impl TradingCore {
         for s in symbols {
             self.step_symbol(&mut out, &s, now);
         }
-        if self.ticks % RESYNC_EVERY_TICKS == 0 && self.resync_requested_at.is_none() {
+        if self.ticks.is_multiple_of(RESYNC_EVERY_TICKS) && self.resync_requested_at.is_none() {
             self.resync_requested_at = Some(now);
             out.push(Action::Resync);
         }

@@ -192,7 +192,7 @@ impl State {
         self.walk_prices();
         self.auto_kline_tick();
         let t = self.event_time();
-        let every_3 = tick_no % 3 == 0;
+        let every_3 = tick_no.is_multiple_of(3);
         for (stream, due) in [("!markPrice@arr@1s", true), ("!markPrice@arr", every_3)] {
             if due && self.wanted(stream) {
                 let arr: Vec<Value> = self.markets.values().map(|m| json::mark_price_event(m, t)).collect();
