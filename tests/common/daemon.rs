@@ -156,6 +156,16 @@ impl Daemon {
     }
 }
 
+/// A test that fails (panics) while its daemon runs must not leave the process behind.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn candidate_listed(s: &serde_json::Value, symbol: &str) -> bool {
     s["last_scan"]["candidates"].to_string().contains(symbol)
 }
