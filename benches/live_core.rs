@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use common::{CraftedMarket, ScriptedMarket, now_ms};
 use criterion::{Criterion, criterion_group, criterion_main};
-use kinetic::api::{Metrics, StatusSnapshot};
+use kinetic::api::{Metrics, PositionStatus, StatusSnapshot};
 use kinetic::config::{ConfigSources, load};
-use kinetic::core::models::{Candle, Direction, Ticker, Timeframe, TimestampMs};
+use kinetic::core::models::{Candle, Direction, LadderStage, Ticker, Timeframe, TimestampMs};
 use kinetic::exchange::paper::PaperExchange;
 use kinetic::exchange::{
     AccountBalance, EventSinks, ExResult, Exchange, ExchangeEvent, ExchangePosition, ExchangeStats, MarginType,
@@ -152,8 +152,8 @@ fn wait(what: &str, status: &RwLock<StatusSnapshot>, cond: impl Fn(&StatusSnapsh
     }
 }
 
-fn position<'a>(s: &'a StatusSnapshot, symbol: &str) -> Option<&'a serde_json::Value> {
-    s.positions.iter().find(|p| p["symbol"] == symbol)
+fn position<'a>(s: &'a StatusSnapshot, symbol: &str) -> Option<&'a PositionStatus> {
+    s.positions.iter().find(|p| p.symbol == symbol)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -188,12 +188,7 @@ fn reaction_while_another_symbol_hangs(c: &mut Criterion) {
     rt.spawn(async move { engine.run(c2, false).await });
 
     // Enter both symbols on their crafted signals.
-    wait("both candidates", &status, |s| {
-        s.last_scan.as_ref().is_some_and(|l| {
-            let c = l["candidates"].to_string();
-            c.contains(A) && c.contains(B)
-        })
-    });
+    wait("both candidates", &status, |s| s.last_scan.as_ref().is_some_and(|l| l.lists(A) && l.lists(B)));
     for m in [&ma, &mb] {
         rt.block_on(market.push_mark(&m.symbol, Decimal::from(100)));
     }
@@ -207,14 +202,14 @@ fn reaction_while_another_symbol_hangs(c: &mut Criterion) {
         }));
     }
     wait("both entered and protected", &status, |s| {
-        s.positions.len() == 2 && s.positions.iter().all(|p| p["stop_on_exchange"] == true)
+        s.positions.len() == 2 && s.positions.iter().all(|p| p.stop_on_exchange)
     });
     // A into the trailing stage (TP1, TP2, trail start).
     for px in [101.6, 102.6, 103.1] {
         rt.block_on(market.push_mark(A, Decimal::from_f64(px).unwrap()));
         std::thread::sleep(Duration::from_millis(100));
     }
-    wait("A trailing", &status, |s| position(s, A).is_some_and(|p| p["stage"] == "trailing"));
+    wait("A trailing", &status, |s| position(s, A).is_some_and(|p| p.stage == LadderStage::Trailing));
     // B's first take-profit close hangs forever.
     probe.hang.store(true, Ordering::SeqCst);
     rt.block_on(market.push_mark(B, Decimal::from_f64(101.6).unwrap()));
@@ -255,7 +250,7 @@ fn reaction_while_another_symbol_hangs(c: &mut Criterion) {
     });
     // B's close was in flight the whole time: it never returned.
     assert_eq!(probe.hung.load(Ordering::SeqCst), 1);
-    assert!(position(&status.read().unwrap(), B).is_some_and(|p| p["order_in_flight"] == true));
+    assert!(position(&status.read().unwrap(), B).is_some_and(|p| p.order_in_flight));
     let mut all = samples.into_inner().unwrap();
     all.sort();
     println!(

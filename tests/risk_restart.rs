@@ -104,10 +104,10 @@ fn dec_of(v: &serde_json::Value) -> Decimal {
     v.as_str().unwrap().parse().unwrap()
 }
 
-/// Offers `m`'s signal (the next scan picks it up) and asserts it is refused by the daily
-/// limit with `reason`, and that no order reaches the exchange.
+/// Asserts `m`'s signal (installed before the daemon started: its first scan, at start, picks
+/// it up — later scans run at 15m closes) is refused by the daily limit with `reason`, and that
+/// no order reaches the exchange.
 fn refused_by_daily_limit(fake: &FakeBinance, d: &Daemon, m: &CraftedMarket, reason: &str) {
-    install(fake, m);
     let s = d.wait_status("fresh signal refused", |s| signal_with(s, &m.symbol, "daily_loss_limit").is_some());
     let sig = signal_with(&s, &m.symbol, "daily_loss_limit").unwrap();
     assert_eq!(sig["taken"], false, "{sig}");
@@ -132,6 +132,7 @@ fn daily_loss_latch_survives_kill_nine() {
         ("KINETIC__RISK__DAILY_LOSS_LIMIT_PCT", "0.1"),
         ("KINETIC__RISK__MAX_OPEN_POSITIONS", "10"),
     ];
+    install(&fake, &first);
     let d = spawn_with(&fake, dir.path(), "daily", false, &env);
     let s = d.wait_status("live streams", streams_live);
     assert_eq!(s["risk"]["daily_latched"], false);
@@ -139,7 +140,6 @@ fn daily_loss_latch_survives_kill_nine() {
     assert_eq!(day_start, dec!(10000));
     let limit = day_start * dec!(0.001);
 
-    install(&fake, &first);
     wait_fake(&d, "entry protected", 20, || entered_and_protected(&fake, &first.symbol));
     let entry = fake.position(&first.symbol).unwrap().entry_price;
     let stop = fake.open_algo_orders().iter().find(|a| a.symbol == first.symbol).unwrap().trigger_price;
@@ -166,6 +166,7 @@ fn daily_loss_latch_survives_kill_nine() {
 
     // Restarted on the same journal: the latch and the day-start equity hold from the first
     // status on; a fresh valid signal on another symbol is refused by check 3.
+    install(&fake, &second);
     let d = spawn_with(&fake, dir.path(), "daily", false, &env);
     let s = d.wait_status("restored and live", |s| s["last_monitor_tick"].is_number() && streams_live(s));
     assert_eq!(s["risk"]["daily_latched"], true, "{:#?}", s["risk"]);
@@ -178,6 +179,7 @@ fn daily_loss_latch_survives_kill_nine() {
     // The loss made good by a deposit while the daemon is down (the daemon cannot tell it
     // from profit): today's PnL is back to zero, only the latch refuses a new entry.
     fake.set_wallet_balance(day_start);
+    install(&fake, &third);
     let d = spawn_with(&fake, dir.path(), "daily", false, &env);
     let s = d.wait_status("restored and live", |s| s["last_monitor_tick"].is_number() && streams_live(s));
     assert_eq!(s["risk"]["daily_latched"], true, "{:#?}", s["risk"]);
@@ -214,11 +216,13 @@ fn loss_pause_and_symbol_cooldowns_survive_kill_nine() {
         ("KINETIC__RISK__MAX_OPEN_POSITIONS", "10"),
         ("KINETIC__RISK__MAX_TOTAL_EXPOSURE_PCT", "300"),
     ];
-    let d = spawn_with(&fake, dir.path(), "streak", false, &env);
-    d.wait_status("live streams", streams_live);
+    // Offered before the start: the first scan (at start) lists them; later scans run at
+    // 15m closes.
     for m in &losers {
         install(&fake, m);
     }
+    let d = spawn_with(&fake, dir.path(), "streak", false, &env);
+    d.wait_status("live streams", streams_live);
     wait_fake(&d, "three entries protected", 30, || losers.iter().all(|m| entered_and_protected(&fake, &m.symbol)));
     // Each price falls just through its stop: the exchange's stop closes it at a loss.
     for m in &losers {
@@ -245,14 +249,15 @@ fn loss_pause_and_symbol_cooldowns_survive_kill_nine() {
     assert_eq!(book.loss_pause_until, Some(pause_until), "{book:?}");
     assert_eq!(serde_json::to_value(&book.symbol_cooldowns).unwrap(), cooldowns);
 
-    // Restarted on the same journal: pause and cooldowns come back.
+    // Restarted on the same journal: pause and cooldowns come back. A fresh valid signal is
+    // offered at once (the start scan lists it).
+    install(&fake, &fresh);
     let d = spawn_with(&fake, dir.path(), "streak", false, &env);
     let s = d.wait_status("restored and live", |s| s["last_monitor_tick"].is_number() && streams_live(s));
     assert_eq!(s["risk"]["loss_pause_until"].as_i64(), Some(pause_until), "{:#?}", s["risk"]);
     assert_eq!(s["risk"]["symbol_cooldowns"], cooldowns);
 
     // A fresh valid signal during the pause is refused by check 5; nothing is sent.
-    install(&fake, &fresh);
     let s = d.wait_status("fresh signal refused", |s| signal_with(s, &fresh.symbol, "loss_streak").is_some());
     assert!(now_ms() < pause_until, "the refusal came within the pause");
     assert_eq!(signal_with(&s, &fresh.symbol, "loss_streak").unwrap()["taken"], false);

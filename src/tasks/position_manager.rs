@@ -152,6 +152,8 @@ impl<E: Exchange> ManagerTask<E> {
                     self.core.on_signal(&a, live, self.ex.now_ms())
                 }
             };
+            // A step that sent requests is published at once (/status shows them in flight).
+            force_publish |= actions.iter().any(|a| matches!(a, Action::Send(_)));
             self.execute(actions);
             let scan = inputs.scan.borrow().clone();
             self.after_step(&scan, force_publish);
