@@ -98,7 +98,7 @@ async fn chaos_run_loses_nothing() {
 
     // Wait for the first scan, then turn the chaos on.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !status.read().unwrap().last_scan.as_ref().is_some_and(|l| l.lists("CHAA")) {
+    while !status.read().unwrap().last_scan.as_ref().is_some_and(|l| l.lists("CHAAUSDT")) {
         assert!(Instant::now() < deadline, "no scan: {:#?}", status.read().unwrap());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

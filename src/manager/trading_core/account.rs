@@ -35,11 +35,9 @@ impl TradingCore {
                     ) {
                         tracing::info!(symbol = %stop.symbol, trigger = %stop.trigger_price, status = ?stop.status,
                             "protective stop triggered on the exchange");
-                        let ids = self.triggered_stops.entry(stop.symbol.clone()).or_default();
-                        ids.insert(stop.client_id.clone());
-                        while ids.len() > 8 {
-                            ids.pop_first();
-                        }
+                        // Its execution is looked up once the symbol is idle: the journal gets it
+                        // even when the fill's own event is lost.
+                        self.stop_lookups.entry(stop.symbol.clone()).or_default().insert(stop.client_id.clone(), 0);
                     }
                     self.stops.remove(&stop.algo_id);
                 }
@@ -151,11 +149,10 @@ impl TradingCore {
             // Stops placed after the read was requested are not in it yet.
             let recent: Vec<StopOrder> =
                 self.stops.values().filter(|s| s.update_time >= snap.requested_at).cloned().collect();
-            // Stops that vanished without an event may have executed: remember them for a
-            // lookup when their position turns out closed.
+            // Stops that vanished without an event may have executed: look them up.
             let listed: BTreeSet<i64> = stops.iter().filter(|s| s.status.is_resting()).map(|s| s.algo_id).collect();
             for gone in self.stops.values().filter(|s| !listed.contains(&s.algo_id)) {
-                self.triggered_stops.entry(gone.symbol.clone()).or_default().insert(gone.client_id.clone());
+                self.stop_lookups.entry(gone.symbol.clone()).or_default().insert(gone.client_id.clone(), 0);
             }
             self.set_stops(stops);
             for s in recent {

@@ -101,8 +101,6 @@ pub struct TradingCore {
     stop_lookups: BTreeMap<String, BTreeMap<String, u8>>,
     /// Attempts so far of the lookups in flight.
     lookup_attempts: BTreeMap<String, u8>,
-    /// Client ids of stops the exchange reported triggered, per symbol.
-    triggered_stops: BTreeMap<String, BTreeSet<String>>,
     emergency_flatten: bool,
     /// Our market orders' client ids with their fees seen so far (fills may come before or
     /// after the REST answer).
@@ -157,7 +155,6 @@ impl TradingCore {
             needs_read: BTreeSet::new(),
             stop_lookups: BTreeMap::new(),
             lookup_attempts: BTreeMap::new(),
-            triggered_stops: BTreeMap::new(),
             emergency_flatten: false,
             own_orders: VecDeque::new(),
             entries_enabled: true,

@@ -64,6 +64,13 @@ impl TradingCore {
                         OrderIntent::ProtectiveStop,
                     ))));
                 }
+                Ok(Some(report)) if !report.status.is_final() => {
+                    // Triggered but not filled yet: look again at the next tick.
+                    let attempt = self.lookup_attempts.remove(&client_order_id).unwrap_or(0) + 1;
+                    if attempt < 5 {
+                        self.stop_lookups.entry(symbol.to_string()).or_default().insert(client_order_id, attempt);
+                    }
+                }
                 Ok(_) => {
                     self.lookup_attempts.remove(&client_order_id);
                 }
@@ -126,9 +133,8 @@ impl TradingCore {
             });
             let price = self.mark(symbol).unwrap_or(mp.ladder.stop);
             // Our stops on the symbol may have executed: look their execution up.
-            let mut ids: BTreeSet<String> =
+            let ids: BTreeSet<String> =
                 self.stops.values().filter(|s| s.symbol == symbol).map(|s| s.client_id.clone()).collect();
-            ids.extend(self.triggered_stops.remove(symbol).unwrap_or_default());
             if !ids.is_empty() {
                 self.stop_lookups.entry(symbol.to_string()).or_default().extend(ids.into_iter().map(|id| (id, 0)));
             }
