@@ -160,7 +160,10 @@ impl TradingCore {
             }
         }
         if let Some(positions) = snap.positions {
-            let busy: BTreeSet<String> = self.in_flight.keys().chain(self.urgent.keys()).cloned().collect();
+            // Symbols with a request in flight, or whose own read is due after a failure (it
+            // resolves what the failure left open), are left to that.
+            let busy: BTreeSet<String> =
+                self.in_flight.keys().chain(self.urgent.keys()).chain(self.needs_read.iter()).cloned().collect();
             let reported: BTreeMap<String, ExchangePosition> = positions
                 .into_iter()
                 .filter(|p| p.qty > Decimal::ZERO && !busy.contains(&p.symbol))

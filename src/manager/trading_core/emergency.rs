@@ -48,8 +48,11 @@ impl TradingCore {
         let mut targets: BTreeMap<String, Decimal> =
             self.exchange.values().map(|p| (p.symbol.clone(), p.qty)).collect();
         for m in self.pm.positions() {
+            // What the ladder handed to the exchange's stop is ours until a fill or a read says
+            // otherwise.
+            let handed = self.awaiting_stop.get(&m.position.symbol).map(|a| a.qty).unwrap_or_default();
             let q = targets.entry(m.position.symbol.clone()).or_default();
-            *q = (*q).max(m.ladder.remaining_qty);
+            *q = (*q).max(m.ladder.remaining_qty + handed);
         }
         if targets.is_empty() {
             self.emergency_flatten = false;
@@ -64,9 +67,15 @@ impl TradingCore {
                 self.send(out, &symbol, OrderRequest::ReadPosition, true, now);
                 continue;
             }
-            self.awaiting_stop.remove(&symbol);
+            let awaiting = self.awaiting_stop.remove(&symbol);
             if let Some(m) = self.pm.position(&symbol).cloned() {
-                self.before_close.insert(symbol.clone(), m.clone());
+                // What the ladder already handed to the exchange's stop is part of the state
+                // before this close: a close that does not execute restores it (and the read
+                // that follows books it), one that does books it.
+                let mut before = m.clone();
+                before.ladder.remaining_qty += awaiting.map(|a| a.qty).unwrap_or_default();
+                before.position.qty = before.ladder.remaining_qty;
+                self.before_close.insert(symbol.clone(), before);
                 self.pm.reduce_remaining(&symbol, m.ladder.remaining_qty);
             }
             self.send_close(out, &symbol, qty, ExitReason::Emergency, OrderIntent::Emergency, true, now);

@@ -3,7 +3,7 @@
 
 use rust_decimal::prelude::*;
 
-use crate::core::models::TimestampMs;
+use crate::core::models::{Side, TimestampMs};
 use crate::exchange::{ExchangeError, MarketOrderRequest, OrderReport};
 use crate::manager::commands::{Action, OrderRequest, Record};
 use crate::manager::exit_ladder::{ExitAction, ExitReason};
@@ -100,11 +100,30 @@ impl TradingCore {
                     break;
                 }
                 ExitAction::CloseAll { qty, reason, trigger_price } => {
-                    tracing::info!(%symbol, %qty, stop = %trigger_price, reason = reason.as_str(),
-                        "stop level reached; expecting the exchange-side stop to fill");
-                    self.awaiting_stop.insert(symbol.to_string(), AwaitingStop { qty, reason, since: now });
+                    let side = before.position.direction.exit_side();
+                    let stop_fires = self.stops.values().any(|s| {
+                        s.symbol == symbol
+                            && s.side == side
+                            && match side {
+                                Side::Sell => price <= s.trigger_price,
+                                Side::Buy => price >= s.trigger_price,
+                            }
+                    });
                     self.journal_position(out, symbol);
                     sent = true;
+                    if stop_fires {
+                        tracing::info!(%symbol, %qty, stop = %trigger_price, reason = reason.as_str(),
+                            "stop level reached; expecting the exchange-side stop to fill");
+                        self.awaiting_stop.insert(symbol.to_string(), AwaitingStop { qty, reason, since: now });
+                    } else {
+                        // No stop of ours rests at this level (its placement failed or is in
+                        // flight): nothing on the exchange will fill, close at market now.
+                        tracing::warn!(%symbol, %qty, stop = %trigger_price, reason = reason.as_str(),
+                            "stop level reached with no stop resting there; closing at market");
+                        self.before_close.insert(symbol.to_string(), before.clone());
+                        self.send_close(out, symbol, qty, reason, OrderIntent::StopFallback, false, now);
+                        break;
+                    }
                 }
                 ExitAction::MoveStop { .. } => self.journal_position(out, symbol),
             }
@@ -196,6 +215,13 @@ impl TradingCore {
                     // Reduce-only refused: nothing left to close on the exchange.
                     tracing::warn!(%symbol, "the exchange holds no position to reduce");
                 }
+                if e.is_unknown_outcome()
+                    && matches!(reason, ExitReason::TakeProfit1 | ExitReason::TakeProfit2)
+                    && let Some(after) = self.pm.position(symbol).cloned()
+                {
+                    // It may have executed: the read that follows decides (see follow_exchange).
+                    self.unknown_closes.insert(symbol.to_string(), (after, requested, reason));
+                }
                 self.restore_before(out, symbol, before, requested, reason);
                 self.needs_read.insert(symbol.to_string());
             }
@@ -232,6 +258,7 @@ impl TradingCore {
         }));
         self.awaiting_stop.remove(&t.symbol);
         self.before_close.remove(&t.symbol);
+        self.unknown_closes.remove(&t.symbol);
         self.push_risk_state(out);
     }
 

@@ -93,6 +93,9 @@ pub struct TradingCore {
     urgent: BTreeMap<String, InFlight>,
     /// The position as it was before the close in flight.
     before_close: BTreeMap<String, ManagedPosition>,
+    /// Take-profit closes whose outcome is unknown: the state the ladder reached with them,
+    /// the quantity and the level. The read that follows decides whether they executed.
+    unknown_closes: BTreeMap<String, (ManagedPosition, Decimal, ExitReason)>,
     pending_entries: BTreeMap<RequestId, (EntryPlan, u32)>,
     awaiting_stop: BTreeMap<String, AwaitingStop>,
     needs_read: BTreeSet<String>,
@@ -150,6 +153,7 @@ impl TradingCore {
             in_flight: BTreeMap::new(),
             urgent: BTreeMap::new(),
             before_close: BTreeMap::new(),
+            unknown_closes: BTreeMap::new(),
             pending_entries: BTreeMap::new(),
             awaiting_stop: BTreeMap::new(),
             needs_read: BTreeSet::new(),

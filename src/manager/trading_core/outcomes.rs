@@ -31,15 +31,20 @@ impl TradingCore {
             tracing::warn!(%symbol, id = outcome.id, "outcome of an unknown request ignored");
             return out;
         };
+        // A failed cancel or read is retried at the next tick, not at once (a refusal that
+        // persists must not turn into a request loop).
+        let mut retry_next_tick = false;
         match (flight.request, outcome.result) {
             (OrderRequest::Entry { .. }, OrderResult::Entry(r)) => {
                 self.on_entry_result(&mut out, outcome.id, symbol, r, now)
             }
             (OrderRequest::Close { req, reason, intent }, OrderResult::Close(r)) => {
                 let emergency = intent == OrderIntent::Emergency;
-                let ok = r.as_ref().is_ok_and(|rep| rep.executed_qty > Decimal::ZERO);
+                // Stops stay until flat: a partly filled emergency close leaves them (the next
+                // round closes the rest; the audit then cancels what is orphaned).
+                let flat = r.as_ref().is_ok_and(|rep| rep.executed_qty >= req.qty);
                 self.on_close_result(&mut out, symbol, req.qty, reason, intent, r, now);
-                if emergency && ok {
+                if emergency && flat {
                     self.send(&mut out, symbol, OrderRequest::CancelAll, true, now);
                 }
             }
@@ -48,11 +53,18 @@ impl TradingCore {
                 Ok(()) => {
                     self.stops.remove(&algo_id);
                 }
-                Err(e) => tracing::warn!(%symbol, algo_id, error = %e, "cancel failed; retrying next tick"),
+                Err(e) => {
+                    retry_next_tick = true;
+                    tracing::warn!(%symbol, algo_id, error = %e, "cancel failed; retrying next tick");
+                }
             },
             (OrderRequest::CancelAll, OrderResult::AllCancelled(r)) => match r {
-                Ok(()) => self.stops.retain(|_, s| s.symbol != symbol),
-                Err(e) => tracing::warn!(%symbol, error = %e, "cancel-all failed; the audit retries"),
+                // Stops that came to rest after it was sent (a placement in flight) stay.
+                Ok(()) => self.stops.retain(|_, s| s.symbol != symbol || s.update_time > flight.since),
+                Err(e) => {
+                    retry_next_tick = true;
+                    tracing::warn!(%symbol, error = %e, "cancel-all failed; the audit retries");
+                }
             },
             (OrderRequest::LookupOrder { client_order_id }, OrderResult::Lookup(r)) => match r {
                 Ok(Some(report)) if report.executed_qty > Decimal::ZERO => {
@@ -87,12 +99,17 @@ impl TradingCore {
                     self.needs_read.remove(symbol);
                     self.follow_exchange(&mut out, symbol, p, now);
                 }
-                Err(e) => tracing::warn!(%symbol, error = %e, "position read failed; retrying next tick"),
+                Err(e) => {
+                    retry_next_tick = true;
+                    tracing::warn!(%symbol, error = %e, "position read failed; retrying next tick");
+                }
             },
             (req, res) => tracing::error!(%symbol, ?req, ?res, "outcome does not match its request"),
         }
         self.check_emergency(&mut out, now);
-        self.step_symbol(&mut out, symbol, now);
+        if !retry_next_tick {
+            self.step_symbol(&mut out, symbol, now);
+        }
         out
     }
 
@@ -113,7 +130,8 @@ impl TradingCore {
                 self.exchange.remove(symbol);
             }
         }
-        let Some(mp) = self.pm.position(symbol).cloned() else {
+        let unknown_close = self.unknown_closes.remove(symbol);
+        let Some(mut mp) = self.pm.position(symbol).cloned() else {
             if exchange_qty > Decimal::ZERO && self.resync_requested_at.is_none() {
                 tracing::warn!(%symbol, qty = %exchange_qty, "the exchange holds a position we do not track; adopting");
                 self.resync_requested_at = Some(now);
@@ -121,7 +139,26 @@ impl TradingCore {
             }
             return;
         };
-        let ours = mp.ladder.remaining_qty;
+        let mut ours = mp.ladder.remaining_qty;
+        if let Some((mut after, requested, reason)) = unknown_close
+            && exchange_qty < ours
+        {
+            // A take-profit close of unknown outcome did execute (in whole or in part): the
+            // ladder keeps the stage that close reached, so the level never fires twice.
+            let took = (ours - exchange_qty).min(requested);
+            after.ladder.remaining_qty = ours - took;
+            after.position.qty = ours - took;
+            self.pm.restore_managed(after);
+            let price = self.mark(symbol).unwrap_or(mp.position.entry_price);
+            tracing::warn!(%symbol, qty = %took, reason = reason.as_str(), "the close of unknown outcome executed");
+            if let Some(t) = self.pm.on_exit_filled(symbol, took, price, Decimal::ZERO, reason, now) {
+                self.finish_trade(out, &t, reason.as_str());
+                return;
+            }
+            self.journal_position(out, symbol);
+            ours -= took;
+            mp = self.pm.position(symbol).cloned().unwrap_or(mp);
+        }
         let awaiting = self.awaiting_stop.get(symbol).copied();
         if exchange_qty < ours || (awaiting.is_some() && exchange_qty.is_zero()) {
             // Closed on the exchange (its stop, a close whose answer we lost, a liquidation).
@@ -162,16 +199,15 @@ impl TradingCore {
         {
             tracing::warn!(%symbol, qty = %exchange_qty, "exchange-side stop did not fill in time; closing at market");
             self.awaiting_stop.remove(symbol);
-            self.before_close.insert(symbol.to_string(), mp.clone());
-            self.send_close(
-                out,
-                symbol,
-                exchange_qty.min(a.qty.max(exchange_qty)),
-                a.reason,
-                OrderIntent::StopFallback,
-                false,
-                now,
-            );
+            // The ladder took everything when the stop level was reached: the state before
+            // this close holds what the exchange still has, so the fill is booked (and the
+            // position finished) and a failure restores it.
+            let mut before = mp.clone();
+            before.ladder.remaining_qty = exchange_qty;
+            before.position.qty = exchange_qty;
+            self.pm.reduce_remaining(symbol, ours);
+            self.before_close.insert(symbol.to_string(), before);
+            self.send_close(out, symbol, exchange_qty, a.reason, OrderIntent::StopFallback, false, now);
         }
     }
 }
