@@ -212,6 +212,7 @@ impl Sim {
             balance: Some(self.balance()),
             positions: vec![self.reported(symbol)],
             time: self.now,
+            transfer: None,
         };
         self.stream.push_back(ev);
     }

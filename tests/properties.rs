@@ -667,7 +667,12 @@ impl MiniExchange {
                     zero
                 });
                 reported.update_time = NOW;
-                let ev = ExchangeEvent::AccountUpdate { balance: None, positions: vec![reported], time: NOW };
+                let ev = ExchangeEvent::AccountUpdate {
+                    balance: None,
+                    positions: vec![reported],
+                    time: NOW,
+                    transfer: None,
+                };
                 (OrderResult::Close(Ok(report)), Some(ev))
             }
             OrderRequest::PlaceStop(req) => (
