@@ -12,8 +12,9 @@
 //! it.
 
 mod journal;
+mod types;
 
 pub use journal::{
-    EquitySnapshot, Journal, JournalFill, JournalOrder, JournalPosition, OrderIntent, OrderState, OrderType,
-    RiskCheckRecord, SignalRecord, StoreError,
+    EquitySnapshot, Journal, JournalFill, JournalOrder, JournalPosition, RiskCheckRecord, SignalRecord, StoreError,
 };
+pub use types::{OrderIntent, OrderState, OrderType};
