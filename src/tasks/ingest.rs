@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Metrics;
 use crate::core::data_hub::{DataHub, MarkPrice, SharedHub, StreamState};
 use crate::core::models::{Timeframe, TimestampMs, is_closed_at};
-use crate::exchange::binance::streams::{MARKET_STREAM, USER_STREAM};
+use crate::exchange::binance::streams::MARKET_STREAM;
 use crate::exchange::{Exchange, ExchangeEvent, StreamEvent};
 
 /// What one event changed, so the task knows whom to wake.
@@ -111,7 +111,6 @@ pub fn apply_market_event(hub: &mut DataHub, event: &ExchangeEvent, now: Timesta
             applied.streams = true;
         }
     }
-    let _ = USER_STREAM;
     applied
 }
 

@@ -89,9 +89,7 @@ impl TradingCore {
             ConfigMarginType::Crossed => MarginType::Crossed,
         };
         let leverage = plan.leverage;
-        let id_before = self.next_id;
         self.send(out, &symbol, OrderRequest::Entry { req, margin, leverage }, false, now);
-        let _ = id_before;
         self.pending_entries.insert(self.next_id, (plan, attempt));
     }
 
