@@ -78,11 +78,11 @@ impl TradingCore {
                 _ => None,
             })
             .collect();
-        if closes.len() > 1
-            && let Some(&first) = closes.first()
-        {
+        if let Some(&first) = closes.first() {
             // One level per close: run the ladder again from where it was, only as far as the
-            // first level; the next level fires when this close has executed.
+            // first level; the next level fires when this close has executed. (Also with one
+            // close: a level that found nothing left to take must not be marked done when the
+            // close then fills only in part.)
             self.pm.restore_managed(before.clone());
             actions = self.pm.on_price(symbol, first);
         }

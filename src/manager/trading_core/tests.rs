@@ -6,7 +6,7 @@ use rust_decimal_macros::dec;
 use super::*;
 use crate::config::Settings;
 use crate::core::models::btcusdt_test_filters;
-use crate::core::models::{OrderStatus, Side};
+use crate::core::models::{LadderStage, OrderStatus, Side};
 use crate::exchange::{AccountBalance, ExchangeError, ExchangeEvent, OrderReport};
 use crate::manager::commands::{Command, OrderRequest, OrderResult, Outcome, Record};
 
@@ -186,4 +186,26 @@ fn a_withdrawal_is_not_a_loss_but_a_real_loss_latches_the_day() {
     assert!(restarted.restore_risk_state(&saved));
     assert!(restarted.manager().risk.daily_latched);
     assert_eq!(restarted.manager().risk.day_start_equity, dec!(10000));
+}
+
+#[test]
+fn a_level_that_found_nothing_left_is_not_done_after_a_partial_fill() {
+    // Found by Property 12: earlier partial closes left 0.040 of 0.100; TP1 (40 % = 0.040)
+    // takes it all, so the ladder would mark TP2 done with nothing taken. TP1 then fills only
+    // 0.014: the 0.026 back must still meet TP2.
+    let mut core = core_with_position();
+    core.manager_mut().reduce_remaining("BTCUSDT", dec!(0.060));
+    let cmds = sends(&core.on_mark("BTCUSDT", dec!(61600), T0 + 1, T0 + 1));
+    assert_eq!(close_qty(&cmds[0]), (dec!(0.040), ExitReason::TakeProfit1));
+    core.on_outcome(
+        Outcome {
+            id: cmds[0].id,
+            symbol: "BTCUSDT".into(),
+            result: OrderResult::Close(Ok(report(&cmds[0], dec!(0.014), dec!(61600)))),
+        },
+        T0 + 2,
+    );
+    let p = core.manager().position("BTCUSDT").unwrap();
+    assert_eq!(p.ladder.remaining_qty, dec!(0.026));
+    assert_eq!(p.ladder.stage, LadderStage::Tp1Done, "TP2 has not executed");
 }
