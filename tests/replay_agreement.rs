@@ -303,35 +303,6 @@ async fn backtest_and_dry_run_replay_take_the_same_trades() {
     live.sort_by_key(|p| (p.position.entry_time.div_euclid(900_000), p.position.symbol.clone()));
     let symbols_traded: std::collections::BTreeSet<&str> = bt_after.iter().map(|t| t.symbol.as_str()).collect();
     println!("backtest: {} trades on {symbols_traded:?}; dry-run: {} trades", bt_after.len(), live.len());
-    if std::env::var("REPLAY_DEBUG").is_ok() {
-        for t in &bt_after {
-            println!(
-                "bt {} {} exits {:?}",
-                t.symbol,
-                t.entry_time,
-                t.exits.iter().map(|e| (e.time, e.reason.clone(), e.price)).collect::<Vec<_>>()
-            );
-        }
-        for p in &live {
-            println!(
-                "live {} {} closed {:?} exits {:?}",
-                p.position.symbol,
-                p.position.entry_time,
-                p.closed_at,
-                p.position.partial_exits.iter().map(|e| (e.time, e.reason.clone(), e.price)).collect::<Vec<_>>()
-            );
-        }
-        for sig in journal.recent_signals(100_000).unwrap() {
-            if sig.breakdown.pointer("/outcome/enter") != Some(&serde_json::Value::Bool(true)) {
-                println!(
-                    "not taken {} {} {}",
-                    sig.time,
-                    sig.symbol,
-                    sig.breakdown.pointer("/outcome/reason").unwrap_or(&serde_json::Value::Null)
-                );
-            }
-        }
-    }
     assert!(bt_after.len() >= 10, "enough trades to compare: {}", bt_after.len());
     assert!(symbols_traded.len() >= 2, "trades on several symbols: {symbols_traded:?}");
     let summary = |v: &[String]| v.join("\n");
@@ -372,11 +343,10 @@ async fn backtest_and_dry_run_replay_take_the_same_trades() {
             (0..=kinetic::core::models::CANDLE_CLOSE_MARGIN_MS + 1).contains(&late),
             "trade {i} entered {late} ms after the backtest"
         );
-        // Sizes follow equity. With one position they agree to a lot step; with several open
-        // the equity the sizing sees differs by up to a few percent between the backtest's
-        // account (marked at the last closes) and the paper exchange's (marked at the mark) —
-        // an open finding of issue 11, reported, bounded here at 5 %.
-        let tolerance = step.max(b.qty * Decimal::new(5, 2));
+        // Sizes follow equity (moved by a few cents between the two fills' prices) and the ATR
+        // stop (the daemon warms its indicators from the last 200 candles, the backtest from
+        // 20 days: the same to many decimals, not all): within one lot step or 0.05 %.
+        let tolerance = step.max(b.qty * Decimal::new(5, 4));
         let rel = ((q.original_qty - b.qty) / b.qty).abs();
         worst_size = worst_size.max(rel);
         assert!((q.original_qty - b.qty).abs() <= tolerance, "trade {i} size {} vs {}", q.original_qty, b.qty);

@@ -147,7 +147,14 @@ impl<E: Exchange> ManagerTask<E> {
                 }
                 Some(a) = inputs.signals.recv() => {
                     force_publish = true;
-                    let live = self.hub.read().map(|h| h.streams_live()).unwrap_or(false);
+                    // The entry's reference price is the symbol's latest mark, held or not.
+                    let (live, mark) = match self.hub.read() {
+                        Ok(h) => (h.streams_live(), h.mark(&a.symbol)),
+                        Err(_) => (false, None),
+                    };
+                    if let Some((price, at)) = mark {
+                        self.core.observe_mark(&a.symbol, price, at);
+                    }
                     self.signals_handled += 1;
                     self.core.on_signal(&a, live, self.ex.now_ms())
                 }

@@ -194,6 +194,14 @@ impl TradingCore {
         self.exchange.values()
     }
 
+    /// Takes in the latest mark of a symbol we do not hold (the reference price of an entry
+    /// being evaluated); nothing else happens.
+    pub fn observe_mark(&mut self, symbol: &str, price: Decimal, at: TimestampMs) {
+        if price > Decimal::ZERO {
+            self.marks.insert(symbol.to_string(), (price, at));
+        }
+    }
+
     pub fn mark(&self, symbol: &str) -> Option<Decimal> {
         self.marks.get(symbol).map(|m| m.0)
     }
