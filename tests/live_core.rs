@@ -54,6 +54,7 @@ struct Daemon {
     fake: Arc<FakeBinance>,
     status: Arc<RwLock<StatusSnapshot>>,
     liveness: Arc<Liveness>,
+    metrics: Metrics,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -82,13 +83,14 @@ async fn start(extra: &[(&str, &str)], with_sol: bool) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(&dir.path().join("live.db")).unwrap();
     let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-    let handles = EngineHandles::new(Arc::clone(&status), Metrics::default());
+    let metrics = Metrics::default();
+    let handles = EngineHandles::new(Arc::clone(&status), metrics.clone());
     let liveness = Arc::clone(&handles.liveness);
     let engine = Engine::new(Arc::new(client), settings, journal, handles, false).unwrap();
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let task = tokio::spawn(async move { engine.run(c, false).await.unwrap() });
-    let d = Daemon { fake, status, liveness, cancel, task, _dir: dir };
+    let d = Daemon { fake, status, liveness, metrics, cancel, task, _dir: dir };
     let n = if with_sol { 2 } else { 1 };
     d.wait("positions adopted with their stops", 20, |f, s| {
         s.positions.len() == n && f.open_algo_orders().len() == n && f.unprotected_positions().is_empty()
@@ -324,6 +326,8 @@ async fn a_refused_close_during_a_jump_keeps_the_position_covered() {
     assert_eq!(amount(&f, XRP), dec!(240.1));
     one_stop_per_position(&f);
     no_duplicate_client_ids(&f);
+    // The refusal is counted by its code.
+    assert_eq!(d.metrics.orders_rejected.get_or_create(&Metrics::label("code", "-4131")).get(), 1);
     // The rest trails: the stop sits 1 % behind the best price (2.07), above the entry.
     let stop = f.open_algo_orders()[0].trigger_price;
     assert!(stop > dec!(2) && stop <= dec!(2.0493), "trailing stop {stop}");

@@ -113,11 +113,6 @@ impl CandleSeries {
         self.candles.back()
     }
 
-    /// Candles closed at or before `now` (live streams also deliver the forming candle).
-    pub fn closed(&self, now: TimestampMs) -> impl Iterator<Item = &Candle> {
-        self.candles.iter().filter(move |c| c.close_time < now)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = &Candle> {
         self.candles.iter()
     }
@@ -168,8 +163,6 @@ pub struct DataHub {
     pub streams: BTreeMap<String, StreamHealth>,
     /// Exchange time of the newest mark price received.
     pub last_mark_time: TimestampMs,
-    /// Close time of the newest closed 15m candle received (any symbol).
-    pub last_m15_close: TimestampMs,
 }
 
 impl Default for DataHub {
@@ -187,7 +180,6 @@ impl DataHub {
             candle_capacity,
             streams: BTreeMap::new(),
             last_mark_time: 0,
-            last_m15_close: 0,
         }
     }
 
@@ -208,16 +200,6 @@ impl DataHub {
     /// Keeps the candles of the symbols `keep` accepts only (memory stays O(symbols in play)).
     pub fn retain_candles(&mut self, keep: impl Fn(&str) -> bool) {
         self.candles.retain(|(s, _), _| keep(s));
-    }
-
-    /// Forgets the candles of a symbol the scanner dropped.
-    pub fn drop_candles(&mut self, symbol: &str) {
-        self.candles.retain(|(s, _), _| s != symbol);
-    }
-
-    /// Number of (symbol, timeframe) series held.
-    pub fn candle_series_count(&self) -> usize {
-        self.candles.len()
     }
 
     /// The latest mark price of `symbol` with its exchange time.

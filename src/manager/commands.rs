@@ -131,13 +131,10 @@ pub enum Action {
     Resync,
 }
 
-/// Counters the core keeps for `/metrics` and tests.
+/// Counters the core keeps for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CoreCounters {
-    pub orders_sent: u64,
-    pub orders_failed: u64,
+    /// Protective stops placed because one was missing (not a move or resize).
     pub stops_repaired: u64,
     pub orphan_stops_cancelled: u64,
-    pub emergencies: u64,
-    pub closes_restored: u64,
 }

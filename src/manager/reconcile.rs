@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use crate::core::models::{Direction, LadderStage, Position, TimestampMs};
+use crate::exchange::ExchangePosition;
 
 /// A position as the exchange reports it (one-way mode: signed quantity).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,18 @@ pub struct ExchangeHolding {
     pub entry_price: Decimal,
     pub mark_price: Decimal,
     pub leverage: u32,
+}
+
+impl From<&ExchangePosition> for ExchangeHolding {
+    fn from(p: &ExchangePosition) -> Self {
+        ExchangeHolding {
+            symbol: p.symbol.clone(),
+            signed_qty: if p.direction == Direction::Long { p.qty } else { -p.qty },
+            entry_price: p.entry_price,
+            mark_price: p.mark_price,
+            leverage: p.leverage,
+        }
+    }
 }
 
 /// What to do about one symbol.

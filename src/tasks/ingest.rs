@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Metrics;
 use crate::core::data_hub::{DataHub, MarkPrice, SharedHub, StreamState};
-use crate::core::models::{Timeframe, TimestampMs, is_closed_at};
+use crate::core::models::{TimestampMs, is_closed_at};
 use crate::exchange::binance::streams::MARKET_STREAM;
 use crate::exchange::{Exchange, ExchangeEvent, StreamEvent};
 
@@ -36,9 +36,6 @@ pub fn apply_market_event(hub: &mut DataHub, event: &ExchangeEvent, now: Timesta
             // forming candle is never stored, so it can never stand in for the real one.
             if candle.is_sane() && *closed {
                 hub.merge_candle(symbol, *timeframe, *candle);
-                if *timeframe == Timeframe::M15 {
-                    hub.last_m15_close = hub.last_m15_close.max(candle.close_time);
-                }
                 applied.closed_candles = true;
             }
         }
@@ -121,16 +118,13 @@ pub struct IngestSignals {
     pub marks: watch::Sender<u64>,
     /// Bumped after a closed candle or a backfill arrived.
     pub candles: watch::Sender<u64>,
-    /// Bumped after a stream's health changed.
-    pub streams: watch::Sender<u64>,
 }
 
 impl IngestSignals {
-    pub fn new() -> (IngestSignals, watch::Receiver<u64>, watch::Receiver<u64>, watch::Receiver<u64>) {
+    pub fn new() -> (IngestSignals, watch::Receiver<u64>, watch::Receiver<u64>) {
         let (marks, m) = watch::channel(0);
         let (candles, c) = watch::channel(0);
-        let (streams, s) = watch::channel(0);
-        (IngestSignals { marks, candles, streams }, m, c, s)
+        (IngestSignals { marks, candles }, m, c)
     }
 }
 
@@ -201,7 +195,6 @@ pub async fn run<E: Exchange>(
             bump(&signals.candles);
         }
         if applied.streams {
-            bump(&signals.streams);
             // Candles that closed while a stream was down are evaluated on recovery.
             bump(&signals.candles);
         }

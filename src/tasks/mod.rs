@@ -109,7 +109,7 @@ impl<E: Exchange> Engine<E> {
         let sinks = EventSinks { market: market_tx.clone(), account: account_tx };
         let control = ex.start_streams(sinks, cancel.child_token()).await?;
 
-        let (signals, marks_rx, candles_rx, _streams_rx) = ingest::IngestSignals::new();
+        let (signals, marks_rx, candles_rx) = ingest::IngestSignals::new();
         let (scan_tx, scan_rx) = watch::channel(scanner::ScanReport::default());
         let (held_tx, held_rx) = watch::channel(BTreeSet::new());
         let (keep_tx, keep_rx) = watch::channel(BTreeSet::new());
@@ -162,7 +162,7 @@ impl<E: Exchange> Engine<E> {
             held_tx,
             dry_run,
         );
-        manager.apply(started.actions, &scanner::ScanReport::default());
+        manager.apply(started.actions);
         let inputs =
             position_manager::ManagerInputs { account: account_rx, signals: signal_rx, marks: marks_rx, scan: scan_rx };
         systemd::ready();

@@ -25,7 +25,7 @@ use crate::core::data_hub::SharedHub;
 use crate::core::liveness::Liveness;
 use crate::core::systemd;
 use crate::exchange::{Exchange, ExchangeEvent};
-use crate::manager::commands::{AccountSnapshot, Action, Outcome, RISK_STATE_KEY, Record};
+use crate::manager::commands::{AccountSnapshot, Action, OrderResult, Outcome, RISK_STATE_KEY, Record};
 use crate::manager::position_manager::Analysis;
 use crate::manager::trading_core::TradingCore;
 use crate::store::{Journal, StoreError};
@@ -60,11 +60,15 @@ pub struct ManagerTask<E> {
     tracker: TaskTracker,
     outcome_tx: mpsc::Sender<Outcome>,
     outcome_rx: mpsc::Receiver<Outcome>,
+    /// The scanner's last report (for `/status`; read only when publishing).
+    scan: watch::Receiver<ScanReport>,
     snapshot_tx: mpsc::Sender<AccountSnapshot>,
     snapshot_rx: mpsc::Receiver<AccountSnapshot>,
     recent_signals: VecDeque<SignalStatus>,
     last_publish: Option<Instant>,
     last_watchdog: Option<Instant>,
+    /// The systemd watchdog's interval (read once; `None` without a watchdog).
+    watchdog: Option<Duration>,
     ticks: u64,
     signals_handled: u64,
     mark_time: i64,
@@ -102,11 +106,13 @@ impl<E: Exchange> ManagerTask<E> {
             tracker: TaskTracker::new(),
             outcome_tx,
             outcome_rx,
+            scan: watch::channel(ScanReport::default()).1,
             snapshot_tx,
             snapshot_rx,
             recent_signals: VecDeque::new(),
             last_publish: None,
             last_watchdog: None,
+            watchdog: systemd::watchdog_interval(),
             ticks: 0,
             signals_handled: 0,
             mark_time: 0,
@@ -114,15 +120,16 @@ impl<E: Exchange> ManagerTask<E> {
     }
 
     /// Applies actions produced outside the loop (start-up reconciliation).
-    pub fn apply(&mut self, actions: Vec<Action>, scan: &ScanReport) {
+    pub fn apply(&mut self, actions: Vec<Action>) {
         self.execute(actions);
-        self.after_step(scan, true);
+        self.after_step(true);
     }
 
     pub async fn run(mut self, mut inputs: ManagerInputs, cancel: CancellationToken) {
         let period = Duration::from_secs(self.settings.monitor.interval_secs.max(1));
         let mut monitor = tokio::time::interval(period);
         monitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        self.scan = inputs.scan.clone();
         loop {
             let mut force_publish = false;
             let actions = tokio::select! {
@@ -134,6 +141,7 @@ impl<E: Exchange> ManagerTask<E> {
                 }
                 Some(o) = self.outcome_rx.recv() => {
                     force_publish = true;
+                    self.count_rejection(&o);
                     self.core.on_outcome(o, self.ex.now_ms())
                 }
                 Some(s) = self.snapshot_rx.recv() => self.core.on_snapshot(s, self.ex.now_ms()),
@@ -162,11 +170,25 @@ impl<E: Exchange> ManagerTask<E> {
             // A step that sent requests is published at once (/status shows them in flight).
             force_publish |= actions.iter().any(|a| matches!(a, Action::Send(_)));
             self.execute(actions);
-            let scan = inputs.scan.borrow().clone();
-            self.after_step(&scan, force_publish);
+            self.after_step(force_publish);
         }
-        let scan = inputs.scan.borrow().clone();
-        self.shutdown(&scan).await;
+        self.shutdown().await;
+    }
+
+    /// `kinetic_orders_rejected_total{code}`: every request the exchange (or the client)
+    /// refused, by Binance code (`none` without one).
+    fn count_rejection(&self, o: &Outcome) {
+        let error = match &o.result {
+            OrderResult::Entry(Err(e)) | OrderResult::Close(Err(e)) => Some(e),
+            OrderResult::StopPlaced(Err(e))
+            | OrderResult::StopCancelled(Err(e))
+            | OrderResult::AllCancelled(Err(e)) => Some(e),
+            _ => None,
+        };
+        if let Some(e) = error {
+            let code = e.code().map(|c| c.to_string()).unwrap_or_else(|| "none".to_string());
+            self.metrics.orders_rejected.get_or_create(&Metrics::label("code", &code)).inc();
+        }
     }
 
     /// Mark prices changed: the latest mark of every symbol we hold (older updates were
@@ -264,7 +286,7 @@ impl<E: Exchange> ManagerTask<E> {
     }
 
     /// Heartbeat, watchdog, held symbols, `/status` (at most every 250 ms unless forced).
-    fn after_step(&mut self, scan: &ScanReport, force: bool) {
+    fn after_step(&mut self, force: bool) {
         self.liveness.beat();
         // In flight first, then what was handled: an observer that sees the step done sees
         // the requests it sent.
@@ -273,9 +295,7 @@ impl<E: Exchange> ManagerTask<E> {
         progress.requests_in_flight.store(in_flight, Ordering::SeqCst);
         progress.signals_handled.store(self.signals_handled, Ordering::SeqCst);
         progress.mark_time.fetch_max(self.mark_time, Ordering::SeqCst);
-        if systemd::watchdog_interval().is_some()
-            && self.last_watchdog.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
+        if self.watchdog.is_some() && self.last_watchdog.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             systemd::watchdog();
             self.last_watchdog = Some(Instant::now());
         }
@@ -291,10 +311,11 @@ impl<E: Exchange> ManagerTask<E> {
         if force || self.last_publish.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
             self.last_publish = Some(Instant::now());
             let now = self.ex.now_ms();
+            let scan = self.scan.borrow();
             let snapshot = status::snapshot(&status::StatusInputs {
                 core: &self.core,
                 hub: &self.hub,
-                scan,
+                scan: &scan,
                 recent_signals: &self.recent_signals,
                 dry_run: self.dry_run,
                 started_at: self.started_at,
@@ -309,7 +330,7 @@ impl<E: Exchange> ManagerTask<E> {
         }
     }
 
-    async fn shutdown(&mut self, scan: &ScanReport) {
+    async fn shutdown(&mut self) {
         self.core.disable_entries();
         systemd::stopping();
         self.tracker.close();
@@ -347,7 +368,7 @@ impl<E: Exchange> ManagerTask<E> {
         if let Err(e) = self.journal.record_equity(&eq) {
             tracing::error!(error = %e, "journal: could not record the final equity");
         }
-        self.after_step(scan, true);
+        self.after_step(true);
         tracing::info!(
             open_positions = self.core.manager().open_count(),
             "shut down: no new entries; open positions keep their exchange-side stops"

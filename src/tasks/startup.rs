@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::core::models::{Direction, Position};
+use crate::core::models::Position;
 use crate::exchange::{Exchange, ExchangeError, SymbolInfo};
 use crate::manager::commands::{Action, RISK_STATE_KEY, Record};
 use crate::manager::reconcile::ExchangeHolding;
@@ -99,16 +99,7 @@ pub async fn start<E: Exchange>(
     journal.set_state(RISK_STATE_KEY, &core.risk_state(), now)?;
 
     let held = ex.positions().await?;
-    let holdings: Vec<ExchangeHolding> = held
-        .iter()
-        .map(|p| ExchangeHolding {
-            symbol: p.symbol.clone(),
-            signed_qty: if p.direction == Direction::Long { p.qty } else { -p.qty },
-            entry_price: p.entry_price,
-            mark_price: p.mark_price,
-            leverage: p.leverage,
-        })
-        .collect();
+    let holdings: Vec<ExchangeHolding> = held.iter().map(ExchangeHolding::from).collect();
     core.set_exchange_positions(held);
     let known: Vec<Position> = journal.open_positions()?.into_iter().map(|j| j.position).collect();
     core.apply_reconcile(&mut actions, &known, &holdings, true, now);

@@ -177,7 +177,7 @@ impl TradingCore {
             for s in gone {
                 self.exchange.remove(&s);
             }
-            let holdings: Vec<ExchangeHolding> = reported.values().map(holding).collect();
+            let holdings: Vec<ExchangeHolding> = reported.values().map(ExchangeHolding::from).collect();
             let known: Vec<Position> = self
                 .pm
                 .positions()

@@ -28,7 +28,6 @@ impl TradingCore {
         if has_positions && emergency_triggered(upnl, equity, &self.settings.risk) && !self.emergency_flatten {
             tracing::error!(unrealized = %upnl.round_dp(2), equity = %equity.round_dp(2),
                 "EMERGENCY EXIT: portfolio unrealized loss reached the limit; closing everything");
-            self.counters.emergencies += 1;
             self.pm.latch_emergency(now);
             self.emergency_flatten = true;
         }

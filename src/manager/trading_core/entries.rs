@@ -128,7 +128,6 @@ impl TradingCore {
                 self.protect_symbol(out, symbol, now);
             }
             Err(e) if e.is_insufficient_margin() && attempt == 0 => {
-                self.counters.orders_failed += 1;
                 let half = filters.floor_market_qty(plan.qty / Decimal::TWO);
                 tracing::warn!(%symbol, qty = %plan.qty, %half, "insufficient margin (-2019): retrying once at half size");
                 if half > Decimal::ZERO && half * plan.signal.entry_price >= filters.min_notional {
@@ -136,7 +135,6 @@ impl TradingCore {
                 }
             }
             Err(e) => {
-                self.counters.orders_failed += 1;
                 tracing::warn!(%symbol, error = %e, "entry failed; trade skipped; reading the exchange's position");
                 // Whatever happened, the exchange's position is read before anything else:
                 // an entry of unknown outcome that did execute is adopted with a stop.

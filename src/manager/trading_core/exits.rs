@@ -208,7 +208,6 @@ impl TradingCore {
                 }
             }
             Err(e) => {
-                self.counters.orders_failed += 1;
                 tracing::error!(%symbol, qty = %requested, error = %e,
                     "close failed; state restored to before it, stop kept; reading the exchange");
                 if e.code() == Some(-2022) {
@@ -237,7 +236,6 @@ impl TradingCore {
         requested: Decimal,
         reason: ExitReason,
     ) {
-        self.counters.closes_restored += 1;
         match before {
             Some(mp) => self.pm.restore_managed(mp),
             None => self.pm.revert_close(symbol, requested, reason, true),

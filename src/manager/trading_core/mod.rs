@@ -27,8 +27,6 @@ mod entries;
 mod exits;
 mod outcomes;
 mod protection;
-#[cfg(test)]
-mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -36,12 +34,11 @@ use rust_decimal::prelude::*;
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::core::models::{Direction, Position, TimestampMs};
+use crate::core::models::{Position, TimestampMs};
 use crate::exchange::{AccountBalance, ExchangePosition, StopOrder, SymbolInfo};
 use crate::manager::commands::{Action, Command, CoreCounters, OrderRequest, RequestId};
 use crate::manager::exit_ladder::ExitReason;
 use crate::manager::position_manager::{EmergencyLatch, EntryPlan, ManagedPosition, PositionManager};
-use crate::manager::reconcile::ExchangeHolding;
 use crate::manager::risk_checks::RiskBook;
 use crate::store::OrderIntent;
 
@@ -116,16 +113,6 @@ pub struct TradingCore {
     last_risk_state: Option<serde_json::Value>,
     last_equity_record: TimestampMs,
     pub counters: CoreCounters,
-}
-
-fn holding(p: &ExchangePosition) -> ExchangeHolding {
-    ExchangeHolding {
-        symbol: p.symbol.clone(),
-        signed_qty: if p.direction == Direction::Long { p.qty } else { -p.qty },
-        entry_price: p.entry_price,
-        mark_price: p.mark_price,
-        leverage: p.leverage,
-    }
 }
 
 fn intent_of(reason: ExitReason) -> OrderIntent {
@@ -352,7 +339,6 @@ impl TradingCore {
         } else {
             self.in_flight.insert(symbol.to_string(), flight);
         }
-        self.counters.orders_sent += 1;
         out.push(Action::Send(Command { id, symbol: symbol.to_string(), request, urgent }));
     }
 

@@ -93,7 +93,6 @@ impl TradingCore {
                 self.stops.insert(stop.algo_id, stop);
             }
             Err(e) if e.code() == Some(-2021) => {
-                self.counters.orders_failed += 1;
                 tracing::warn!(%symbol, "stop would trigger immediately; closing at market");
                 let reason = if self.pm.position(symbol).is_some_and(|m| m.position.stage == LadderStage::Trailing) {
                     ExitReason::TrailingStop
@@ -108,7 +107,6 @@ impl TradingCore {
                 }
             }
             Err(e) => {
-                self.counters.orders_failed += 1;
                 tracing::error!(%symbol, error = %e, "could not place protective stop; reading the exchange, then again");
                 self.needs_read.insert(symbol.to_string());
             }

@@ -1,14 +1,22 @@
-//! Scripts of events into the core and the exact commands that come out.
+//! The trading core driven by scripts of events, asserting the exact commands that come out
+//! (one take-profit level per close with its write-ahead journal record, the exact restore of
+//! a refused close, the emergency behind a hung request, transfers vs losses, the risk state
+//! across a restart).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
-use rust_decimal_macros::dec;
+mod common;
 
-use super::*;
-use crate::config::Settings;
-use crate::core::models::btcusdt_test_filters;
-use crate::core::models::{LadderStage, OrderStatus, Side};
-use crate::exchange::{AccountBalance, ExchangeError, ExchangeEvent, OrderReport};
-use crate::manager::commands::{Command, OrderRequest, OrderResult, Outcome, Record};
+use kinetic::config::Settings;
+use kinetic::core::models::{Direction, LadderStage, OrderStatus, Side};
+use kinetic::exchange::{
+    AccountBalance, ExchangeError, ExchangeEvent, ExchangePosition, OrderReport, StopOrder, StopStatus, SymbolInfo,
+};
+use kinetic::manager::commands::{Action, Command, OrderRequest, OrderResult, Outcome, Record};
+use kinetic::manager::exit_ladder::ExitReason;
+use kinetic::manager::reconcile::ExchangeHolding;
+use kinetic::manager::trading_core::TradingCore;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
 
 const T0: i64 = 1_780_000_000_000;
 
@@ -31,7 +39,7 @@ fn position(qty: Decimal) -> ExchangePosition {
 fn core_with_position() -> TradingCore {
     let settings = Settings::defaults().unwrap();
     let mut core = TradingCore::new(&settings, T0, dec!(10000)).unwrap();
-    core.set_symbols(vec![SymbolInfo { filters: btcusdt_test_filters(), max_leverage: 125 }]);
+    core.set_symbols(vec![SymbolInfo { filters: common::filters("BTCUSDT"), max_leverage: 125 }]);
     core.set_balance(
         &AccountBalance {
             wallet_balance: dec!(10000),
@@ -42,7 +50,7 @@ fn core_with_position() -> TradingCore {
         T0,
     );
     let p = position(dec!(0.100));
-    let holding = holding(&p);
+    let holding = ExchangeHolding::from(&p);
     core.set_exchange_positions(vec![p]);
     let mut out = Vec::new();
     core.apply_reconcile(&mut out, &[], &[holding], true, T0);
@@ -55,7 +63,7 @@ fn core_with_position() -> TradingCore {
         qty: dec!(0.100),
         trigger_price: stop,
         reduce_only: true,
-        status: crate::exchange::StopStatus::New,
+        status: StopStatus::New,
         update_time: T0,
     }]);
     core
@@ -150,7 +158,15 @@ fn the_emergency_closes_positions_even_behind_a_hung_request() {
     assert_eq!(close_qty(&cmds[0]).1, ExitReason::TakeProfit1);
     // The TP1 answer never comes; the market collapses past the emergency line. (The
     // position's stop would fire on the exchange too; the core does not wait for it.)
-    core.account.wallet_balance = dec!(1000);
+    core.set_balance(
+        &AccountBalance {
+            wallet_balance: dec!(1000),
+            equity: dec!(1000),
+            available_balance: dec!(1000),
+            unrealized_pnl: Decimal::ZERO,
+        },
+        T0 + 1,
+    );
     let out = core.on_mark("BTCUSDT", dec!(58300), T0 + 2, T0 + 2);
     let urgent: Vec<Command> = sends(&out).into_iter().filter(|c| c.urgent).collect();
     assert_eq!(urgent.len(), 1, "{out:?}");
