@@ -372,6 +372,17 @@ pub enum OrderType {
     StopMarket,
 }
 
+impl OrderType {
+    /// Binance's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderType::Market => "MARKET",
+            OrderType::Limit => "LIMIT",
+            OrderType::StopMarket => "STOP_MARKET",
+        }
+    }
+}
+
 /// Lifecycle state of an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -60,6 +60,21 @@ pub struct EntryDecision {
     pub outcome: Result<EntryPlan, String>,
 }
 
+impl EntryDecision {
+    /// No entry, for `reason`, before anything was scored.
+    fn refused(symbol: &str, time: TimestampMs, reason: &str) -> Self {
+        EntryDecision {
+            symbol: symbol.to_string(),
+            time,
+            score_total: None,
+            direction: None,
+            components: Vec::new(),
+            risk: None,
+            outcome: Err(reason.to_string()),
+        }
+    }
+}
+
 /// A complete analysis of one symbol at its latest closed candles: what the analyzer task
 /// sends the position manager, and what the backtest computes in place.
 #[derive(Debug, Clone, PartialEq)]
@@ -267,15 +282,7 @@ impl PositionManager {
                 } else {
                     "no candles for this symbol yet"
                 };
-                EntryDecision {
-                    symbol: symbol.to_string(),
-                    time: now,
-                    score_total: None,
-                    direction: None,
-                    components: Vec::new(),
-                    risk: None,
-                    outcome: Err(reason.to_string()),
-                }
+                EntryDecision::refused(symbol, now, reason)
             }
         }
     }
@@ -303,13 +310,10 @@ impl PositionManager {
         let score = &analysis.score;
         let indicators = analysis.indicators;
         let mut decision = EntryDecision {
-            symbol: symbol.to_string(),
-            time: now,
             score_total: Some(score.total),
             direction: Some(score.direction),
             components: score.report(),
-            risk: None,
-            outcome: Err(String::new()),
+            ..EntryDecision::refused(symbol, now, "")
         };
         if let Some(latch) = self.emergency {
             decision.outcome = Err(format!("emergency exit latched since {}", latch.since));

@@ -12,9 +12,11 @@
 //! it.
 
 mod journal;
+mod orders;
 mod types;
 
+pub use crate::core::models::OrderType;
 pub use journal::{
     EquitySnapshot, Journal, JournalFill, JournalOrder, JournalPosition, RiskCheckRecord, SignalRecord, StoreError,
 };
-pub use types::{OrderIntent, OrderState, OrderType};
+pub use types::{OrderIntent, OrderState};

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::models::Side;
+use crate::core::models::{OrderType, Side};
 use crate::store::StoreError;
 
 /// Why we sent an order. Stored as its snake_case name.
@@ -142,30 +142,13 @@ impl From<crate::core::models::OrderStatus> for OrderState {
     }
 }
 
-/// Plain market order or conditional stop-market.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderType {
-    Market,
-    StopMarket,
-}
-
-impl OrderType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderType::Market => "MARKET",
-            OrderType::StopMarket => "STOP_MARKET",
-        }
-    }
-
-    /// # Errors
-    /// [`StoreError::Corrupt`] for an unknown type.
-    pub fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "MARKET" => Ok(OrderType::Market),
-            "STOP_MARKET" => Ok(OrderType::StopMarket),
-            other => Err(StoreError::Corrupt { what: "orders.order_type", detail: format!("unknown type {other:?}") }),
-        }
+/// The stored name of an order type.
+pub(crate) fn parse_order_type(s: &str) -> Result<OrderType, StoreError> {
+    match s {
+        "MARKET" => Ok(OrderType::Market),
+        "LIMIT" => Ok(OrderType::Limit),
+        "STOP_MARKET" => Ok(OrderType::StopMarket),
+        other => Err(StoreError::Corrupt { what: "orders.order_type", detail: format!("unknown type {other:?}") }),
     }
 }
 
