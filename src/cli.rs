@@ -155,7 +155,11 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
-    telemetry::init(cli.log_format, cli.log_level.as_deref());
+    // A backtest drives the daemon's trading core thousands of times: its per-order lines
+    // would drown the summary, so they show only when asked for (`--log-level` / RUST_LOG).
+    let quiet_core = matches!(cli.command, Command::Backtest(_)) && std::env::var_os("RUST_LOG").is_none();
+    let level = cli.log_level.clone().or_else(|| quiet_core.then(|| "info,kinetic::manager=warn".to_string()));
+    telemetry::init(cli.log_format, level.as_deref());
     let env: HashMap<String, String> = std::env::vars().collect();
     match run(cli, env) {
         Ok(()) => ExitCode::SUCCESS,

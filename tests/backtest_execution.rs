@@ -1,18 +1,20 @@
-//! The trade-execution layer of the backtest with hand-made entry plans and candles: exact
-//! fills, fees, PnL and exit reasons; the ladder order inside one candle; stop before target;
-//! gaps; liquidation; funding.
+//! The backtest's execution — the daemon's trading core against the simulated account, with
+//! the intra-candle walk — with hand-made entry plans and candles: exact fills, fees, PnL and
+//! exit reasons; the ladder order inside one candle; stop before target; gaps; liquidation;
+//! funding; a resting stop on the simulated exchange at every moment.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::path::Path;
 
-use kinetic::backtest::account::{SimAccount, TradeRecord};
+use kinetic::backtest::account::TradeRecord;
+use kinetic::backtest::market::SimMarket;
 use kinetic::backtest::sim::FillModel;
 use kinetic::backtest::symbols::SymbolRules;
 use kinetic::config::Settings;
 use kinetic::core::models::{Candle, Direction, Signal, SymbolFilters, TimeframeIndicators};
 use kinetic::data::read_candle_file;
 use kinetic::manager::exit_ladder::ExitReason;
-use kinetic::manager::position_manager::{EntryPlan, PositionManager};
+use kinetic::manager::position_manager::EntryPlan;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
@@ -69,11 +71,38 @@ fn plan(direction: Direction, stop_distance: Decimal, leverage: u32) -> EntryPla
 }
 
 /// Default settings, taker fee 0.05 %, and the given slippage.
-fn setup(slippage_pct: f64) -> (PositionManager, SimAccount) {
-    let settings = Settings::defaults().unwrap();
-    let pm = PositionManager::new(&settings, T0, dec!(10000)).unwrap();
+fn setup(slippage_pct: f64) -> SimMarket {
+    setup_with(&Settings::defaults().unwrap(), slippage_pct)
+}
+
+fn setup_with(settings: &Settings, slippage_pct: f64) -> SimMarket {
     let model = FillModel::from_pct(0.05, 0.02, slippage_pct).unwrap();
-    (pm, SimAccount::new(model, dec!(10000)))
+    SimMarket::new(settings, &[(SYM.to_string(), rules())], model, dec!(10000), T0).unwrap()
+}
+
+/// The executed entry: price, quantity, fee and the protective stop resting on the exchange.
+struct EntryFill {
+    price: Decimal,
+    qty: Decimal,
+    fee: Decimal,
+    stop: Decimal,
+    liquidation_price: Decimal,
+}
+
+fn enter(m: &mut SimMarket, plan: EntryPlan) -> EntryFill {
+    m.enter_plan(plan, dec!(100), T0);
+    let p = m.book().position(SYM, T0).expect("entry filled on the exchange");
+    let stops = m.book().open_stops();
+    assert_eq!(stops.len(), 1, "one protective stop rests at once");
+    assert_eq!(stops[0].qty, p.qty, "the stop covers the position");
+    assert_eq!(m.core().manager().position(SYM).unwrap().ladder.stop, stops[0].trigger_price);
+    EntryFill {
+        price: p.entry_price,
+        qty: p.qty,
+        fee: m.ledger.fees_paid,
+        stop: stops[0].trigger_price,
+        liquidation_price: p.liquidation_price.unwrap_or_default(),
+    }
 }
 
 fn candle(i: i64, open: f64, high: f64, low: f64, close: f64) -> Candle {
@@ -92,9 +121,14 @@ fn candle(i: i64, open: f64, high: f64, low: f64, close: f64) -> Candle {
     }
 }
 
-fn replay(pm: &mut PositionManager, acct: &mut SimAccount, candles: &[Candle]) {
+/// Walks the candles; after each, an open position has a resting stop for its size.
+fn replay(m: &mut SimMarket, candles: &[Candle]) {
     for c in candles {
-        acct.resolve_candle(pm, SYM, &rules(), c, c.close_time + 1);
+        m.walk_candle(SYM, c, c.close_time + 1);
+        if let Some(p) = m.book().position(SYM, c.close_time) {
+            let covered: Decimal = m.book().open_stops().iter().map(|s| s.qty).sum();
+            assert!(covered >= p.qty, "{} open with only {covered} under stops", p.qty);
+        }
     }
 }
 
@@ -104,15 +138,15 @@ fn exits(t: &TradeRecord) -> Vec<(String, Decimal, Decimal)> {
 
 #[test]
 fn known_long_trade_has_exact_fills_fees_and_pnl() {
-    let (mut pm, mut acct) = setup(0.0);
-    let fill = acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    let mut m = setup(0.0);
+    let fill = enter(&mut m, plan(Direction::Long, dec!(2), 5));
     assert_eq!((fill.price, fill.qty, fill.fee, fill.stop), (dec!(100), dec!(10), dec!(0.5), dec!(98)));
     let candles = read_candle_file(Path::new("tests/data/backtest/known_trade_long.csv")).unwrap();
-    replay(&mut pm, &mut acct, &candles);
+    replay(&mut m, &candles);
 
-    assert!(!pm.has_position(SYM));
-    assert_eq!(acct.trades.len(), 1);
-    let t = &acct.trades[0];
+    assert!(!m.core().manager().has_position(SYM) && m.book().position(SYM, 0).is_none());
+    assert_eq!(m.ledger.trades.len(), 1);
+    let t = &m.ledger.trades[0];
     assert_eq!(
         exits(t),
         vec![
@@ -129,19 +163,19 @@ fn known_long_trade_has_exact_fills_fees_and_pnl() {
     assert_eq!(t.net_pnl, dec!(20.16941));
     assert_eq!(t.exit_price, dec!(102.118));
     assert_eq!(t.exit_time, candles[2].close_time + 1);
-    assert_eq!(acct.wallet, dec!(10020.16941));
-    assert_eq!(acct.fees_paid, dec!(1.01059));
+    assert_eq!(m.ledger.wallet, dec!(10020.16941));
+    assert_eq!(m.ledger.fees_paid, dec!(1.01059));
 }
 
 #[test]
 fn slippage_moves_every_market_fill_against_the_trader() {
-    let (mut pm, mut acct) = setup(0.02);
-    let fill = acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    let mut m = setup(0.02);
+    let fill = enter(&mut m, plan(Direction::Long, dec!(2), 5));
     // 100 × 1.0002 = 100.02; the stop keeps the plan's distance from the fill.
     assert_eq!((fill.price, fill.stop), (dec!(100.02), dec!(98.02)));
     assert_eq!(fill.fee, dec!(0.50010));
-    replay(&mut pm, &mut acct, &[candle(0, 100.02, 100.5, 97.0, 97.5)]);
-    let t = &acct.trades[0];
+    replay(&mut m, &[candle(0, 100.02, 100.5, 97.0, 97.5)]);
+    let t = &m.ledger.trades[0];
     // Stop 98.02 sold 0.02 % lower, rounded down to the tick: 98.000396 → 98.
     assert_eq!(exits(t), vec![("stop_loss".into(), dec!(98), dec!(10))]);
     assert_eq!(t.gross_pnl, dec!(-20.2));
@@ -149,12 +183,12 @@ fn slippage_moves_every_market_fill_against_the_trader() {
 
 #[test]
 fn ladder_order_inside_one_candle_is_tp1_tp2_then_trailing() {
-    let (mut pm, mut acct) = setup(0.0);
-    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
+    let mut m = setup(0.0);
+    enter(&mut m, plan(Direction::Long, dec!(2), 5));
     // One candle: dips to 99.9, spikes to 104 (TP1, TP2, trailing from 103 → stop 102.96),
     // closes at 102.5 (through the trailing stop).
-    replay(&mut pm, &mut acct, &[candle(0, 100.0, 104.0, 99.9, 102.5)]);
-    let t = &acct.trades[0];
+    replay(&mut m, &[candle(0, 100.0, 104.0, 99.9, 102.5)]);
+    let t = &m.ledger.trades[0];
     assert_eq!(
         exits(t),
         vec![
@@ -169,27 +203,27 @@ fn ladder_order_inside_one_candle_is_tp1_tp2_then_trailing() {
 
 #[test]
 fn stop_and_target_in_one_candle_assume_the_stop() {
-    let (mut pm, mut acct) = setup(0.0);
-    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
-    replay(&mut pm, &mut acct, &[candle(0, 100.0, 102.0, 97.5, 101.0)]);
-    let t = &acct.trades[0];
+    let mut m = setup(0.0);
+    enter(&mut m, plan(Direction::Long, dec!(2), 5));
+    replay(&mut m, &[candle(0, 100.0, 102.0, 97.5, 101.0)]);
+    let t = &m.ledger.trades[0];
     assert_eq!(exits(t), vec![("stop_loss".into(), dec!(98), dec!(10))]);
     assert_eq!(t.exit_reason, ExitReason::StopLoss);
     assert_eq!(t.net_pnl, dec!(-20) - dec!(0.5) - dec!(0.49));
 
     // Same for a short: the high (adverse) comes before the low.
-    let (mut pm, mut acct) = setup(0.0);
-    acct.enter(&mut pm, &plan(Direction::Short, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
-    replay(&mut pm, &mut acct, &[candle(0, 100.0, 102.5, 97.0, 99.0)]);
-    assert_eq!(exits(&acct.trades[0]), vec![("stop_loss".into(), dec!(102), dec!(10))]);
+    let mut m = setup(0.0);
+    enter(&mut m, plan(Direction::Short, dec!(2), 5));
+    replay(&mut m, &[candle(0, 100.0, 102.5, 97.0, 99.0)]);
+    assert_eq!(exits(&m.ledger.trades[0]), vec![("stop_loss".into(), dec!(102), dec!(10))]);
 }
 
 #[test]
 fn a_gap_through_the_stop_fills_at_the_open() {
-    let (mut pm, mut acct) = setup(0.0);
-    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
-    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.5, 99.0, 99.5), candle(1, 97.0, 97.5, 96.0, 96.5)]);
-    assert_eq!(exits(&acct.trades[0]), vec![("stop_loss".into(), dec!(97), dec!(10))]);
+    let mut m = setup(0.0);
+    enter(&mut m, plan(Direction::Long, dec!(2), 5));
+    replay(&mut m, &[candle(0, 100.0, 100.5, 99.0, 99.5), candle(1, 97.0, 97.5, 96.0, 96.5)]);
+    assert_eq!(exits(&m.ledger.trades[0]), vec![("stop_loss".into(), dec!(97), dec!(10))]);
 }
 
 #[test]
@@ -197,54 +231,55 @@ fn liquidation_when_the_stop_lies_beyond_the_liquidation_price() {
     // 20x long from 100, maintenance 0.5 %: liquidation at 95 / 0.995 ≈ 95.477, stop at 94.
     // A stop 6 % away needs `strategy.max_stop_pct` above the default 3 %: the manager re-caps
     // the plan's stop distance at that percentage of the fill.
-    let (_, mut acct) = setup(0.0);
     let mut settings = Settings::defaults().unwrap();
     settings.strategy.max_stop_pct = 10.0;
-    let mut pm = PositionManager::new(&settings, T0, dec!(10000)).unwrap();
-    let fill = acct.enter(&mut pm, &plan(Direction::Long, dec!(6), 20), &rules(), dec!(100), T0).unwrap();
+    let mut m = setup_with(&settings, 0.0);
+    let fill = enter(&mut m, plan(Direction::Long, dec!(6), 20));
     assert!(fill.liquidation_price > dec!(95.47) && fill.liquidation_price < dec!(95.48));
     // 95.6 does not reach it ...
-    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.2, 95.6, 99.0)]);
-    assert!(pm.has_position(SYM));
+    replay(&mut m, &[candle(0, 100.0, 100.2, 95.6, 99.0)]);
+    assert!(m.core().manager().has_position(SYM));
     // ... 95.4 does: the whole isolated margin (100 × 10 / 20 = 50) is lost.
-    replay(&mut pm, &mut acct, &[candle(1, 99.0, 99.2, 95.4, 96.0)]);
-    assert!(!pm.has_position(SYM));
-    let t = &acct.trades[0];
+    replay(&mut m, &[candle(1, 99.0, 99.2, 95.4, 96.0)]);
+    assert!(!m.core().manager().has_position(SYM) && m.book().position(SYM, 0).is_none());
+    let t = &m.ledger.trades[0];
     assert_eq!(t.exit_reason, ExitReason::Liquidation);
     assert_eq!(exits(t), vec![("liquidation".into(), dec!(95), dec!(10))]);
     assert_eq!(t.gross_pnl, dec!(-50));
     assert_eq!(t.net_pnl, dec!(-50.5));
-    assert_eq!(acct.wallet, dec!(9949.5));
+    assert_eq!(m.ledger.wallet, dec!(9949.5));
 }
 
 #[test]
 fn the_stop_wins_when_it_comes_before_the_liquidation_price() {
     // 20x, stop at 98 (before 95.48): a candle down to 90 stops out at 98, no liquidation.
-    let (mut pm, mut acct) = setup(0.0);
-    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 20), &rules(), dec!(100), T0).unwrap();
-    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.5, 90.0, 91.0)]);
-    assert_eq!(acct.trades[0].exit_reason, ExitReason::StopLoss);
+    let mut m = setup(0.0);
+    enter(&mut m, plan(Direction::Long, dec!(2), 20));
+    replay(&mut m, &[candle(0, 100.0, 100.5, 90.0, 91.0)]);
+    assert_eq!(m.ledger.trades[0].exit_reason, ExitReason::StopLoss);
     // But a candle that OPENS beyond the liquidation price liquidates (short, 20x from 100:
     // liquidation ≈ 104.48, bankruptcy 105).
-    let (mut pm, mut acct) = setup(0.0);
-    acct.enter(&mut pm, &plan(Direction::Short, dec!(2), 20), &rules(), dec!(100), T0).unwrap();
-    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.5, 99.5, 100.2), candle(1, 104.7, 105.0, 104.0, 104.5)]);
-    let t = &acct.trades[0];
+    let mut m = setup(0.0);
+    enter(&mut m, plan(Direction::Short, dec!(2), 20));
+    replay(&mut m, &[candle(0, 100.0, 100.5, 99.5, 100.2), candle(1, 104.7, 105.0, 104.0, 104.5)]);
+    let t = &m.ledger.trades[0];
     assert_eq!(t.exit_reason, ExitReason::Liquidation);
     assert_eq!(exits(t), vec![("liquidation".into(), dec!(105), dec!(10))]);
 }
 
 #[test]
 fn funding_is_paid_by_longs_and_lands_in_the_trade() {
-    let (mut pm, mut acct) = setup(0.0);
-    acct.enter(&mut pm, &plan(Direction::Long, dec!(2), 5), &rules(), dec!(100), T0).unwrap();
-    assert_eq!(acct.charge_funding(&pm, SYM, dec!(100), dec!(0.0001)), dec!(0.1));
-    assert_eq!(acct.charge_funding(&pm, SYM, dec!(100), dec!(-0.0002)), dec!(-0.2));
-    replay(&mut pm, &mut acct, &[candle(0, 100.0, 100.5, 97.0, 97.5)]);
-    let t = &acct.trades[0];
+    let mut m = setup(0.0);
+    enter(&mut m, plan(Direction::Long, dec!(2), 5));
+    assert!(m.settle_funding(SYM, dec!(0.0001), T0 + 1));
+    assert_eq!(m.ledger.funding_paid, dec!(0.1));
+    assert!(m.settle_funding(SYM, dec!(-0.0002), T0 + 2));
+    assert_eq!(m.ledger.funding_paid, dec!(-0.1));
+    replay(&mut m, &[candle(0, 100.0, 100.5, 97.0, 97.5)]);
+    let t = &m.ledger.trades[0];
     assert_eq!(t.funding, dec!(-0.1));
     assert_eq!(t.net_pnl, t.gross_pnl - t.fees - t.funding);
-    assert_eq!(acct.wallet, dec!(10000) + t.net_pnl);
+    assert_eq!(m.ledger.wallet, dec!(10000) + t.net_pnl);
 }
 
 mod properties {
@@ -268,31 +303,30 @@ mod properties {
             leverage in 1u32..=50,
             funding_every in 1usize..8,
         ) {
-            let (mut pm, mut acct) = setup(0.02);
+            let mut m = setup(0.02);
             let dir = if long { Direction::Long } else { Direction::Short };
-            acct.enter(&mut pm, &plan(dir, Decimal::new(stop_tenths, 1), leverage), &rules(), dec!(100), T0).unwrap();
+            enter(&mut m, plan(dir, Decimal::new(stop_tenths, 1), leverage));
             let mut px = 100.0f64;
             for (i, (gap, up, down, body)) in steps.iter().enumerate() {
                 let open = (px + gap).max(1.0);
                 let close = (open + body).max(1.0);
                 let c = candle(i as i64, open, open.max(close) + up, (open.min(close) - down).max(0.5), close);
-                acct.resolve_candle(&mut pm, SYM, &rules(), &c, c.close_time + 1);
+                replay(&mut m, &[c]);
                 if i % funding_every == 0 {
-                    acct.charge_funding(&pm, SYM, Decimal::try_from(close).unwrap(), dec!(0.0001));
+                    m.settle_funding(SYM, dec!(0.0001), T0 + (i as i64 + 1) * Q);
                 }
                 px = close;
             }
-            let last = Decimal::try_from(px).unwrap();
-            acct.close_all(&mut pm, ExitReason::EndOfData, &|_| Some(last), &|_| Some(dec!(0.01)), T0 + 99 * Q);
-            prop_assert!(!pm.has_position(SYM));
-            prop_assert_eq!(acct.trades.len(), 1);
-            let t = &acct.trades[0];
+            m.close_all(ExitReason::EndOfData, T0 + 99 * Q);
+            prop_assert!(!m.core().manager().has_position(SYM) && m.book().position(SYM, 0).is_none());
+            prop_assert_eq!(m.ledger.trades.len(), 1);
+            let t = &m.ledger.trades[0];
             let exit_qty: Decimal = t.exits.iter().map(|e| e.qty).sum();
             prop_assert_eq!(exit_qty, t.qty);
             prop_assert_eq!(t.net_pnl, t.gross_pnl - t.fees - t.funding);
-            prop_assert_eq!(acct.wallet, acct.starting_balance + t.net_pnl);
-            prop_assert_eq!(acct.fees_paid, t.fees);
-            prop_assert_eq!(acct.funding_paid, t.funding);
+            prop_assert_eq!(m.ledger.wallet, m.ledger.starting_balance + t.net_pnl);
+            prop_assert_eq!(m.ledger.fees_paid, t.fees);
+            prop_assert_eq!(m.ledger.funding_paid, t.funding);
             // A liquidated trade loses exactly its isolated margin (plus the entry fee).
             if t.exit_reason == ExitReason::Liquidation && t.exits.len() == 1 {
                 let margin = t.entry_price * t.qty / Decimal::from(leverage);

@@ -38,9 +38,9 @@ fn run(symbols: &[&str]) -> Engine {
 fn sample_replay_trades_and_the_money_adds_up() {
     let syms = ["BTCUSDT", "SOLUSDT", "XRPUSDT"];
     let engine = run(&syms);
-    let acct = &engine.account;
+    let acct = engine.account();
     assert!(acct.trades.len() >= 5, "expected trades on a month of sample data, got {}", acct.trades.len());
-    assert_eq!(engine.manager().open_count(), 0, "leftovers are closed at the end");
+    assert_eq!(engine.market().open_count(), 0, "leftovers are closed at the end");
     // Equity change = realized PnL − fees − funding, trade by trade and in total.
     let mut sum = Decimal::ZERO;
     for t in &acct.trades {
@@ -80,8 +80,8 @@ fn two_runs_are_byte_identical() {
     let syms = ["ETHUSDT", "DOGEUSDT"];
     for d in &dirs {
         let engine = run(&syms);
-        let m = metrics::compute(&syms.map(String::from), &engine.account, &engine.equity, &engine.stats);
-        report::write_all(d.path(), &m, &engine.equity, &engine.account.trades).unwrap();
+        let m = metrics::compute(&syms.map(String::from), engine.account(), &engine.equity, &engine.stats);
+        report::write_all(d.path(), &m, &engine.equity, &engine.account().trades).unwrap();
     }
     for f in ["metrics.json", "trades.csv", "report.html"] {
         let a = std::fs::read(dirs[0].path().join(f)).unwrap();
@@ -95,8 +95,8 @@ fn two_runs_are_byte_identical() {
 fn report_is_self_contained_and_holds_the_equity_series() {
     let syms = ["BTCUSDT"];
     let engine = run(&syms);
-    let m = metrics::compute(&syms.map(String::from), &engine.account, &engine.equity, &engine.stats);
-    let html = report::report_html(&m, &engine.equity, &engine.account.trades).unwrap();
+    let m = metrics::compute(&syms.map(String::from), engine.account(), &engine.equity, &engine.stats);
+    let html = report::report_html(&m, &engine.equity, &engine.account().trades).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(!html.contains("http://") && !html.contains("https://"), "no network URLs");
     assert!(!html.contains(" src=") && !html.contains("<link"), "nothing loaded from elsewhere");

@@ -184,7 +184,7 @@ async fn backtest_and_dry_run_replay_take_the_same_trades() {
     let (mut feed, mut bt) = backtest::prepare_in_memory(&settings, &candles, Some(START)).unwrap();
     backtest::run_feed(&mut feed, &mut bt, &mut |_| {}).unwrap();
     let bt_trades: Vec<_> =
-        bt.account.trades.iter().filter(|t| t.exit_reason.as_str() != "end_of_data").cloned().collect();
+        bt.account().trades.iter().filter(|t| t.exit_reason.as_str() != "end_of_data").cloned().collect();
 
     // 2. The daemon on the paper exchange over the same candles as streams.
     let mut infos = Vec::new();

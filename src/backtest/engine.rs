@@ -1,29 +1,33 @@
-//! The replay driver: one clock over all symbols, feeding closed candles to the
-//! [`PositionManager`] and executing its decisions on the [`SimAccount`].
+//! The replay driver: one clock over all symbols, feeding closed candles to the analyzers
+//! and the scanner and driving the daemon's trading core in a [`SimMarket`] (the simulated
+//! account dry-run uses, answered synchronously).
 //!
 //! The caller (the file feed in [`crate::backtest::run_feed`], a test, or a dry-run replay of
 //! recorded candles) hands over candles in global close-time order with
 //! [`Engine::on_candle`] and, after the last candle of each close time, calls
 //! [`Engine::close_batch`]. Per close time T (the clock reads `T + 1 ms`, the next open):
-//! 1. each 15m candle first resolves the open position of its symbol inside the candle
-//!    (account rule), then updates the symbol's rolling 24 h window, then feeds the manager
-//!    (all timeframes);
-//! 2. at 00/08/16 UTC funding is charged on open positions (the symbol's funding file if it has
-//!    a rate for that settlement, else `backtest.flat_funding_rate_pct`), marked at the last
-//!    15m close;
-//! 3. the emergency rule runs (`check_emergency` with the unrealized PnL at the last closes);
+//! 1. each 15m candle of a held symbol is walked as mark prices (the market's intra-candle
+//!    rule: stops, take-profits, trailing stops, liquidation, the emergency rule at every
+//!    price); then the symbol's rolling 24 h window and its analyzer take the candle (all
+//!    timeframes);
+//! 2. at 00/08/16 UTC funding is settled on open positions (the symbol's funding file if it
+//!    has a rate for that settlement, else `backtest.flat_funding_rate_pct`), marked at the
+//!    last 15m close;
+//! 3. the core's monitor tick runs (emergency rule, stop audit, periodic full read);
 //! 4. the scanner runs when `scanner.interval_secs` have passed since the last scan. Tickers
 //!    only change when 15m candles close, so scans are aligned to 15m closes: with the default
-//!    60 s interval the scanner runs at every 15m close, with 3600 s at every fourth;
-//! 5. every current candidate whose 15m candle closed at T is evaluated
-//!    (`evaluate_entry`, all five risk checks) with the entry price = the open of its next 15m
-//!    candle, and an accepted plan fills at that open (slippage, taker fee). A symbol whose
-//!    next candle does not start at T + 1 ms (a gap, the end of data) is not entered;
+//!    60 s interval the scanner runs at every 15m close, with 3600 s at every fourth — as the
+//!    live scanner task does (it scans at each 15m close once its interval has passed);
+//! 5. every current candidate whose 15m candle closed at T is analysed and handed to the core
+//!    as the analyzer task hands a signal to the position manager (`on_signal`: all five risk
+//!    checks, sizing, the entry order) with the price = the open of its next 15m candle,
+//!    where the entry fills (slippage, taker fee) and its stop is placed. A symbol whose next
+//!    candle does not start at T + 1 ms (a gap, the end of data) is not entered;
 //! 6. an equity point (wallet + unrealized PnL at the last closes) is recorded.
 //!
-//! Fast path: a candidate whose score is below `strategy.min_confidence` is not passed to
-//! `evaluate_entry` (which would refuse it for exactly that reason); it is counted under the
-//! same skip reason.
+//! Fast path: a candidate whose score is below `strategy.min_confidence` is not handed to
+//! the core (which would refuse it for exactly that reason); it is counted under the same
+//! skip reason.
 //!
 //! 24 h ticker figures come from the last 96 closed 15m candles: last price = last close,
 //! change % = last close vs the open 96 candles ago, volume = sum, quote volume = sum of the
@@ -36,14 +40,13 @@ use rust_decimal::prelude::*;
 
 use crate::backtest::account::SimAccount;
 use crate::backtest::feed::FundingSource;
+use crate::backtest::market::SimMarket;
 use crate::backtest::sim::{self, FillModel};
 use crate::backtest::symbols::SymbolRules;
 use crate::config::{ScannerSettings, Settings};
 use crate::core::models::{Candle, Ticker, Timeframe, TimestampMs, decimal_from_f64};
 use crate::data::DataError;
 use crate::manager::exit_ladder::ExitReason;
-use crate::manager::position_manager::PositionManager;
-use crate::manager::risk_checks::PortfolioSnapshot;
 use crate::scanner::market_scanner::prefilter;
 
 /// 24 h of 15m candles.
@@ -135,10 +138,7 @@ impl TickerWindow {
 
 struct SymbolState {
     name: String,
-    rules: SymbolRules,
     window: TickerWindow,
-    /// Last 15m close as money.
-    last_price: Decimal,
     /// Decimal places prices are converted at (the tick's).
     price_scale: u32,
     closed_in_batch: bool,
@@ -172,8 +172,7 @@ pub struct RunStats {
 
 /// The replay state. See the module documentation for the order of events.
 pub struct Engine {
-    manager: PositionManager,
-    pub account: SimAccount,
+    market: SimMarket,
     symbols: Vec<SymbolState>,
     index: BTreeMap<String, usize>,
     scan_interval_ms: i64,
@@ -231,8 +230,8 @@ impl Engine {
         let flat_funding = decimal_from_f64(settings.backtest.flat_funding_rate_pct)
             .ok_or_else(|| BacktestError::Setup("backtest.flat_funding_rate_pct must be finite".into()))?
             / Decimal::ONE_HUNDRED;
-        let manager = PositionManager::new(settings, trade_from, balance)
-            .ok_or_else(|| BacktestError::Setup("strategy percentages are unusable".into()))?;
+        let rules: Vec<(String, SymbolRules)> = symbols.iter().map(|s| (s.name.clone(), s.rules.clone())).collect();
+        let market = SimMarket::new(settings, &rules, model, balance, trade_from).map_err(BacktestError::Setup)?;
         let mut index = BTreeMap::new();
         let mut states = Vec::with_capacity(symbols.len());
         for (i, s) in symbols.into_iter().enumerate() {
@@ -250,16 +249,13 @@ impl Engine {
                 },
                 name: s.name,
                 price_scale: s.rules.price_scale(),
-                rules: s.rules,
                 window: TickerWindow::new(),
-                last_price: Decimal::ZERO,
                 closed_in_batch: false,
                 funding: s.funding,
             });
         }
         Ok(Engine {
-            manager,
-            account: SimAccount::new(model, balance),
+            market,
             symbols: states,
             index,
             scanner: settings.scanner.clone(),
@@ -277,8 +273,14 @@ impl Engine {
         })
     }
 
-    pub fn manager(&self) -> &PositionManager {
-        &self.manager
+    /// The core and the simulated account.
+    pub fn market(&self) -> &SimMarket {
+        &self.market
+    }
+
+    /// Trades, fees and funding so far.
+    pub fn account(&self) -> &SimAccount {
+        &self.market.ledger
     }
 
     pub fn symbol_names(&self) -> impl Iterator<Item = &str> {
@@ -301,15 +303,14 @@ impl Engine {
                 self.stats.candles_15m += 1;
                 self.batch_has_m15 = true;
                 s.closed_in_batch = true;
-                self.account.resolve_candle(&mut self.manager, &s.name, &s.rules, candle, candle.close_time + 1);
+                self.market.walk_candle(&s.name, candle, candle.close_time + 1);
                 s.window.push(candle);
-                s.last_price = sim::price_from_f64(candle.close, s.price_scale);
             }
             Timeframe::H1 => self.stats.candles_1h += 1,
             Timeframe::H4 => self.stats.candles_4h += 1,
             _ => {}
         }
-        self.manager.on_closed_candle(&s.name, tf, candle);
+        self.market.core_mut().manager_mut().on_closed_candle(&s.name, tf, candle);
     }
 
     /// Steps 2–6 after the last candle closing at `close_time`. `next_m15(i)` returns symbol
@@ -334,21 +335,20 @@ impl Engine {
             return Ok(());
         }
         self.last_now = Some(now);
-        if sim::is_funding_time(now) && self.manager.open_count() > 0 {
-            self.charge_funding(now)?;
+        if sim::is_funding_time(now) && self.market.open_count() > 0 {
+            self.settle_funding(now)?;
         }
-        self.check_emergency(now);
+        self.market.tick(now);
         if self.last_scan.is_none_or(|t| now - t >= self.scan_interval_ms) {
             self.run_scan();
             self.last_scan = Some(now);
         }
         self.evaluate_candidates(now, next_m15);
-        let (upnl, _) = self.exposure();
-        let equity = self.account.wallet + upnl;
+        self.stats.emergencies = self.market.emergencies;
         self.equity.push(EquityPoint {
             time: now,
-            equity: equity.to_f64().unwrap_or(0.0),
-            open_positions: u32::try_from(self.manager.open_count()).unwrap_or(u32::MAX),
+            equity: self.market.equity().to_f64().unwrap_or(0.0),
+            open_positions: u32::try_from(self.market.open_count()).unwrap_or(u32::MAX),
         });
         for s in &mut self.symbols {
             s.closed_in_batch = false;
@@ -356,49 +356,21 @@ impl Engine {
         Ok(())
     }
 
-    fn exposure(&self) -> (Decimal, Decimal) {
-        if self.manager.open_count() == 0 {
-            return (Decimal::ZERO, Decimal::ZERO);
-        }
-        let (symbols, index) = (&self.symbols, &self.index);
-        let price = |name: &str| index.get(name).and_then(|&i| symbols.get(i)).map(|s| s.last_price);
-        self.manager.exposure(&price)
-    }
-
-    fn charge_funding(&mut self, now: TimestampMs) -> Result<(), BacktestError> {
-        let open: Vec<String> = self.manager.positions().map(|mp| mp.position.symbol.clone()).collect();
-        for name in open {
-            let Some(&i) = self.index.get(&name) else {
+    fn settle_funding(&mut self, now: TimestampMs) -> Result<(), BacktestError> {
+        for s in &mut self.symbols {
+            if !self.market.holds(&s.name) {
                 continue;
-            };
-            let Some(s) = self.symbols.get_mut(i) else {
-                continue;
-            };
+            }
             let file_rate = match s.funding.as_mut() {
                 Some(f) => f.rate_at(now)?,
                 None => None,
             };
             let rate = file_rate.and_then(decimal_from_f64).unwrap_or(self.flat_funding);
-            self.account.charge_funding(&self.manager, &name, s.last_price, rate);
-            self.stats.funding_events += 1;
+            if self.market.settle_funding(&s.name, rate, now) {
+                self.stats.funding_events += 1;
+            }
         }
         Ok(())
-    }
-
-    fn check_emergency(&mut self, now: TimestampMs) {
-        let (upnl, _) = self.exposure();
-        let equity = self.account.wallet + upnl;
-        if self.manager.check_emergency(upnl, equity, now) {
-            self.stats.emergencies += 1;
-            self.close_all(ExitReason::Emergency, now);
-        }
-    }
-
-    fn close_all(&mut self, reason: ExitReason, now: TimestampMs) {
-        let (symbols, index) = (&self.symbols, &self.index);
-        let price = |name: &str| index.get(name).and_then(|&i| symbols.get(i)).map(|s| s.last_price);
-        let tick = |name: &str| index.get(name).and_then(|&i| symbols.get(i)).map(|s| s.rules.filters.tick_size);
-        self.account.close_all(&mut self.manager, reason, &price, &tick, now);
     }
 
     fn run_scan(&mut self) {
@@ -416,23 +388,12 @@ impl Engine {
             self.candidates.clear();
             return;
         }
-        let found = self.manager.scan(&self.tickers);
+        let found = self.market.core_mut().manager_mut().scan(&self.tickers);
         self.candidates.clear();
         for c in found {
             if let Some(&i) = self.index.get(&c.symbol) {
                 self.candidates.push(i);
             }
-        }
-    }
-
-    fn snapshot(&self) -> PortfolioSnapshot {
-        let (upnl, notional) = self.exposure();
-        PortfolioSnapshot {
-            equity: self.account.wallet + upnl,
-            available_balance: self.account.available_balance(&self.manager),
-            open_positions: self.manager.open_count(),
-            open_notional: notional,
-            unrealized_pnl: upnl,
         }
     }
 
@@ -446,47 +407,31 @@ impl Engine {
             let Some(s) = self.symbols.get(i) else {
                 continue;
             };
-            if !s.closed_in_batch || self.manager.has_position(&s.name) {
+            if !s.closed_in_batch || self.market.holds(&s.name) {
                 continue;
             }
             self.stats.evaluations += 1;
-            match self.manager.score(&s.name) {
-                None => {
-                    self.skip("indicators still warming up".into());
-                    continue;
-                }
-                Some(score) if score.total < self.min_confidence => {
-                    self.skip("score below min_confidence".into());
-                    continue;
-                }
-                Some(_) => {}
+            let Some(analysis) = self.market.core().manager().analysis(&s.name) else {
+                self.skip("indicators still warming up".into());
+                continue;
+            };
+            if analysis.score.total < self.min_confidence {
+                self.skip("score below min_confidence".into());
+                continue;
             }
             let Some(next) = next_m15(i).filter(|c| c.open_time == now) else {
                 self.skip("no next candle to enter on".into());
                 continue;
             };
-            let snapshot = self.snapshot();
-            let Some(s) = self.symbols.get(i) else {
+            let entry_price = sim::price_from_f64(next.open, s.price_scale);
+            let name = s.name.clone();
+            let Some(decision) = self.market.signal(&analysis, entry_price, now) else {
+                self.skip("entries are off".into());
                 continue;
             };
-            let entry_price = sim::price_from_f64(next.open, s.price_scale);
-            let decision = self.manager.evaluate_entry(
-                &s.name,
-                now,
-                entry_price,
-                &s.rules.filters,
-                s.rules.filters.max_leverage,
-                &snapshot,
-                false,
-            );
             match decision.outcome {
-                Ok(plan) => {
-                    if self.account.enter(&mut self.manager, &plan, &s.rules, entry_price, next.open_time).is_some() {
-                        self.stats.entries += 1;
-                    } else {
-                        self.skip("fill refused".into());
-                    }
-                }
+                Ok(_) if self.market.holds(&name) => self.stats.entries += 1,
+                Ok(_) => self.skip("fill refused".into()),
                 Err(reason) => {
                     let failed: Vec<&str> = decision
                         .risk
@@ -505,11 +450,11 @@ impl Engine {
     /// time of the last replayed close.
     pub fn finish(&mut self) -> Option<TimestampMs> {
         let now = self.last_now?;
-        if self.manager.open_count() > 0 {
-            self.close_all(ExitReason::EndOfData, now);
+        if self.market.open_count() > 0 || self.market.core().manager().open_count() > 0 {
+            self.market.close_all(ExitReason::EndOfData, now);
             if let Some(last) = self.equity.last_mut() {
-                last.equity = self.account.wallet.to_f64().unwrap_or(last.equity);
-                last.open_positions = 0;
+                last.equity = self.market.equity().to_f64().unwrap_or(last.equity);
+                last.open_positions = u32::try_from(self.market.open_count()).unwrap_or(u32::MAX);
             }
         }
         Some(now)

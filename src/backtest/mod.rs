@@ -16,6 +16,7 @@
 pub mod account;
 pub mod engine;
 pub mod feed;
+pub mod market;
 pub mod metrics;
 pub mod report;
 pub mod sim;

@@ -76,9 +76,9 @@ pub fn execute(ctx: &Context, args: &BacktestArgs) -> Result<(), CliError> {
     bar.finish_and_clear();
     let engine = &prepared.engine;
     let symbols: Vec<String> = engine.symbol_names().map(str::to_string).collect();
-    let m = metrics::compute(&symbols, &engine.account, &engine.equity, &engine.stats);
+    let m = metrics::compute(&symbols, engine.account(), &engine.equity, &engine.stats);
     print!("{}", report::summary_text(&m));
-    report::write_all(&out_dir, &m, &engine.equity, &engine.account.trades).map_err(to_cli)?;
+    report::write_all(&out_dir, &m, &engine.equity, &engine.account().trades).map_err(to_cli)?;
     println!(
         "\nwrote {}, {} and {}",
         out_dir.join("trades.csv").display(),

@@ -16,6 +16,7 @@
 
 pub mod binance;
 pub mod paper;
+pub mod sim_book;
 
 use std::collections::BTreeSet;
 use std::fmt;

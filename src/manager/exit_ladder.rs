@@ -46,6 +46,21 @@ impl ExitReason {
             ExitReason::EndOfData => "end_of_data",
         }
     }
+
+    /// The reason named by [`ExitReason::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ExitReason::TakeProfit1,
+            ExitReason::TakeProfit2,
+            ExitReason::TrailingStop,
+            ExitReason::StopLoss,
+            ExitReason::Emergency,
+            ExitReason::Liquidation,
+            ExitReason::EndOfData,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
 }
 
 /// An intended action on the exchange.

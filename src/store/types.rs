@@ -24,6 +24,8 @@ pub enum OrderIntent {
     StopImmediate,
     /// A position adopted beyond its conservative stop, closed at start.
     AdoptedBeyondStop,
+    /// A close of the whole position asked for by the operator or at the end of a backtest.
+    ForceExit,
     /// Not sent by us (a manual order or a liquidation seen on the account).
     External,
 }
@@ -41,6 +43,7 @@ impl OrderIntent {
             OrderIntent::StopFallback => "stop_fallback",
             OrderIntent::StopImmediate => "stop_immediate",
             OrderIntent::AdoptedBeyondStop => "adopted_beyond_stop",
+            OrderIntent::ForceExit => "force_exit",
             OrderIntent::External => "external",
         }
     }
@@ -50,7 +53,7 @@ impl OrderIntent {
     /// # Errors
     /// [`StoreError::Corrupt`] for an unknown name.
     pub fn parse(s: &str) -> Result<Self, StoreError> {
-        const ALL: [OrderIntent; 11] = [
+        const ALL: [OrderIntent; 12] = [
             OrderIntent::Entry,
             OrderIntent::TakeProfit1,
             OrderIntent::TakeProfit2,
@@ -61,6 +64,7 @@ impl OrderIntent {
             OrderIntent::StopFallback,
             OrderIntent::StopImmediate,
             OrderIntent::AdoptedBeyondStop,
+            OrderIntent::ForceExit,
             OrderIntent::External,
         ];
         ALL.into_iter()

@@ -7,6 +7,7 @@ use rust_decimal::prelude::*;
 
 use crate::analyzer::entry_exit::round_stop;
 use crate::core::models::{Direction, LadderStage, Position, TimestampMs, decimal_from_f64, plain_decimal};
+use crate::exchange::sim_book::LIQUIDATION_PREFIX;
 use crate::exchange::{ExchangeEvent, ExchangePosition, Fill, OrderReport, StopOrder};
 use crate::manager::commands::{AccountSnapshot, Action, Record};
 use crate::manager::exit_ladder::ExitReason;
@@ -127,6 +128,13 @@ impl TradingCore {
                 self.pm.reduce_remaining(&f.symbol, f.qty);
                 if mp.position.stage == LadderStage::Trailing { ExitReason::TrailingStop } else { ExitReason::StopLoss }
             }
+        };
+        // The exchange's own liquidation order (reserved client id).
+        let reason = if report.client_order_id.starts_with(LIQUIDATION_PREFIX) {
+            tracing::error!(symbol = %f.symbol, qty = %f.qty, price = %f.price, "position LIQUIDATED by the exchange");
+            ExitReason::Liquidation
+        } else {
+            reason
         };
         tracing::info!(symbol = %f.symbol, qty = %f.qty, price = %f.price, reason = reason.as_str(), "exchange-side stop filled");
         let trade = self.pm.on_exit_filled(&f.symbol, f.qty, f.price, f.fee, reason, now);

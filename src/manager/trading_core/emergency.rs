@@ -81,6 +81,37 @@ impl TradingCore {
         }
     }
 
+    /// Closes the whole of every tracked position (or of `only`) at market, reduce-only, for
+    /// `reason`; its stop stays until the position is flat. A symbol with a request in flight
+    /// is left for now (returned): ask again once it is idle.
+    pub fn force_exit(
+        &mut self,
+        only: Option<&str>,
+        reason: ExitReason,
+        now: TimestampMs,
+    ) -> (Vec<Action>, Vec<String>) {
+        let mut out = Vec::new();
+        let mut busy = Vec::new();
+        let symbols: Vec<String> =
+            self.pm.positions().map(|m| m.position.symbol.clone()).filter(|s| only.is_none_or(|o| o == s)).collect();
+        for symbol in symbols {
+            if !self.idle(&symbol) || self.awaiting_stop.contains_key(&symbol) {
+                busy.push(symbol);
+                continue;
+            }
+            let Some(before) = self.pm.position(&symbol).cloned() else { continue };
+            let take = self.pm.reduce_remaining(&symbol, before.ladder.remaining_qty);
+            if take <= Decimal::ZERO {
+                continue;
+            }
+            tracing::info!(%symbol, qty = %take, reason = reason.as_str(), "closing the whole position at market");
+            self.journal_position(&mut out, &symbol);
+            self.before_close.insert(symbol.clone(), before);
+            self.send_close(&mut out, &symbol, take, reason, OrderIntent::ForceExit, false, now);
+        }
+        (out, busy)
+    }
+
     pub(super) fn push_risk_state(&mut self, out: &mut Vec<Action>) {
         let state = self.risk_state();
         if self.last_risk_state.as_ref() != Some(&state) {

@@ -21,6 +21,7 @@ impl TradingCore {
     pub fn on_signal(&mut self, analysis: &Analysis, data_live: bool, now: TimestampMs) -> Vec<Action> {
         let mut out = Vec::new();
         let symbol = analysis.symbol.as_str();
+        self.last_decision = None;
         if !self.entries_enabled || !self.journal_ok || !data_live {
             tracing::info!(%symbol, entries = self.entries_enabled, journal_ok = self.journal_ok, data_live,
                 "signal not evaluated: entries are off");
@@ -54,16 +55,29 @@ impl TradingCore {
             out.push(Action::Journal(r));
         }
         self.push_risk_state(&mut out);
-        match decision.outcome {
+        match &decision.outcome {
             Ok(plan) => {
                 let qty = plan.qty;
-                self.send_entry(&mut out, plan, qty, 0, now);
+                self.send_entry(&mut out, plan.clone(), qty, 0, now);
             }
             Err(reason) => {
                 if decision.score_total.is_some_and(|s| s >= self.settings.strategy.min_confidence) {
                     tracing::info!(%symbol, score = decision.score_total, %reason, "signal not taken");
                 }
             }
+        }
+        self.last_decision = Some(decision);
+        out
+    }
+
+    /// Sends the entry of a plan already evaluated (a backtest of a hand-made plan, tests):
+    /// the same order, fill, stop and ladder as an entry from [`TradingCore::on_signal`],
+    /// without the risk checks.
+    pub fn enter_plan(&mut self, plan: EntryPlan, now: TimestampMs) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.symbols.contains_key(&plan.signal.symbol) && self.idle(&plan.signal.symbol) {
+            let qty = plan.qty;
+            self.send_entry(&mut out, plan, qty, 0, now);
         }
         out
     }

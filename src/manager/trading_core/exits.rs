@@ -256,6 +256,9 @@ impl TradingCore {
         }));
         self.awaiting_stop.remove(&t.symbol);
         self.before_close.remove(&t.symbol);
+        if let Some(log) = self.closed_log.as_mut() {
+            log.push(t.clone());
+        }
         self.unknown_closes.remove(&t.symbol);
         self.push_risk_state(out);
     }

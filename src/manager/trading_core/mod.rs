@@ -38,7 +38,9 @@ use crate::core::models::{Position, TimestampMs};
 use crate::exchange::{AccountBalance, ExchangePosition, StopOrder, SymbolInfo};
 use crate::manager::commands::{Action, Command, CoreCounters, OrderRequest, RequestId};
 use crate::manager::exit_ladder::ExitReason;
-use crate::manager::position_manager::{EmergencyLatch, EntryPlan, ManagedPosition, PositionManager};
+use crate::manager::position_manager::{
+    ClosedTrade, EmergencyLatch, EntryDecision, EntryPlan, ManagedPosition, PositionManager,
+};
 use crate::manager::risk_checks::RiskBook;
 use crate::store::OrderIntent;
 
@@ -112,6 +114,10 @@ pub struct TradingCore {
     resync_requested_at: Option<TimestampMs>,
     last_risk_state: Option<serde_json::Value>,
     last_equity_record: TimestampMs,
+    /// Finished trades kept for the caller (the backtest's trade list); off in the daemon.
+    closed_log: Option<Vec<ClosedTrade>>,
+    /// The last entry evaluation (why a signal was or was not taken).
+    last_decision: Option<EntryDecision>,
     pub counters: CoreCounters,
 }
 
@@ -155,6 +161,8 @@ impl TradingCore {
             resync_requested_at: None,
             last_risk_state: None,
             last_equity_record: 0,
+            closed_log: None,
+            last_decision: None,
             counters: CoreCounters::default(),
         })
     }
@@ -191,6 +199,21 @@ impl TradingCore {
 
     pub fn mark(&self, symbol: &str) -> Option<Decimal> {
         self.marks.get(symbol).map(|m| m.0)
+    }
+
+    /// Keeps every finished trade for [`TradingCore::take_closed`] (the backtest's trade list).
+    pub fn keep_closed_trades(&mut self) {
+        self.closed_log.get_or_insert_with(Vec::new);
+    }
+
+    /// The trades finished since the last call (empty unless kept).
+    pub fn take_closed(&mut self) -> Vec<ClosedTrade> {
+        self.closed_log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The last entry evaluation of [`TradingCore::on_signal`].
+    pub fn last_decision(&self) -> Option<&EntryDecision> {
+        self.last_decision.as_ref()
     }
 
     pub fn locked(&self) -> &BTreeSet<String> {
