@@ -1,17 +1,20 @@
-//! Historical replay: drives the same scanner, analyzer, risk checks, sizing, leverage and
-//! exit-ladder code as the daemon from candle files instead of streams, with simulated fills,
-//! fees, funding and liquidation, and writes the trade list, metrics and HTML report.
+//! Historical replay: drives the daemon's own scanner, analyzers and trading core (risk
+//! checks, sizing, leverage, entries, exit ladder, stops, failures, risk book, emergency) from
+//! candle files instead of streams, against the simulated account `--dry-run` trades on, and
+//! writes the trade list, metrics and HTML report. Live, dry-run and backtest differ only in
+//! the exchange and the clock.
 //!
 //! - [`feed`]: streaming file readers and the k-way merge (one clock, memory O(symbols));
-//! - [`engine`]: the replay driver around the [`crate::manager::position_manager::PositionManager`];
-//! - [`account`]: the trade-execution layer (intra-candle rule, liquidation, funding);
-//! - [`sim`]: the pure fill model (slippage, fees, funding, liquidation price) the paper
-//!   exchange reuses;
+//! - [`engine`]: the replay driver (candles, funding, monitor tick, scans, signals);
+//! - [`market`]: the trading core against the simulated account, answered synchronously, and
+//!   the intra-candle rule;
+//! - [`account`]: the ledger the reports are written from;
+//! - [`sim`]: the pure fill model (slippage, fees, funding, liquidation price);
 //! - [`symbols`]: symbol filters of the simulated market;
 //! - [`metrics`] and [`report`]: the summary, `trades.csv`, `metrics.json`, `report.html`.
 //!
 //! Owns replay and reporting. It must not contain strategy logic: every decision comes from
-//! the position manager.
+//! the trading core.
 
 pub mod account;
 pub mod engine;

@@ -1,6 +1,6 @@
 //! The exit ladder of one position as a state machine: TP1 (close 40 % of the original size)
 //! → TP2 (close 30 %) → from the trail start the rest trails behind the best price, plus
-//! stop-hit detection and the portfolio emergency exit. Each price update returns a list of
+//! stop-hit detection. Each price update returns a list of
 //! intended actions (close X reduce-only, move/resize the protective stop, close all).
 //!
 //! Owns exit decisions only. It must not place orders, read clocks or know about fills: the
@@ -17,9 +17,8 @@ use rust_decimal::prelude::*;
 use serde::Serialize;
 
 use crate::analyzer::entry_exit::{level, pct_fraction};
-use crate::config::{RiskSettings, StrategySettings};
+use crate::config::StrategySettings;
 use crate::core::models::{Direction, LadderStage, Position, SymbolFilters, round_to_increment};
-use crate::manager::risk_checks::emergency_triggered;
 
 /// Why (part of) a position was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -244,50 +243,6 @@ impl ExitLadder {
     }
 }
 
-/// The emergency exit: close every position when total unrealized PnL ≤ −emergency_loss_pct %
-/// of current equity (wallet + unrealized).
-pub fn emergency_exit(unrealized_pnl: Decimal, equity: Decimal, settings: &RiskSettings) -> bool {
-    emergency_triggered(unrealized_pnl, equity, settings)
-}
-
-impl ExitLadder {
-    /// Closes everything left at once (emergency), whatever the stage. `None` when nothing is
-    /// left. `price` is the mark price that triggered it.
-    pub fn close_all(&mut self, reason: ExitReason, price: Decimal) -> Option<ExitAction> {
-        if self.is_closed() {
-            return None;
-        }
-        let qty = self.remaining_qty;
-        self.remaining_qty = Decimal::ZERO;
-        Some(ExitAction::CloseAll { qty, reason, trigger_price: price })
-    }
-
-    /// Unrealized PnL of what is left at `price` (before fees).
-    pub fn unrealized_pnl(&self, price: Decimal) -> Decimal {
-        (price - self.entry) * self.remaining_qty * self.direction.sign()
-    }
-}
-
-/// The portfolio emergency exit as actions: when the emergency rule fires for
-/// `unrealized_pnl` and `equity` (both from live account data), every ladder with quantity
-/// left gets one reduce-only [`ExitAction::CloseAll`] with [`ExitReason::Emergency`], paired
-/// with its index in `book`, and is marked closed. Nothing happens otherwise. Each entry of
-/// `book` is a ladder and its current mark price.
-pub fn emergency_close_all(
-    book: &mut [(ExitLadder, Decimal)],
-    unrealized_pnl: Decimal,
-    equity: Decimal,
-    settings: &RiskSettings,
-) -> Vec<(usize, ExitAction)> {
-    if !emergency_triggered(unrealized_pnl, equity, settings) {
-        return Vec::new();
-    }
-    book.iter_mut()
-        .enumerate()
-        .filter_map(|(i, (ladder, mark))| ladder.close_all(ExitReason::Emergency, *mark).map(|a| (i, a)))
-        .collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
@@ -341,30 +296,6 @@ mod tests {
         );
         assert!(l.is_closed());
         assert!(l.on_price(dec!(90)).is_empty());
-    }
-
-    #[test]
-    fn emergency_closes_every_open_ladder_only_at_minus_five_percent() {
-        let risk = Settings::defaults().unwrap().risk;
-        let mut done = ladder(Direction::Long, dec!(97));
-        done.on_price(dec!(96));
-        let mut book = vec![
-            (ladder(Direction::Long, dec!(97)), dec!(98)),
-            (done, dec!(96)),
-            (ladder(Direction::Short, dec!(103)), dec!(99)),
-        ];
-        assert!(emergency_close_all(&mut book, dec!(-499.99), dec!(10000), &risk).is_empty());
-        assert_eq!(book[0].0.remaining_qty, dec!(10));
-        let acts = emergency_close_all(&mut book, dec!(-500), dec!(10000), &risk);
-        assert_eq!(
-            acts,
-            vec![
-                (0, ExitAction::CloseAll { qty: dec!(10), reason: ExitReason::Emergency, trigger_price: dec!(98) }),
-                (2, ExitAction::CloseAll { qty: dec!(10), reason: ExitReason::Emergency, trigger_price: dec!(99) }),
-            ]
-        );
-        assert!(book.iter().all(|(l, _)| l.is_closed()));
-        assert_eq!(ladder(Direction::Short, dec!(103)).unrealized_pnl(dec!(99)), dec!(10));
     }
 
     #[test]

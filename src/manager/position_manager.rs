@@ -4,16 +4,15 @@
 //! latch. It never performs I/O and never reads a clock — time comes in with every call — so
 //! `kinetic run` and `kinetic backtest` make the same decisions from the same data.
 //!
-//! The caller's loop:
-//! 1. feed closed candles with [`PositionManager::on_closed_candle`];
-//! 2. on the scanner interval, [`PositionManager::scan`] with the 24 h tickers;
-//! 3. after a candidate's closed 15m candle, [`PositionManager::evaluate_entry`] → an
-//!    [`EntryPlan`] or the reason there is none; execute the plan (set leverage, send the market
-//!    entry), then report the fill with [`PositionManager::open_position`], which returns the
-//!    protective stop to place;
-//! 4. on every price, [`PositionManager::on_price`] → exit actions to execute, and report each
-//!    executed close with [`PositionManager::on_exit_filled`];
-//! 5. every monitor tick, [`PositionManager::check_emergency`] with the portfolio's PnL.
+//! Its caller is the trading core ([`crate::manager::trading_core::TradingCore`]), which the
+//! live position-manager task and the backtest's simulated market both drive:
+//! 1. closed candles feed the analyzers ([`PositionManager::on_closed_candle`]); the scanner's
+//!    [`PositionManager::scan`] ranks the 24 h tickers;
+//! 2. a complete analysis is evaluated by [`PositionManager::evaluate_signal`] → an
+//!    [`EntryPlan`] or the reason there is none; the fill is reported with
+//!    [`PositionManager::open_position`], which returns the protective stop to place;
+//! 3. every price goes through [`PositionManager::on_price`] → exit actions, and each executed
+//!    close is reported with [`PositionManager::on_exit_filled`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -29,7 +28,7 @@ use crate::core::models::{
     TimeframeIndicators, TimestampMs, decimal_from_f64,
 };
 use crate::manager::exit_ladder::{ExitAction, ExitLadder, ExitReason, LadderConfig};
-use crate::manager::risk_checks::{PortfolioSnapshot, RiskBook, RiskReport, TradeIntent, emergency_triggered, utc_day};
+use crate::manager::risk_checks::{PortfolioSnapshot, RiskBook, RiskReport, TradeIntent, utc_day};
 use crate::manager::sizing::{is_high_volatility, leverage_for, size_position};
 use crate::scanner::market_scanner::{Candidate, ScanInput, scan, volume_ratio_of};
 
@@ -219,14 +218,6 @@ impl PositionManager {
         taken
     }
 
-    /// Forgets a symbol's analysis (it left the candidate list and has no position).
-    pub fn forget_symbol(&mut self, symbol: &str) {
-        if !self.positions.contains_key(symbol) {
-            self.analyzers.remove(symbol);
-            self.recent_15m.remove(symbol);
-        }
-    }
-
     pub fn analyzer(&self, symbol: &str) -> Option<&SymbolAnalyzer> {
         self.analyzers.get(symbol)
     }
@@ -257,34 +248,6 @@ impl PositionManager {
     /// timeframe is still warming up.
     pub fn analysis(&self, symbol: &str) -> Option<Analysis> {
         Analysis::of(symbol, self.analyzers.get(symbol)?, &self.strategy)
-    }
-
-    /// Evaluates `symbol` for an entry at `now` with this manager's own analyzer (the
-    /// backtest's path); see [`PositionManager::evaluate_signal`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn evaluate_entry(
-        &mut self,
-        symbol: &str,
-        now: TimestampMs,
-        entry_price: Decimal,
-        filters: &SymbolFilters,
-        max_leverage: u32,
-        portfolio: &PortfolioSnapshot,
-        pending_entry: bool,
-    ) -> EntryDecision {
-        match self.analysis(symbol) {
-            Some(a) => self.evaluate_signal(&a, now, entry_price, filters, max_leverage, portfolio, pending_entry),
-            None => {
-                self.risk.roll_day(now, portfolio.equity);
-                self.clear_emergency_if_due(now);
-                let reason = if self.analyzers.contains_key(symbol) {
-                    "indicators still warming up"
-                } else {
-                    "no candles for this symbol yet"
-                };
-                EntryDecision::refused(symbol, now, reason)
-            }
-        }
     }
 
     /// Evaluates one analysis for an entry at `now`: score → signal → leverage → size → the
@@ -571,40 +534,6 @@ impl PositionManager {
         mp.sync_from_ladder();
     }
 
-    /// Builds the list of close-all actions for every open position (emergency exit).
-    pub fn close_all_actions(
-        &mut self,
-        reason: ExitReason,
-        prices: &dyn Fn(&str) -> Option<Decimal>,
-    ) -> Vec<(String, ExitAction)> {
-        let mut out = Vec::new();
-        for (symbol, mp) in &mut self.positions {
-            let qty = mp.ladder.remaining_qty;
-            if qty <= Decimal::ZERO {
-                continue;
-            }
-            let trigger = prices(symbol).unwrap_or(mp.position.entry_price);
-            mp.ladder.remaining_qty = Decimal::ZERO;
-            out.push((symbol.clone(), ExitAction::CloseAll { qty, reason, trigger_price: trigger }));
-        }
-        out
-    }
-
-    /// The emergency rule over the whole portfolio; fires (and latches) at most once.
-    /// Returns true when every position must be closed now.
-    pub fn check_emergency(&mut self, unrealized_pnl: Decimal, equity: Decimal, now: TimestampMs) -> bool {
-        self.risk.roll_day(now, equity);
-        self.risk.observe(equity, &self.risk_settings);
-        self.clear_emergency_if_due(now);
-        if self.positions.is_empty() || !emergency_triggered(unrealized_pnl, equity, &self.risk_settings) {
-            return false;
-        }
-        if self.emergency.is_none() {
-            self.emergency = Some(EmergencyLatch { since: now });
-        }
-        true
-    }
-
     /// Puts a position back exactly as it was (a close that did not execute).
     pub fn restore_managed(&mut self, mp: ManagedPosition) {
         self.positions.insert(mp.position.symbol.clone(), mp);
@@ -664,23 +593,6 @@ impl PositionManager {
 
     pub fn open_count(&self) -> usize {
         self.positions.len()
-    }
-
-    /// Unrealized PnL and open notional at the given prices (positions without a price count
-    /// at their entry).
-    pub fn exposure(&self, prices: &dyn Fn(&str) -> Option<Decimal>) -> (Decimal, Decimal) {
-        let mut upnl = Decimal::ZERO;
-        let mut notional = Decimal::ZERO;
-        for (symbol, mp) in &self.positions {
-            let px = prices(symbol).unwrap_or(mp.position.entry_price);
-            upnl += (px - mp.position.entry_price) * mp.ladder.remaining_qty * mp.position.direction.sign();
-            notional += (px * mp.ladder.remaining_qty).abs();
-        }
-        (upnl, notional)
-    }
-
-    pub fn strategy_settings(&self) -> &StrategySettings {
-        &self.strategy
     }
 
     pub fn risk_settings(&self) -> &RiskSettings {
