@@ -285,7 +285,7 @@ impl SimMarket {
             let l = &m.ladder;
             levels.extend([l.stop, l.tp1_price, l.tp2_price, l.trail_start_price]);
         }
-        levels.extend(self.book.open_stops().iter().filter(|s| s.symbol == symbol).map(|s| s.trigger_price));
+        levels.extend(self.book.stop_triggers(symbol));
         levels.extend(self.book.liquidation_price(symbol));
         let candidates = levels.into_iter().filter(between);
         if up { candidates.min() } else { candidates.max() }

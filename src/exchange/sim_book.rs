@@ -186,6 +186,11 @@ impl SimBook {
         self.positions.len()
     }
 
+    /// Trigger prices of the stops resting on `symbol`.
+    pub fn stop_triggers<'a>(&'a self, symbol: &'a str) -> impl Iterator<Item = Decimal> + 'a {
+        self.stops.values().filter(move |s| s.symbol == symbol && s.status.is_resting()).map(|s| s.trigger_price)
+    }
+
     pub fn open_stops(&self) -> Vec<StopOrder> {
         self.stops.values().filter(|s| s.status.is_resting()).cloned().collect()
     }

@@ -113,11 +113,12 @@ impl TradingCore {
     }
 
     pub(super) fn push_risk_state(&mut self, out: &mut Vec<Action>) {
-        let state = self.risk_state();
-        if self.last_risk_state.as_ref() != Some(&state) {
-            self.last_risk_state = Some(state.clone());
-            out.push(Action::Journal(Record::RiskState(state)));
+        let since = self.pm.emergency().map(|l| l.since);
+        if self.last_risk_state.as_ref().is_some_and(|(book, latch)| *book == self.pm.risk && *latch == since) {
+            return;
         }
+        self.last_risk_state = Some((self.pm.risk.clone(), since));
+        out.push(Action::Journal(Record::RiskState(self.risk_state())));
     }
 
     // ---------------------------------------------------------------------------- monitor

@@ -112,7 +112,8 @@ pub struct TradingCore {
     next_id: RequestId,
     ticks: u64,
     resync_requested_at: Option<TimestampMs>,
-    last_risk_state: Option<serde_json::Value>,
+    /// The risk book and latch as last journaled.
+    last_risk_state: Option<(RiskBook, Option<TimestampMs>)>,
     last_equity_record: TimestampMs,
     /// Finished trades kept for the caller (the backtest's trade list); off in the daemon.
     closed_log: Option<Vec<ClosedTrade>>,
@@ -287,7 +288,7 @@ impl TradingCore {
         let latch =
             value.get("emergency_since").and_then(serde_json::Value::as_i64).map(|since| EmergencyLatch { since });
         self.pm.set_emergency(latch);
-        self.last_risk_state = Some(value.clone());
+        self.last_risk_state = Some((self.pm.risk.clone(), self.pm.emergency().map(|l| l.since)));
         true
     }
 
