@@ -378,6 +378,22 @@ pub struct StopRequest {
     pub client_id: String,
 }
 
+/// A reduce-only trailing stop (`TRAILING_STOP_MARKET`, mark-price working type): it follows
+/// the best price since activation and fires after a pull-back of `callback_rate_pct`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrailingStopRequest {
+    pub symbol: String,
+    /// The closing side (SELL for a long).
+    pub side: Side,
+    pub qty: Decimal,
+    /// Pull-back that fires it, in percent (1 = 1 %); Binance accepts 0.1–20.
+    pub callback_rate_pct: Decimal,
+    /// Price from which it starts tracking (SELL: above the price, BUY: below); `None` = now.
+    pub activate_price: Option<Decimal>,
+    /// Unique per intent (`clientAlgoId` on Binance).
+    pub client_id: String,
+}
+
 /// A conditional (algo) stop order as the exchange reports it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StopOrder {

@@ -215,8 +215,14 @@ pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
     algo.create_time = now;
     algo.update_time = now;
     let id = algo.algo_id;
+    let activated = algo.trailing_extreme.is_some();
     st.algo_orders.insert(id, algo);
     emit_algo_update(st, id);
+    if trailing && activated {
+        // Since 2026-08 a trailing stop reports NEW twice: `ia:false`, then `ia:true` once it
+        // is activated (here at once: no activatePrice).
+        emit_algo_update(st, id);
+    }
     Ok(id)
 }
 

@@ -513,6 +513,17 @@ fn new_algo(st: &mut State, p: &Params) -> ApiResult<Value> {
     if p.get("stopPrice").is_some() {
         return Err(ApiError::new(-1106, "Parameter 'stopPrice' sent when not required."));
     }
+    // The legacy trailing parameter name (clients that shipped it broke): Binance does not
+    // read it.
+    if p.get("activationPrice").is_some() {
+        return Err(ApiError::new(
+            -1104,
+            "Not all sent parameters were read; read 'activatePrice' but was sent 'activationPrice'.",
+        ));
+    }
+    if req.order_type == "TRAILING_STOP_MARKET" && req.trigger_price.is_some() {
+        return Err(ApiError::new(-1106, "Parameter 'triggerPrice' sent when not required."));
+    }
     let id = algo::place_algo(st, req)?;
     let a = st.algo_orders.get(&id).cloned().ok_or_else(|| ApiError::new(-1000, "order vanished"))?;
     Ok(json::algo_json(st, &a, false))

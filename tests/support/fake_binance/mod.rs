@@ -66,7 +66,9 @@
 //!   GET by orderId/origClientOrderId, unknown → -2013; DELETE unknown/closed → -2011.
 //! - Algo API: `algoType=CONDITIONAL`, STOP_MARKET/TAKE_PROFIT_MARKET/STOP/TAKE_PROFIT with
 //!   `triggerPrice`, TRAILING_STOP_MARKET with `callbackRate` (0.1–20 %) and optional
-//!   `activatePrice` (BUY below / SELL above the price, else -2021), `workingType` MARK_PRICE or CONTRACT_PRICE (default), `closePosition`
+//!   `activatePrice` (BUY below / SELL above the price, else -2021; the legacy `activationPrice`
+//!   → -1104, `triggerPrice` on a trailing stop → -1106; it reports NEW twice: `ia:false`, then
+//!   `ia:true` once activated), `workingType` MARK_PRICE or CONTRACT_PRICE (default), `closePosition`
 //!   (not with quantity -4137 or reduceOnly -1106), would trigger at once → -2021, more than
 //!   `max_algo_orders` open → -4045, duplicate clientAlgoId → -4116. No margin check before the
 //!   trigger. Algo orders are not in `openOrders` and `allOpenOrders` does not cancel them.

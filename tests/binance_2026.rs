@@ -1,0 +1,219 @@
+//! Issue 15 against the fake Binance server: the exact query strings the client puts on the
+//! wire (golden), trailing stops (`activatePrice`/`callbackRate`, two `NEW` events with `ia`),
+//! and the fake's refusal of the legacy `activationPrice` and of `triggerPrice` on a trailing
+//! stop.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+mod exchange_helpers;
+mod support;
+
+use std::time::Duration;
+
+use exchange_helpers::{client, wait_event};
+use kinetic::core::models::Side;
+use kinetic::exchange::{
+    Exchange, ExchangeError, ExchangeEvent, MarginType, MarketOrderRequest, StopRequest, StopStatus,
+    TrailingStopRequest,
+};
+use reqwest::Method;
+use support::fake_binance::{FakeBinance, d};
+use support::raw_client::Rest;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The query as sent, without the REST layer's `recvWindow`, `timestamp` and `signature`
+/// (checked separately: present, in that order, last).
+fn unsigned(query: &str) -> String {
+    let at = query.find("&recvWindow=").or_else(|| query.find("recvWindow=")).expect("recvWindow");
+    let (params, tail) = query.split_at(at);
+    let tail = tail.trim_start_matches('&');
+    let names: Vec<&str> = tail.split('&').map(|kv| kv.split('=').next().unwrap_or("")).collect();
+    assert_eq!(names, ["recvWindow", "timestamp", "signature"], "signed suffix of {query}");
+    params.to_string()
+}
+
+fn wire(fake: &FakeBinance) -> Vec<String> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| {
+            [
+                "/fapi/v1/order",
+                "/fapi/v1/algoOrder",
+                "/fapi/v1/allOpenOrders",
+                "/fapi/v1/algoOpenOrders",
+                "/fapi/v1/leverage",
+                "/fapi/v1/marginType",
+            ]
+            .contains(&r.path.as_str())
+        })
+        .map(|r| format!("{} {}?{}", r.method, r.path, unsigned(&r.query)))
+        .collect()
+}
+
+/// Golden test on the wire: every order and algo-order request the client sends, exactly as
+/// the fake server received it (names, order, number formatting).
+#[tokio::test]
+async fn order_requests_on_the_wire_match_their_golden_query_strings() {
+    let fake = FakeBinance::start_default().await;
+    let c = client(&fake);
+    c.prepare_symbol("BTCUSDT", MarginType::Isolated, 5).await.unwrap();
+    let entry = MarketOrderRequest {
+        symbol: "BTCUSDT".into(),
+        side: Side::Buy,
+        qty: d("0.0200"),
+        reduce_only: false,
+        client_order_id: "ke-e-1-1".into(),
+    };
+    c.place_market(&entry).await.unwrap();
+    c.query_order("BTCUSDT", "ke-e-1-1").await.unwrap();
+    let stop = StopRequest {
+        symbol: "BTCUSDT".into(),
+        side: Side::Sell,
+        qty: d("0.020"),
+        trigger_price: d("66000.50"),
+        client_id: "ke-s-1-2".into(),
+    };
+    let resting = c.place_stop(&stop).await.unwrap();
+    let trailing = TrailingStopRequest {
+        symbol: "BTCUSDT".into(),
+        side: Side::Sell,
+        qty: d("0.010"),
+        callback_rate_pct: d("1.5"),
+        activate_price: Some(d("69000.0")),
+        client_id: "ke-t-1-3".into(),
+    };
+    c.place_trailing_stop(&trailing).await.unwrap();
+    c.cancel_stop("BTCUSDT", resting.algo_id).await.unwrap();
+    let close = MarketOrderRequest {
+        side: Side::Sell,
+        qty: d("0.02"),
+        reduce_only: true,
+        client_order_id: "ke-x-1-4".into(),
+        ..entry
+    };
+    c.place_market(&close).await.unwrap();
+    c.cancel_all("BTCUSDT").await.unwrap();
+
+    let algo = resting.algo_id;
+    let want = vec![
+        "POST /fapi/v1/marginType?symbol=BTCUSDT&marginType=ISOLATED".to_string(),
+        "POST /fapi/v1/leverage?symbol=BTCUSDT&leverage=5".to_string(),
+        "POST /fapi/v1/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.02&newClientOrderId=ke-e-1-1&newOrderRespType=RESULT".to_string(),
+        "GET /fapi/v1/order?symbol=BTCUSDT&origClientOrderId=ke-e-1-1".to_string(),
+        "POST /fapi/v1/algoOrder?algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=STOP_MARKET&quantity=0.02&triggerPrice=66000.5&workingType=MARK_PRICE&reduceOnly=true&clientAlgoId=ke-s-1-2".to_string(),
+        "POST /fapi/v1/algoOrder?algoType=CONDITIONAL&symbol=BTCUSDT&side=SELL&type=TRAILING_STOP_MARKET&quantity=0.01&activatePrice=69000&callbackRate=1.5&workingType=MARK_PRICE&reduceOnly=true&clientAlgoId=ke-t-1-3".to_string(),
+        format!("DELETE /fapi/v1/algoOrder?algoId={algo}"),
+        "POST /fapi/v1/order?symbol=BTCUSDT&side=SELL&type=MARKET&quantity=0.02&newClientOrderId=ke-x-1-4&newOrderRespType=RESULT&reduceOnly=true".to_string(),
+        "DELETE /fapi/v1/allOpenOrders?symbol=BTCUSDT".to_string(),
+        "DELETE /fapi/v1/algoOpenOrders?symbol=BTCUSDT".to_string(),
+    ];
+    assert_eq!(wire(&fake), want);
+    // Every request accepted (-4046: the margin type was already ISOLATED, which is success).
+    assert!(
+        fake.requests().iter().all(|r| r.error_code.is_none() || r.error_code == Some(-4046)),
+        "{:?}",
+        fake.requests()
+    );
+}
+
+/// A trailing stop reports `NEW` twice (`ia:false`, then `ia:true` when activated); the client
+/// forwards one stop update, so nothing downstream re-arms or duplicates it.
+#[tokio::test]
+async fn trailing_stop_second_new_event_is_not_forwarded_twice() {
+    let fake = FakeBinance::start_default().await;
+    let c = client(&fake);
+    let (tx, mut rx) = mpsc::channel(10_000);
+    let cancel = CancellationToken::new();
+    c.start_streams(tx.into(), cancel.clone()).await.unwrap();
+    let mut seen = Vec::new();
+    wait_event(&mut rx, &mut seen, Duration::from_secs(5), |e| {
+        matches!(e, ExchangeEvent::Stream(kinetic::exchange::StreamEvent::Connected { stream, .. }) if stream == "user")
+    })
+    .await
+    .expect("user stream connected");
+    let entry = MarketOrderRequest {
+        symbol: "BTCUSDT".into(),
+        side: Side::Buy,
+        qty: d("0.01"),
+        reduce_only: false,
+        client_order_id: "ke-tr-1".into(),
+    };
+    c.place_market(&entry).await.unwrap();
+    // Activation above the price (68000): NEW ia:false now, NEW ia:true when the mark gets there.
+    let req = TrailingStopRequest {
+        symbol: "BTCUSDT".into(),
+        side: Side::Sell,
+        qty: d("0.01"),
+        callback_rate_pct: d("2"),
+        activate_price: Some(d("69000")),
+        client_id: "ke-tr-s".into(),
+    };
+    let placed = c.place_trailing_stop(&req).await.unwrap();
+    assert_eq!(placed.status, StopStatus::New);
+    fake.set_mark_price("BTCUSDT", d("69500"));
+    fake.set_mark_price("BTCUSDT", d("70000"));
+    // A pull-back of 2 % from 70000 fires it.
+    fake.set_mark_price("BTCUSDT", d("68500"));
+    let finished = wait_event(
+        &mut rx,
+        &mut seen,
+        Duration::from_secs(5),
+        |e| matches!(e, ExchangeEvent::StopUpdate(s) if s.status == StopStatus::Finished),
+    )
+    .await;
+    assert!(finished.is_some(), "trailing stop fired and finished");
+    let news: Vec<_> = seen
+        .iter()
+        .filter(
+            |e| matches!(e, ExchangeEvent::StopUpdate(s) if s.algo_id == placed.algo_id && s.status == StopStatus::New),
+        )
+        .collect();
+    assert_eq!(news.len(), 1, "one NEW forwarded for two ALGO_UPDATE NEW frames: {seen:?}");
+    assert!(fake.position("BTCUSDT").is_none(), "the trailing stop closed the position");
+    cancel.cancel();
+}
+
+/// The fake enforces the 2026 parameter rules the client must follow.
+#[tokio::test]
+async fn fake_refuses_legacy_activation_price_and_trigger_price_on_trailing_stops() {
+    let fake = FakeBinance::start_default().await;
+    let rest = Rest::new(&fake);
+    let base = [
+        ("algoType", "CONDITIONAL"),
+        ("symbol", "BTCUSDT"),
+        ("side", "SELL"),
+        ("type", "TRAILING_STOP_MARKET"),
+        ("quantity", "0.01"),
+        ("reduceOnly", "true"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut p: Vec<(&str, &str)> = base.to_vec();
+        p.extend_from_slice(extra);
+        p
+    };
+    let legacy = rest
+        .signed(Method::POST, "/fapi/v1/algoOrder", &with(&[("activationPrice", "69000"), ("callbackRate", "1")]))
+        .await;
+    assert_eq!(legacy.code(), -1104, "{:?}", legacy.body);
+    let trigger = rest
+        .signed(Method::POST, "/fapi/v1/algoOrder", &with(&[("triggerPrice", "69000"), ("callbackRate", "1")]))
+        .await;
+    assert_eq!(trigger.code(), -1106, "{:?}", trigger.body);
+    let too_wide = rest.signed(Method::POST, "/fapi/v1/algoOrder", &with(&[("callbackRate", "20.5")])).await;
+    assert_eq!(too_wide.code(), -1130, "{:?}", too_wide.body);
+    let widest = rest.signed(Method::POST, "/fapi/v1/algoOrder", &with(&[("callbackRate", "20")])).await;
+    assert_eq!(widest.status, 200, "20 % is allowed since 2026-10-23: {:?}", widest.body);
+    // The client refuses out-of-range rates before sending anything.
+    let c = client(&fake);
+    let before = c.requests_sent();
+    let bad = TrailingStopRequest {
+        symbol: "BTCUSDT".into(),
+        side: Side::Sell,
+        qty: d("0.01"),
+        callback_rate_pct: d("25"),
+        activate_price: None,
+        client_id: "ke-bad".into(),
+    };
+    assert!(matches!(c.place_trailing_stop(&bad).await, Err(ExchangeError::Refused(_))));
+    assert_eq!(c.requests_sent(), before);
+}
