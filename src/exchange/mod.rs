@@ -14,6 +14,7 @@
 //!   trigger. They are listed by [`Exchange::open_stops`], not by [`Exchange::open_orders`].
 //! - Errors keep the exchange's code and message; nothing panics on bad input.
 
+pub mod api_key;
 pub mod binance;
 pub mod paper;
 

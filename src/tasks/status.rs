@@ -94,6 +94,7 @@ pub fn snapshot(i: &StatusInputs<'_>) -> StatusSnapshot {
         started_at: i.started_at,
         exchange_reachable: i.liveness.exchange_reachable(),
         requests_in_flight: i.requests_in_flight,
+        api_key: None,
     }
 }
 

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use self::rest::{Call, RestClient, RestConfig, Security};
 use crate::config::{Credentials, ExchangeSettings};
 use crate::core::models::{Candle, Ticker, Timeframe, TimestampMs};
+use crate::exchange::api_key::ApiKeyPermissions;
 use crate::exchange::{
     AccountBalance, EventSinks, ExResult, Exchange, ExchangeError, ExchangePosition, ExchangeStats, MarginType,
     MarkPriceUpdate, MarketOrderRequest, OrderReport, StopOrder, StopRequest, StreamControl, SymbolInfo,
@@ -236,6 +237,7 @@ impl BinanceClient {
     ) -> ExResult<Self> {
         let cfg = RestConfig {
             base_url: settings.effective_rest_url().trim_end_matches('/').to_string(),
+            spot_base_url: settings.effective_spot_rest_url().map(|u| u.trim_end_matches('/').to_string()),
             recv_window_ms: settings.recv_window_ms,
             timeout: Duration::from_secs(settings.request_timeout_secs.max(1)),
             min_spacing: Duration::from_millis(settings.rest_min_spacing_ms),
@@ -297,6 +299,19 @@ impl BinanceClient {
             call = call.param("symbol", s);
         }
         wire::premium_index(&self.send(&call).await?)
+    }
+
+    /// The API key's permissions (`GET /sapi/v1/account/apiRestrictions` on the spot host);
+    /// `Ok(None)` where there is no Wallet API (the testnet): nothing is sent then.
+    ///
+    /// # Errors
+    /// Transport, HTTP and decode errors; [`ExchangeError::Refused`] without credentials.
+    pub async fn api_key_permissions(&self) -> ExResult<Option<ApiKeyPermissions>> {
+        if !self.inner.rest.has_spot_host() {
+            return Ok(None);
+        }
+        let call = Call::new(Method::GET, "/sapi/v1/account/apiRestrictions", Security::Signed, 1).on_spot_host();
+        wire::api_restrictions(&self.send(&call).await?).map(Some)
     }
 
     async fn send(&self, call: &Call) -> ExResult<Vec<u8>> {
@@ -685,6 +700,8 @@ mod tests {
             rest_min_spacing_ms: 100,
             weight_limit_per_min: 2400,
             weight_slowdown_pct: 80.0,
+            spot_rest_url: "http://127.0.0.1:9".into(),
+            refuse_unsafe_key: false,
         }
     }
 

@@ -261,6 +261,10 @@ pub(super) fn trigger_algo(st: &mut State, algo_id: i64) {
         x.update_time = now;
     }
     emit_algo_update(st, algo_id);
+    if st.stuck_triggers.contains(&a.symbol) {
+        // The fault: marked triggering, no order ever reaches the matching engine.
+        return;
+    }
     let closable = reducible(st, &a.symbol, &a.side, &a.position_side);
     let reducing = a.close_position || is_closing(&a.side, &a.position_side, a.reduce_only);
     let qty = if a.close_position {

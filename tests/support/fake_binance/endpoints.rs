@@ -73,6 +73,21 @@ pub fn execute(st: &mut State, method: &Method, path: &str, p: &Params) -> ApiRe
             None => Ok(Value::Array(st.markets.values().map(brackets_json).collect())),
         },
         ("GET", "/fapi/v1/apiTradingStatus") => api_trading_status(st, p),
+        ("GET", "/sapi/v1/account/apiRestrictions") => Ok(st.api_restrictions.clone()),
+        ("GET", "/fapi/v1/fundingInfo") => Ok(Value::Array(
+            st.funding_info
+                .iter()
+                .map(|(sym, (hours, cap, floor))| {
+                    json!({
+                        "symbol": sym,
+                        "adjustedFundingRateCap": fmt_dec(*cap),
+                        "adjustedFundingRateFloor": fmt_dec(*floor),
+                        "fundingIntervalHours": hours,
+                        "disclaimer": false,
+                    })
+                })
+                .collect(),
+        )),
         ("GET", "/fapi/v1/positionSide/dual") => Ok(json!({ "dualSidePosition": st.hedge_mode })),
         ("POST", "/fapi/v1/positionSide/dual") => set_dual(st, p),
         ("POST", "/fapi/v1/marginType") => set_margin_type(st, p),

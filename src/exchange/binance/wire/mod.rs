@@ -8,8 +8,10 @@
 //! orders, positions, balances and the trading status.
 
 mod account;
+mod wallet;
 
 pub use account::{account_balance, algo_order, algo_orders, locked_symbols, order, orders, positions};
+pub use wallet::api_restrictions;
 
 use std::collections::HashMap;
 use std::str::FromStr;
