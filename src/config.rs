@@ -246,6 +246,22 @@ pub struct RiskSettings {
 #[serde(deny_unknown_fields)]
 pub struct MonitorSettings {
     pub interval_secs: u64,
+    /// How long a protective stop seen TRIGGERING/TRIGGERED may leave its position open
+    /// before it counts as failed.
+    pub stuck_stop_grace_secs: u64,
+    /// What replaces a failed stop.
+    pub stuck_stop_action: StuckStopAction,
+}
+
+/// What the daemon does when a protective stop triggered on the exchange but its position
+/// stayed open beyond `monitor.stuck_stop_grace_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StuckStopAction {
+    /// Close what is left of the position at market (reduce-only).
+    Close,
+    /// Place a new protective stop (the position keeps running with its ladder).
+    Replace,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -541,6 +557,7 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
     validate_sizing_tiers(&r.sizing_tiers, st.min_confidence)?;
 
     int_range("monitor.interval_secs", s.monitor.interval_secs, 1, 60)?;
+    int_range("monitor.stuck_stop_grace_secs", s.monitor.stuck_stop_grace_secs, 1, 300)?;
 
     let p = &s.paper;
     if !(p.starting_balance.is_finite() && p.starting_balance > 0.0 && p.starting_balance <= 1e12) {

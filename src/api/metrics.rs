@@ -39,6 +39,8 @@ pub struct Metrics {
     pub orphan_stops_cancelled: Counter,
     /// 1 per unsafe property of the API key (`reason`: withdrawals_enabled, no_ip_restriction).
     pub api_key_unsafe: Family<Labels, Gauge>,
+    /// Protective stops that triggered but left their position open beyond the grace.
+    pub protective_stops_failed: Counter,
 }
 
 impl Metrics {
@@ -82,6 +84,11 @@ impl Metrics {
             "protective_stops_repaired",
             "Protective stops placed by the audit for unprotected positions",
             self.protective_stops_repaired.clone(),
+        );
+        r.register(
+            "protective_stops_failed",
+            "Protective stops marked triggered on the exchange whose position stayed open beyond the grace (alert)",
+            self.protective_stops_failed.clone(),
         );
         r.register(
             "api_key_unsafe",
