@@ -217,3 +217,43 @@ async fn fake_refuses_legacy_activation_price_and_trigger_price_on_trailing_stop
     assert!(matches!(c.place_trailing_stop(&bad).await, Err(ExchangeError::Refused(_))));
     assert_eq!(c.requests_sent(), before);
 }
+
+/// TradFi perpetuals (`TRADIFI_PERPETUAL`) and contract types or statuses nobody has seen yet
+/// are accepted by the decoders and never offered for trading: only USDT `PERPETUAL` contracts
+/// that are `TRADING` are.
+#[tokio::test]
+async fn only_usdt_perpetuals_are_tradable_and_unknown_contract_types_are_tolerated() {
+    use support::fake_binance::SymbolSpec;
+    let fake = FakeBinance::start(support::fake_binance::FakeConfig::default().with_edge_case_symbols()).await;
+    let mut tradfi = SymbolSpec::new("AAPLUSDT", d("230.00"), d("0.01"), d("0.01"), d("5"));
+    tradfi.contract_type = "TRADIFI_PERPETUAL".into();
+    fake.add_symbol(tradfi);
+    let mut future_kind = SymbolSpec::new("XAUUSDT", d("2400.0"), d("0.1"), d("0.001"), d("5"));
+    future_kind.contract_type = "SOMETHING_NEW_2027".into();
+    future_kind.status = "HALF_OPEN".into();
+    fake.add_symbol(future_kind);
+    let c = client(&fake);
+    let symbols: Vec<String> = c.symbols().await.unwrap().into_iter().map(|s| s.filters.symbol).collect();
+    assert!(symbols.contains(&"BTCUSDT".to_string()), "{symbols:?}");
+    for never in ["AAPLUSDT", "XAUUSDT", "BTCUSDT_250926", "EOSUSDT"] {
+        assert!(!symbols.iter().any(|s| s == never), "{never} offered for trading: {symbols:?}");
+    }
+}
+
+/// Enum values this build does not know decode as "other" instead of failing the payload; an
+/// unknown algo status is not resting, so it never counts as protection.
+#[test]
+fn unknown_statuses_decode_as_other() {
+    use kinetic::core::models::OrderStatus;
+    use kinetic::exchange::binance::events::{UserMessage, decode_user};
+    use kinetic::exchange::binance::wire;
+    assert_eq!(wire::order_status("NEW_SOMETHING").unwrap(), OrderStatus::Other);
+    assert_eq!(wire::stop_status("PAUSED_BY_SCHEDULE").unwrap(), StopStatus::Other);
+    assert!(!StopStatus::Other.is_resting());
+    let frame = r#"{"e":"ALGO_UPDATE","T":1,"E":2,"o":{"caid":"ke-s-1","aid":7,"at":"CONDITIONAL","o":"STOP_MARKET",
+        "s":"AAPLUSDT","S":"SELL","q":"1","X":"PAUSED_BY_SCHEDULE","tp":"220","R":true,"ia":false}}"#;
+    match decode_user(frame.as_bytes()).unwrap() {
+        UserMessage::Algo { stop, .. } => assert_eq!(stop.status, StopStatus::Other),
+        other => panic!("{other:?}"),
+    }
+}

@@ -421,6 +421,8 @@ pub enum StopStatus {
     Canceled,
     Expired,
     Rejected,
+    /// A status this build does not know: not resting, so never counted as protection.
+    Other,
 }
 
 impl StopStatus {
