@@ -257,3 +257,60 @@ fn unknown_statuses_decode_as_other() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Funding intervals per symbol from `GET /fapi/v1/fundingInfo`: `download-data` keeps the
+/// answer verbatim for the backtest, and paper trading charges every funding of the symbol's
+/// own interval (a 4 h symbol pays three times across a 12 h gap in the mark stream, an 8 h
+/// symbol once).
+#[tokio::test]
+async fn funding_intervals_come_from_funding_info_in_paper_trading_and_downloads() {
+    use kinetic::data::funding::{FUNDING_INFO_FILE, FundingIntervals};
+    use kinetic::exchange::MarkPriceUpdate;
+    use kinetic::exchange::paper::PaperExchange;
+    use std::sync::Arc;
+    let fake = FakeBinance::start_default().await;
+    fake.set_funding_info("SOLUSDT", 4, d("0.025"), d("-0.025"));
+    let market = exchange_helpers::public_client(&fake);
+    let intervals = market.funding_intervals().await.unwrap();
+    assert_eq!((intervals.interval_hours("SOLUSDT"), intervals.interval_hours("BTCUSDT")), (4, 8));
+
+    // download-data stores every field of the answer.
+    let dir = tempfile::tempdir().unwrap();
+    kinetic::commands::download::download(&market, dir.path(), &["SOLUSDT".to_string()], &[], 1).await.unwrap();
+    let raw: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(FUNDING_INFO_FILE)).unwrap()).unwrap();
+    assert_eq!(raw[0]["symbol"], "SOLUSDT");
+    for field in ["adjustedFundingRateCap", "adjustedFundingRateFloor", "fundingIntervalHours", "disclaimer"] {
+        assert!(raw[0].get(field).is_some(), "{field} kept: {raw}");
+    }
+    assert_eq!(FundingIntervals::load(dir.path()).unwrap().interval_hours("SOLUSDT"), 4);
+
+    // Paper trading: 1 SOL long at 150, rate 0.01 %, the stream jumps 12 h.
+    let settings = kinetic::config::load(&kinetic::config::ConfigSources::default()).unwrap();
+    let paper = PaperExchange::new(Arc::new(market), &settings.paper);
+    paper.set_funding_intervals(intervals);
+    let t0 = 1_800_000_000_000_i64; // a 4 h boundary
+    let mark = |symbol: &str, next: i64| MarkPriceUpdate {
+        symbol: symbol.into(),
+        mark_price: d("150"),
+        index_price: None,
+        funding_rate: Some(d("0.0001")),
+        next_funding_time: Some(next),
+        event_time: next - 1000,
+    };
+    for symbol in ["SOLUSDT", "BTCUSDT"] {
+        paper.apply_mark_update(mark(symbol, t0)).await;
+        let req = MarketOrderRequest {
+            symbol: symbol.into(),
+            side: Side::Buy,
+            qty: d("1"),
+            reduce_only: false,
+            client_order_id: format!("ke-f-{symbol}"),
+        };
+        paper.place_market(&req).await.unwrap();
+    }
+    paper.apply_mark_update(mark("SOLUSDT", t0 + 12 * 3_600_000)).await;
+    assert_eq!(paper.costs().1, d("0.045"), "three 4 h fundings of 150 × 0.0001");
+    paper.apply_mark_update(mark("BTCUSDT", t0 + 16 * 3_600_000)).await;
+    assert_eq!(paper.costs().1, d("0.075"), "plus two 8 h fundings");
+}

@@ -36,7 +36,16 @@ pub fn execute(ctx: &Context, args: &RunArgs) -> Result<(), CliError> {
         if args.dry_run {
             let market = crate::exchange::binance::BinanceClient::new(&ctx.settings.exchange, None)
                 .map_err(|e| CliError::Fatal(format!("cannot build the market-data client: {e}")))?;
+            // Funding every symbol's own interval (8 h, 4 h, 1 h ...), from fundingInfo.
+            let intervals = match market.funding_intervals().await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read funding intervals; assuming 8 h for every symbol");
+                    Default::default()
+                }
+            };
             let paper = crate::exchange::paper::PaperExchange::new(Arc::new(market), &ctx.settings.paper);
+            paper.set_funding_intervals(intervals);
             run_with(&ctx.settings, Arc::new(paper), true, args.clear_emergency, cancel).await
         } else {
             let live = crate::exchange::binance::BinanceClient::new(&ctx.settings.exchange, ctx.credentials.clone())

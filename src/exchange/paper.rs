@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PaperSettings;
 use crate::core::models::{Candle, Direction, OrderStatus, Side, Ticker, Timeframe, TimestampMs, decimal_from_f64};
+use crate::data::funding::FundingIntervals;
 use crate::exchange::{
     AccountBalance, EventSinks, ExResult, Exchange, ExchangeError, ExchangeEvent, ExchangePosition, ExchangeStats,
     Fill, MarginType, MarkPriceUpdate, MarketOrderRequest, OrderReport, StopOrder, StopRequest, StopStatus,
@@ -46,6 +47,8 @@ struct PaperState {
     marks: HashMap<String, Decimal>,
     /// Last `next_funding_time` seen per symbol and the rate announced for it.
     funding: HashMap<String, (TimestampMs, Decimal)>,
+    /// Funding interval per symbol (`fundingInfo`; 8 h when not listed).
+    funding_intervals: FundingIntervals,
     leverage: HashMap<String, u32>,
     positions: BTreeMap<String, PaperPosition>,
     stops: BTreeMap<i64, StopOrder>,
@@ -93,6 +96,12 @@ impl<M: Exchange> PaperExchange<M> {
         }
     }
 
+    /// Funding intervals per symbol (from `GET /fapi/v1/fundingInfo`): when the mark stream
+    /// skips funding times (a gap, a reconnect), each skipped funding is charged.
+    pub fn set_funding_intervals(&self, intervals: FundingIntervals) {
+        lock(&self.state).funding_intervals = intervals;
+    }
+
     /// Sets a mark price directly (tests and replays); triggers stops like a stream update.
     pub async fn set_mark_price(&self, symbol: &str, price: Decimal, time: TimestampMs) {
         let update = MarkPriceUpdate {
@@ -103,6 +112,11 @@ impl<M: Exchange> PaperExchange<M> {
             next_funding_time: None,
             event_time: time,
         };
+        self.apply_mark_update(update).await;
+    }
+
+    /// Applies one mark-price update as the stream would (funding, stops); tests and replays.
+    pub async fn apply_mark_update(&self, update: MarkPriceUpdate) {
         let (events, sender) = {
             let mut st = lock(&self.state);
             let ev = apply_marks(&mut st, std::slice::from_ref(&update), self.taker_fee, self.slippage);
@@ -317,8 +331,10 @@ fn apply_marks(
                 && next > prev_time
                 && let Some(p) = st.positions.get(&u.symbol)
             {
-                // Longs pay shorts when the rate is positive.
-                let payment = p.qty * u.mark_price * prev_rate * p.direction.sign();
+                // Longs pay shorts when the rate is positive. Fundings the stream skipped (the
+                // symbol's own interval: 8 h, 4 h, 1 h ...) are charged at the last rate seen.
+                let times = Decimal::from(st.funding_intervals.fundings_between(&u.symbol, prev_time, next));
+                let payment = p.qty * u.mark_price * prev_rate * p.direction.sign() * times;
                 st.wallet -= payment;
                 st.funding_paid += payment;
                 let balance = balance_of(st);

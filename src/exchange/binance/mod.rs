@@ -301,6 +301,25 @@ impl BinanceClient {
         wire::premium_index(&self.send(&call).await?)
     }
 
+    /// `GET /fapi/v1/fundingInfo` as Binance sent it (every field kept; public, weight 0 in
+    /// the funding bucket): the symbols whose funding interval or caps are adjusted.
+    ///
+    /// # Errors
+    /// Transport and HTTP errors.
+    pub async fn funding_info_raw(&self) -> ExResult<Vec<u8>> {
+        self.send(&Call::new(Method::GET, "/fapi/v1/fundingInfo", Security::None, 1)).await
+    }
+
+    /// Funding interval per symbol (8 h for symbols `fundingInfo` does not list).
+    ///
+    /// # Errors
+    /// Transport, HTTP and decode errors.
+    pub async fn funding_intervals(&self) -> ExResult<crate::data::funding::FundingIntervals> {
+        let body = self.funding_info_raw().await?;
+        crate::data::funding::FundingIntervals::from_json(&body)
+            .map_err(|e| ExchangeError::decode_with("funding info", e))
+    }
+
     /// The API key's permissions (`GET /sapi/v1/account/apiRestrictions` on the spot host);
     /// `Ok(None)` where there is no Wallet API (the testnet): nothing is sent then.
     ///
@@ -607,6 +626,10 @@ impl Exchange for BinanceClient {
     }
 
     async fn query_order(&self, symbol: &str, client_order_id: &str) -> ExResult<Option<OrderReport>> {
+        if requests::beyond_lookup_window(client_order_id, self.now_ms()) {
+            tracing::info!(%symbol, client_order_id, "order older than the exchange's 3-month look-up window; the journal is the record");
+            return Ok(None);
+        }
         match self.inner.rest.send(&requests::query_order(symbol, client_order_id)).await {
             Ok(body) => wire::order(&body).map(Some),
             // -2013: "Order does not exist."

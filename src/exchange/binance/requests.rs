@@ -39,6 +39,23 @@ pub fn market_order(req: &MarketOrderRequest) -> Call {
     call
 }
 
+/// How far back Binance answers order and trade look-ups: `GET /fapi/v1/userTrades` only the
+/// last 3 months (since 2026-08-26), `GET /fapi/v1/order` nothing older than 90 days. Older
+/// records live only in the journal.
+pub const LOOKUP_WINDOW_MS: i64 = 90 * 24 * 3_600_000;
+
+/// True when `client_order_id` is one of the trading core's ids (`ke-<kind>-<ms>-<n>`) created
+/// longer than [`LOOKUP_WINDOW_MS`] before `now`: the exchange no longer knows it, so it is not
+/// looked up (the journal is the record).
+pub fn beyond_lookup_window(client_order_id: &str, now: i64) -> bool {
+    let mut parts = client_order_id.split('-');
+    let created = match (parts.next(), parts.next(), parts.next()) {
+        (Some("ke"), Some(_), Some(ms)) => ms.parse::<i64>().ok(),
+        _ => None,
+    };
+    created.is_some_and(|t| t > 1_000_000_000_000 && now - t > LOOKUP_WINDOW_MS)
+}
+
 /// `GET /fapi/v1/order` by client order id.
 pub fn query_order(symbol: &str, client_order_id: &str) -> Call {
     Call::new(Method::GET, "/fapi/v1/order", Security::Signed, 1)
@@ -241,6 +258,17 @@ mod tests {
         for (call, _) in cases.iter().take(2).chain(cases.get(3..6).into_iter().flatten()) {
             assert_eq!(call.retry, super::super::rest::Retry::Never, "{}", call.path);
         }
+    }
+
+    #[test]
+    fn look_ups_stay_inside_the_three_month_window() {
+        let now = 1_800_000_000_000;
+        let day = 86_400_000;
+        assert!(!beyond_lookup_window(&format!("ke-s-{}-7", now - 89 * day), now));
+        assert!(beyond_lookup_window(&format!("ke-s-{}-7", now - 91 * day), now));
+        // Ids whose age we cannot read are looked up (the exchange decides).
+        assert!(!beyond_lookup_window("ke-abc-1-x", now));
+        assert!(!beyond_lookup_window("manual-order", now));
     }
 
     #[test]
