@@ -50,6 +50,10 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Validate and print the effective configuration (secrets redacted).
     CheckConfig,
+    /// Read the API key's permissions from Binance and say whether Kinetic will trade with it
+    /// (futures permission, no withdrawals, an IP allow-list). Trades nothing; never prints the
+    /// key or its secret.
+    CheckKey,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -198,6 +202,7 @@ pub fn run(cli: Cli, env: HashMap<String, String>) -> Result<(), CliError> {
             Settings::require_credentials(args.dry_run, ctx.credentials.as_ref())?;
             commands::run::execute(&ctx, &args)
         }
+        Command::CheckKey => commands::check_key::execute(&ctx),
         Command::Backtest(args) => commands::backtest::execute(&ctx, &args),
         Command::DownloadData(args) => commands::download::execute(&ctx, &args),
         Command::Analyze(args) => commands::analyze::execute(&ctx, &args),

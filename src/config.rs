@@ -135,6 +135,10 @@ pub struct ExchangeSettings {
     pub rest_min_spacing_ms: u64,
     pub weight_limit_per_min: u32,
     pub weight_slowdown_pct: f64,
+    /// Spot REST host: only the Wallet API's key-permission check goes there.
+    pub spot_rest_url: String,
+    /// Refuse to start when the API key can withdraw or has no IP allow-list.
+    pub refuse_unsafe_key: bool,
 }
 
 /// Binance's testnet (demo trading) REST base URL.
@@ -151,6 +155,12 @@ impl ExchangeSettings {
     /// WebSocket base URL in effect.
     pub fn effective_ws_url(&self) -> &str {
         if self.testnet { TESTNET_WS_URL } else { self.ws_url.trim_end_matches('/') }
+    }
+
+    /// Spot REST base URL in effect; `None` on the testnet, which has no Wallet API (the key
+    /// check is skipped there).
+    pub fn effective_spot_rest_url(&self) -> Option<&str> {
+        if self.testnet { None } else { Some(self.spot_rest_url.trim_end_matches('/')) }
     }
 }
 
@@ -236,6 +246,22 @@ pub struct RiskSettings {
 #[serde(deny_unknown_fields)]
 pub struct MonitorSettings {
     pub interval_secs: u64,
+    /// How long a protective stop seen TRIGGERING/TRIGGERED may leave its position open
+    /// before it counts as failed.
+    pub stuck_stop_grace_secs: u64,
+    /// What replaces a failed stop.
+    pub stuck_stop_action: StuckStopAction,
+}
+
+/// What the daemon does when a protective stop triggered on the exchange but its position
+/// stayed open beyond `monitor.stuck_stop_grace_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StuckStopAction {
+    /// Close what is left of the position at market (reduce-only).
+    Close,
+    /// Place a new protective stop (the position keeps running with its ladder).
+    Replace,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -419,6 +445,7 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
     for (key, url, schemes) in [
         ("exchange.rest_url", &e.rest_url, ["http://", "https://"]),
         ("exchange.ws_url", &e.ws_url, ["ws://", "wss://"]),
+        ("exchange.spot_rest_url", &e.spot_rest_url, ["http://", "https://"]),
     ] {
         if !schemes.iter().any(|p| url.starts_with(p)) || url::Url::parse(url).is_err() {
             return Err(invalid(key, url, &format!("a URL starting with {} or {}", schemes[0], schemes[1])));
@@ -530,6 +557,7 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
     validate_sizing_tiers(&r.sizing_tiers, st.min_confidence)?;
 
     int_range("monitor.interval_secs", s.monitor.interval_secs, 1, 60)?;
+    int_range("monitor.stuck_stop_grace_secs", s.monitor.stuck_stop_grace_secs, 1, 300)?;
 
     let p = &s.paper;
     if !(p.starting_balance.is_finite() && p.starting_balance > 0.0 && p.starting_balance <= 1e12) {

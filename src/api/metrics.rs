@@ -37,6 +37,10 @@ pub struct Metrics {
     pub dropped_messages: Family<Labels, Counter>,
     pub protective_stops_repaired: Counter,
     pub orphan_stops_cancelled: Counter,
+    /// 1 per unsafe property of the API key (`reason`: withdrawals_enabled, no_ip_restriction).
+    pub api_key_unsafe: Family<Labels, Gauge>,
+    /// Protective stops that triggered but left their position open beyond the grace.
+    pub protective_stops_failed: Counter,
 }
 
 impl Metrics {
@@ -80,6 +84,16 @@ impl Metrics {
             "protective_stops_repaired",
             "Protective stops placed by the audit for unprotected positions",
             self.protective_stops_repaired.clone(),
+        );
+        r.register(
+            "protective_stops_failed",
+            "Protective stops marked triggered on the exchange whose position stayed open beyond the grace (alert)",
+            self.protective_stops_failed.clone(),
+        );
+        r.register(
+            "api_key_unsafe",
+            "1 when the API key has this unsafe property (reason: withdrawals_enabled, no_ip_restriction)",
+            self.api_key_unsafe.clone(),
         );
         r.register(
             "orphan_stops_cancelled",

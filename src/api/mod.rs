@@ -163,6 +163,8 @@ pub struct StatusSnapshot {
     pub exchange_reachable: bool,
     /// Exchange requests in flight right now.
     pub requests_in_flight: usize,
+    /// The API-key check at start (live only): permissions, verdict and warnings.
+    pub api_key: Option<crate::exchange::api_key::ApiKeyStatus>,
 }
 
 /// Shared between the tasks (writers) and the HTTP server (reader).

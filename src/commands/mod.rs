@@ -3,5 +3,6 @@
 
 pub mod analyze;
 pub mod backtest;
+pub mod check_key;
 pub mod download;
 pub mod run;

@@ -14,6 +14,7 @@ use crate::api::{self, ApiState, Metrics, StatusSnapshot};
 use crate::cli::{CliError, Context, RunArgs};
 use crate::config::Settings;
 use crate::exchange::Exchange;
+use crate::exchange::api_key::{ApiKeyStatus, KeyWarning};
 use crate::store::Journal;
 use crate::tasks::{Engine, EngineError, EngineHandles};
 
@@ -35,12 +36,24 @@ pub fn execute(ctx: &Context, args: &RunArgs) -> Result<(), CliError> {
         if args.dry_run {
             let market = crate::exchange::binance::BinanceClient::new(&ctx.settings.exchange, None)
                 .map_err(|e| CliError::Fatal(format!("cannot build the market-data client: {e}")))?;
+            // Funding every symbol's own interval (8 h, 4 h, 1 h ...), from fundingInfo.
+            let intervals = match market.funding_intervals().await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read funding intervals; assuming 8 h for every symbol");
+                    Default::default()
+                }
+            };
             let paper = crate::exchange::paper::PaperExchange::new(Arc::new(market), &ctx.settings.paper);
+            paper.set_funding_intervals(intervals);
             run_with(&ctx.settings, Arc::new(paper), true, args.clear_emergency, cancel).await
         } else {
             let live = crate::exchange::binance::BinanceClient::new(&ctx.settings.exchange, ctx.credentials.clone())
                 .map_err(|e| CliError::Fatal(format!("cannot build the exchange client: {e}")))?;
-            run_with(&ctx.settings, Arc::new(live), false, args.clear_emergency, cancel).await
+            // API-key hygiene before anything else is read or sent.
+            let key = crate::commands::check_key::read(&live).await?;
+            crate::commands::check_key::enforce(&key, &ctx.settings.exchange)?;
+            run_checked(&ctx.settings, Arc::new(live), false, args.clear_emergency, Some(key.status()), cancel).await
         }
     })
 }
@@ -66,6 +79,21 @@ pub async fn run_with<E: Exchange>(
     clear_emergency: bool,
     cancel: CancellationToken,
 ) -> Result<(), CliError> {
+    run_checked(settings, ex, dry_run, clear_emergency, None, cancel).await
+}
+
+/// [`run_with`], showing the API-key check's outcome in `/status` and `/metrics`.
+///
+/// # Errors
+/// As [`run_with`].
+pub async fn run_checked<E: Exchange>(
+    settings: &Settings,
+    ex: Arc<E>,
+    dry_run: bool,
+    clear_emergency: bool,
+    api_key: Option<ApiKeyStatus>,
+    cancel: CancellationToken,
+) -> Result<(), CliError> {
     let journal_path = if dry_run { &settings.storage.dry_run_path } else { &settings.storage.path };
     let journal = open_journal(journal_path)?;
     journal
@@ -76,8 +104,17 @@ pub async fn run_with<E: Exchange>(
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    if let Some(k) = &api_key {
+        for w in [KeyWarning::WithdrawalsEnabled, KeyWarning::NoIpRestriction] {
+            metrics
+                .api_key_unsafe
+                .get_or_create(&Metrics::label("reason", w.as_str()))
+                .set(i64::from(k.warnings.contains(&w)));
+        }
+    }
     let status = Arc::new(RwLock::new(StatusSnapshot {
         mode: if dry_run { crate::api::Mode::DryRun } else { crate::api::Mode::Live },
+        api_key,
         ..StatusSnapshot::default()
     }));
     let handles = EngineHandles::new(Arc::clone(&status), metrics);

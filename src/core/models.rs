@@ -393,6 +393,9 @@ pub enum OrderStatus {
     Canceled,
     Expired,
     Rejected,
+    /// A status this build does not know (Binance adds enum values): kept, not final, never
+    /// acted on as a fill.
+    Other,
 }
 
 impl OrderStatus {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
+pub mod funding;
+
 use crate::core::models::{Candle, Timeframe};
 
 /// The header line every data file starts with.

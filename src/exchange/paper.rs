@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PaperSettings;
 use crate::core::models::{Candle, Ticker, Timeframe, TimestampMs, decimal_from_f64};
+use crate::data::funding::FundingIntervals;
 use crate::exchange::sim_book::SimBook;
 use crate::exchange::{
     AccountBalance, EventSinks, ExResult, Exchange, ExchangeEvent, ExchangePosition, ExchangeStats, MarginType,
@@ -63,6 +64,12 @@ impl<M: Exchange> PaperExchange<M> {
         }
     }
 
+    /// Funding intervals per symbol (from `GET /fapi/v1/fundingInfo`): when the mark stream
+    /// skips funding times (a gap, a reconnect), each skipped funding is charged.
+    pub fn set_funding_intervals(&self, intervals: FundingIntervals) {
+        lock(&self.book).set_funding_intervals(intervals);
+    }
+
     /// Sets a mark price directly (tests and replays); triggers stops like a stream update.
     pub async fn set_mark_price(&self, symbol: &str, price: Decimal, time: TimestampMs) {
         let update = MarkPriceUpdate {
@@ -73,6 +80,11 @@ impl<M: Exchange> PaperExchange<M> {
             next_funding_time: None,
             event_time: time,
         };
+        self.apply_mark_update(update).await;
+    }
+
+    /// Applies one mark-price update as the stream would (funding, stops); tests and replays.
+    pub async fn apply_mark_update(&self, update: MarkPriceUpdate) {
         let events = lock(&self.book).apply_mark(&update);
         self.deliver(events).await;
     }

@@ -21,7 +21,8 @@
 //!   fee, under a reserved `autoclose-` client id like Binance's liquidation orders. It is
 //!   checked before the stops: a mark that gapped past both liquidates.
 //! - Funding is paid from the wallet: announced rates settle when a mark update shows the
-//!   funding time has passed (dry-run), or the caller settles a rate itself (backtest).
+//!   funding time has passed (dry-run; every funding a gap skipped, at the symbol's own
+//!   interval), or the caller settles a rate itself (backtest).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,6 +30,7 @@ use rust_decimal::prelude::*;
 
 use crate::backtest::sim;
 use crate::core::models::{Direction, OrderStatus, Side, TimestampMs};
+use crate::data::funding::FundingIntervals;
 use crate::exchange::{
     AccountBalance, CODE_INSUFFICIENT_MARGIN, ExResult, ExchangeError, ExchangeEvent, ExchangePosition, Fill,
     MarkPriceUpdate, MarketOrderRequest, OrderReport, StopOrder, StopRequest, StopStatus,
@@ -61,6 +63,8 @@ pub struct SimBook {
     marks: HashMap<String, Decimal>,
     /// Last `next_funding_time` seen per symbol and the rate announced for it.
     funding: HashMap<String, (TimestampMs, Decimal)>,
+    /// Funding interval per symbol (`fundingInfo`; 8 h when not listed).
+    funding_intervals: FundingIntervals,
     leverage: HashMap<String, u32>,
     positions: BTreeMap<String, SimPosition>,
     stops: BTreeMap<i64, StopOrder>,
@@ -89,6 +93,11 @@ impl SimBook {
         if let Some(r) = maint_margin_rate {
             self.maint_rates.insert(symbol.to_string(), r);
         }
+    }
+
+    /// Funding intervals per symbol (`GET /fapi/v1/fundingInfo`).
+    pub fn set_funding_intervals(&mut self, intervals: FundingIntervals) {
+        self.funding_intervals = intervals;
     }
 
     /// A price for `symbol` until its first mark arrives (a ticker's or a candle's last price);
@@ -420,9 +429,13 @@ impl SimBook {
             let previous = self.funding.insert(symbol.to_string(), (next, rate));
             if let Some((prev_time, prev_rate)) = previous
                 && next > prev_time
-                && let Some((_, ev)) = self.settle_funding(symbol, prev_rate, u.event_time)
             {
-                out.push(ev);
+                // Fundings the stream skipped (the symbol's own interval: 8 h, 4 h, 1 h ...)
+                // are charged at the last rate seen.
+                let times = Decimal::from(self.funding_intervals.fundings_between(symbol, prev_time, next));
+                if let Some((_, ev)) = self.settle_funding(symbol, prev_rate * times, u.event_time) {
+                    out.push(ev);
+                }
             }
         }
         if let (Some(p), Some(liq)) = (self.positions.get(symbol), self.liquidation_price(symbol))

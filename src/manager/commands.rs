@@ -137,4 +137,6 @@ pub struct CoreCounters {
     /// Protective stops placed because one was missing (not a move or resize).
     pub stops_repaired: u64,
     pub orphan_stops_cancelled: u64,
+    /// Protective stops that triggered but left their position open beyond the grace.
+    pub stops_failed: u64,
 }

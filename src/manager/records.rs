@@ -61,6 +61,8 @@ pub fn stop_order(s: &StopOrder) -> JournalOrder {
         StopStatus::Canceled => OrderState::Canceled,
         StopStatus::Expired => OrderState::Expired,
         StopStatus::Rejected => OrderState::Rejected,
+        // Unknown to this build: journaled as triggered (no longer resting).
+        StopStatus::Other => OrderState::Triggered,
     };
     JournalOrder {
         client_order_id: s.client_id.clone(),

@@ -142,6 +142,8 @@ impl From<crate::core::models::OrderStatus> for OrderState {
             S::Canceled => OrderState::Canceled,
             S::Expired => OrderState::Expired,
             S::Rejected => OrderState::Rejected,
+            // Unknown to this build and not final: journaled as still open.
+            S::Other => OrderState::New,
         }
     }
 }

@@ -325,7 +325,10 @@ impl<E: Exchange> ManagerTask<E> {
             });
             status::export_metrics(&self.metrics, &self.core, &self.hub, &*self.ex, &self.settings, now);
             if let Ok(mut s) = self.status.write() {
+                // The API-key check's outcome was set once at start; it stays.
+                let api_key = s.api_key.take();
                 *s = snapshot;
+                s.api_key = api_key;
             }
         }
     }

@@ -94,6 +94,7 @@ pub fn snapshot(i: &StatusInputs<'_>) -> StatusSnapshot {
         started_at: i.started_at,
         exchange_reachable: i.liveness.exchange_reachable(),
         requests_in_flight: i.requests_in_flight,
+        api_key: None,
     }
 }
 
@@ -132,6 +133,7 @@ pub fn export_metrics<E: Exchange>(
     };
     follow(&m.protective_stops_repaired, c.stops_repaired);
     follow(&m.orphan_stops_cancelled, c.orphan_stops_cancelled);
+    follow(&m.protective_stops_failed, c.stops_failed);
     follow(&m.dropped_messages.get_or_create(&Metrics::label("source", "exchange")), stats.dropped_messages);
     if let Ok(h) = hub.read() {
         for s in h.stream_statuses() {

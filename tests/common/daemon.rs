@@ -92,6 +92,7 @@ pub fn spawn_with(fake: &FakeBinance, dir: &Path, journal: &str, dry_run: bool, 
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("KINETIC__EXCHANGE__REST_URL", fake.rest_url())
+        .env("KINETIC__EXCHANGE__SPOT_REST_URL", fake.rest_url())
         .env("KINETIC__EXCHANGE__WS_URL", fake.ws_url())
         .env("KINETIC__SCANNER__INTERVAL_SECS", "3600")
         .env("KINETIC__MONITOR__INTERVAL_SECS", "1")

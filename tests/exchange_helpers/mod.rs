@@ -27,6 +27,8 @@ pub fn settings(fake: &FakeBinance) -> ExchangeSettings {
         rest_min_spacing_ms: 10,
         weight_limit_per_min: 2400,
         weight_slowdown_pct: 80.0,
+        spot_rest_url: fake.rest_url(),
+        refuse_unsafe_key: false,
     }
 }
 

@@ -8,6 +8,7 @@
 //! every signed or API-key method returns [`ExchangeError::Refused`] without sending anything.
 
 pub mod events;
+pub mod requests;
 pub mod rest;
 pub mod signing;
 pub mod streams;
@@ -25,10 +26,12 @@ use tokio_util::sync::CancellationToken;
 
 use self::rest::{Call, RestClient, RestConfig, Security};
 use crate::config::{Credentials, ExchangeSettings};
-use crate::core::models::{Candle, Ticker, Timeframe, TimestampMs, plain_decimal};
+use crate::core::models::{Candle, Ticker, Timeframe, TimestampMs};
+use crate::exchange::api_key::ApiKeyPermissions;
 use crate::exchange::{
     AccountBalance, EventSinks, ExResult, Exchange, ExchangeError, ExchangePosition, ExchangeStats, MarginType,
     MarkPriceUpdate, MarketOrderRequest, OrderReport, StopOrder, StopRequest, StreamControl, SymbolInfo,
+    TrailingStopRequest,
 };
 
 pub use self::wire::ACCOUNT_LOCK_KEY;
@@ -234,6 +237,7 @@ impl BinanceClient {
     ) -> ExResult<Self> {
         let cfg = RestConfig {
             base_url: settings.effective_rest_url().trim_end_matches('/').to_string(),
+            spot_base_url: settings.effective_spot_rest_url().map(|u| u.trim_end_matches('/').to_string()),
             recv_window_ms: settings.recv_window_ms,
             timeout: Duration::from_secs(settings.request_timeout_secs.max(1)),
             min_spacing: Duration::from_millis(settings.rest_min_spacing_ms),
@@ -297,6 +301,38 @@ impl BinanceClient {
         wire::premium_index(&self.send(&call).await?)
     }
 
+    /// `GET /fapi/v1/fundingInfo` as Binance sent it (every field kept; public, weight 0 in
+    /// the funding bucket): the symbols whose funding interval or caps are adjusted.
+    ///
+    /// # Errors
+    /// Transport and HTTP errors.
+    pub async fn funding_info_raw(&self) -> ExResult<Vec<u8>> {
+        self.send(&Call::new(Method::GET, "/fapi/v1/fundingInfo", Security::None, 1)).await
+    }
+
+    /// Funding interval per symbol (8 h for symbols `fundingInfo` does not list).
+    ///
+    /// # Errors
+    /// Transport, HTTP and decode errors.
+    pub async fn funding_intervals(&self) -> ExResult<crate::data::funding::FundingIntervals> {
+        let body = self.funding_info_raw().await?;
+        crate::data::funding::FundingIntervals::from_json(&body)
+            .map_err(|e| ExchangeError::decode_with("funding info", e))
+    }
+
+    /// The API key's permissions (`GET /sapi/v1/account/apiRestrictions` on the spot host);
+    /// `Ok(None)` where there is no Wallet API (the testnet): nothing is sent then.
+    ///
+    /// # Errors
+    /// Transport, HTTP and decode errors; [`ExchangeError::Refused`] without credentials.
+    pub async fn api_key_permissions(&self) -> ExResult<Option<ApiKeyPermissions>> {
+        if !self.inner.rest.has_spot_host() {
+            return Ok(None);
+        }
+        let call = Call::new(Method::GET, "/sapi/v1/account/apiRestrictions", Security::Signed, 1).on_spot_host();
+        wire::api_restrictions(&self.send(&call).await?).map(Some)
+    }
+
     async fn send(&self, call: &Call) -> ExResult<Vec<u8>> {
         self.inner.rest.send(call).await
     }
@@ -333,17 +369,7 @@ impl BinanceClient {
     }
 
     async fn place_order_once(&self, req: &MarketOrderRequest) -> ExResult<OrderReport> {
-        let mut call = Call::new(Method::POST, "/fapi/v1/order", Security::Signed, 0)
-            .param("symbol", req.symbol.clone())
-            .param("side", req.side.as_str())
-            .param("type", "MARKET")
-            .param("quantity", plain_decimal(req.qty))
-            .param("newClientOrderId", req.client_order_id.clone())
-            .param("newOrderRespType", "RESULT")
-            .no_retry();
-        if req.reduce_only {
-            call = call.param("reduceOnly", "true");
-        }
+        let call = requests::market_order(req);
         self.inner.counters.orders_sent.fetch_add(1, Ordering::Relaxed);
         let body = self.inner.rest.send(&call).await?;
         // A 200 whose body we cannot read: the order exists, its report is unknown.
@@ -369,32 +395,79 @@ impl BinanceClient {
         Err(unknown_outcome(&req.client_order_id, format!("{lookups} lookups failed"), last))
     }
 
-    async fn query_stop_by_client_id(&self, symbol: &str, client_id: &str) -> ExResult<Option<StopOrder>> {
-        let call = Call::new(Method::GET, "/fapi/v1/algoOrder", Security::Signed, 1)
-            .param("symbol", symbol)
-            .param("clientAlgoId", client_id);
-        match self.inner.rest.send(&call).await {
+    async fn query_stop_by_client_id(&self, client_id: &str) -> ExResult<Option<StopOrder>> {
+        match self.inner.rest.send(&requests::query_algo_order(client_id)).await {
             Ok(body) => wire::algo_order(&body).map(Some),
             Err(e) if matches!(e.code(), Some(-2013 | -2011)) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn place_stop_once(&self, req: &StopRequest) -> ExResult<StopOrder> {
-        let call = Call::new(Method::POST, "/fapi/v1/algoOrder", Security::Signed, 0)
-            .param("algoType", "CONDITIONAL")
-            .param("symbol", req.symbol.clone())
-            .param("side", req.side.as_str())
-            .param("type", "STOP_MARKET")
-            .param("quantity", plain_decimal(req.qty))
-            .param("triggerPrice", plain_decimal(req.trigger_price))
-            .param("workingType", "MARK_PRICE")
-            .param("reduceOnly", "true")
-            .param("clientAlgoId", req.client_id.clone())
-            .no_retry();
-        self.inner.counters.orders_sent.fetch_add(1, Ordering::Relaxed);
-        let body = self.inner.rest.send(&call).await?;
-        wire::algo_order(&body).map_err(|e| unreadable_acceptance(&req.client_id, e))
+    /// Sends one algo order (`call`, built by [`requests`]) at most twice: the second time only
+    /// after a lookup by its client algo id proved the first absent.
+    async fn place_algo(&self, call: &rest::Call, client_id: &str) -> ExResult<StopOrder> {
+        if !self.inner.rest.has_credentials() {
+            return Err(ExchangeError::Refused("POST /fapi/v1/algoOrder requires API credentials".into()));
+        }
+        let open = self.inner.algo_open_count();
+        if open >= MAX_ALGO_ORDERS {
+            return Err(ExchangeError::Refused(format!(
+                "algo-order budget exhausted: {open} of {MAX_ALGO_ORDERS} conditional orders rest on the account"
+            )));
+        }
+        for send in 0..2 {
+            self.inner.counters.orders_sent.fetch_add(1, Ordering::Relaxed);
+            let sent = match self.inner.rest.send(call).await {
+                Ok(body) => wire::algo_order(&body).map_err(|e| unreadable_acceptance(client_id, e)),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(stop) => {
+                    self.inner.track_stop(&stop);
+                    return Ok(stop);
+                }
+                Err(e) if e.is_unknown_outcome() || e.code() == Some(-4116) => {
+                    tracing::warn!(client_id = %client_id, error = %e, "stop outcome unknown; looking it up");
+                    let mut found = Ok(None);
+                    for i in 0..self.inner.options.unknown_outcome_lookups.max(1) {
+                        tokio::time::sleep(rest::retry_delay(self.inner.options.retry_base, i)).await;
+                        found = self.query_stop_by_client_id(client_id).await;
+                        if found.is_ok() {
+                            break;
+                        }
+                    }
+                    match found {
+                        Ok(Some(stop)) => {
+                            self.inner.track_stop(&stop);
+                            return Ok(stop);
+                        }
+                        Ok(None) if send == 0 && e.code() != Some(-4116) => {}
+                        Ok(None) => return Err(unknown_outcome(client_id, "not found after sending", e)),
+                        Err(lookup) => {
+                            return Err(unknown_outcome(client_id, format!("lookups failed ({lookup})"), e));
+                        }
+                    }
+                }
+                Err(e) => return Err(self.rejected(e)),
+            }
+        }
+        Err(ExchangeError::UnknownOutcome {
+            client_order_id: client_id.to_string(),
+            detail: "gave up".into(),
+            cause: None,
+        })
+    }
+
+    /// Places a reduce-only trailing stop (`TRAILING_STOP_MARKET` with `callbackRate` and an
+    /// optional `activatePrice`), idempotent per client id like [`Exchange::place_stop`].
+    ///
+    /// # Errors
+    /// [`ExchangeError::Refused`] for a callback rate outside 0.1–20 % or a bad id, before
+    /// anything is sent; otherwise as [`Exchange::place_stop`].
+    pub async fn place_trailing_stop(&self, req: &TrailingStopRequest) -> ExResult<StopOrder> {
+        check_client_id(&req.client_id)?;
+        let call = requests::trailing_stop(req)?;
+        self.place_algo(&call, &req.client_id).await
     }
 
     fn rejected(&self, e: ExchangeError) -> ExchangeError {
@@ -502,19 +575,13 @@ impl Exchange for BinanceClient {
             MarginType::Isolated => "ISOLATED",
             MarginType::Crossed => "CROSSED",
         };
-        let call = Call::new(Method::POST, "/fapi/v1/marginType", Security::Signed, 1)
-            .param("symbol", symbol)
-            .param("marginType", margin_type);
-        match self.send(&call).await {
+        match self.send(&requests::margin_type(symbol, margin_type)).await {
             Ok(_) => {}
             // -4046: "No need to change margin type." — already set.
             Err(e) if e.code() == Some(-4046) => {}
             Err(e) => return Err(e),
         }
-        let call = Call::new(Method::POST, "/fapi/v1/leverage", Security::Signed, 1)
-            .param("symbol", symbol)
-            .param("leverage", leverage.to_string());
-        self.send(&call).await.map(|_| ())
+        self.send(&requests::leverage(symbol, leverage)).await.map(|_| ())
     }
 
     async fn place_market(&self, req: &MarketOrderRequest) -> ExResult<OrderReport> {
@@ -559,10 +626,11 @@ impl Exchange for BinanceClient {
     }
 
     async fn query_order(&self, symbol: &str, client_order_id: &str) -> ExResult<Option<OrderReport>> {
-        let call = Call::new(Method::GET, "/fapi/v1/order", Security::Signed, 1)
-            .param("symbol", symbol)
-            .param("origClientOrderId", client_order_id);
-        match self.inner.rest.send(&call).await {
+        if requests::beyond_lookup_window(client_order_id, self.now_ms()) {
+            tracing::info!(%symbol, client_order_id, "order older than the exchange's 3-month look-up window; the journal is the record");
+            return Ok(None);
+        }
+        match self.inner.rest.send(&requests::query_order(symbol, client_order_id)).await {
             Ok(body) => wire::order(&body).map(Some),
             // -2013: "Order does not exist."
             Err(e) if e.code() == Some(-2013) => Ok(None),
@@ -574,58 +642,12 @@ impl Exchange for BinanceClient {
         check_client_id(&req.client_id)?;
         refuse_nonpositive("quantity", req.qty)?;
         refuse_nonpositive("trigger price", req.trigger_price)?;
-        if !self.inner.rest.has_credentials() {
-            return Err(ExchangeError::Refused("POST /fapi/v1/algoOrder requires API credentials".into()));
-        }
-        let open = self.inner.algo_open_count();
-        if open >= MAX_ALGO_ORDERS {
-            return Err(ExchangeError::Refused(format!(
-                "algo-order budget exhausted: {open} of {MAX_ALGO_ORDERS} conditional orders rest on the account"
-            )));
-        }
-        for send in 0..2 {
-            match self.place_stop_once(req).await {
-                Ok(stop) => {
-                    self.inner.track_stop(&stop);
-                    return Ok(stop);
-                }
-                Err(e) if e.is_unknown_outcome() || e.code() == Some(-4116) => {
-                    tracing::warn!(client_id = %req.client_id, error = %e, "stop outcome unknown; looking it up");
-                    let mut found = Ok(None);
-                    for i in 0..self.inner.options.unknown_outcome_lookups.max(1) {
-                        tokio::time::sleep(rest::retry_delay(self.inner.options.retry_base, i)).await;
-                        found = self.query_stop_by_client_id(&req.symbol, &req.client_id).await;
-                        if found.is_ok() {
-                            break;
-                        }
-                    }
-                    match found {
-                        Ok(Some(stop)) => {
-                            self.inner.track_stop(&stop);
-                            return Ok(stop);
-                        }
-                        Ok(None) if send == 0 && e.code() != Some(-4116) => {}
-                        Ok(None) => return Err(unknown_outcome(&req.client_id, "not found after sending", e)),
-                        Err(lookup) => {
-                            return Err(unknown_outcome(&req.client_id, format!("lookups failed ({lookup})"), e));
-                        }
-                    }
-                }
-                Err(e) => return Err(self.rejected(e)),
-            }
-        }
-        Err(ExchangeError::UnknownOutcome {
-            client_order_id: req.client_id.clone(),
-            detail: "gave up".into(),
-            cause: None,
-        })
+        self.place_algo(&requests::stop_market(req), &req.client_id).await
     }
 
-    async fn cancel_stop(&self, symbol: &str, algo_id: i64) -> ExResult<()> {
-        let call = Call::new(Method::DELETE, "/fapi/v1/algoOrder", Security::Signed, 1)
-            .param("symbol", symbol)
-            .param("algoId", algo_id.to_string());
-        let result = match self.send(&call).await {
+    /// `algoId` alone identifies the order: the endpoint takes no `symbol`.
+    async fn cancel_stop(&self, _symbol: &str, algo_id: i64) -> ExResult<()> {
+        let result = match self.send(&requests::cancel_algo_order(algo_id)).await {
             Ok(_) => Ok(()),
             // Already triggered, cancelled or unknown: gone either way.
             Err(e) if matches!(e.code(), Some(-2011 | -2013)) => Ok(()),
@@ -640,8 +662,8 @@ impl Exchange for BinanceClient {
     }
 
     async fn cancel_all(&self, symbol: &str) -> ExResult<()> {
-        let plain = Call::new(Method::DELETE, "/fapi/v1/allOpenOrders", Security::Signed, 1).param("symbol", symbol);
-        let algo = Call::new(Method::DELETE, "/fapi/v1/algoOpenOrders", Security::Signed, 1).param("symbol", symbol);
+        let plain = requests::cancel_open_orders(symbol);
+        let algo = requests::cancel_open_algo_orders(symbol);
         // Both, even if the first fails: stops must not outlive a cancel-all.
         let first = self.send(&plain).await;
         let second = self.send(&algo).await;
@@ -701,6 +723,8 @@ mod tests {
             rest_min_spacing_ms: 100,
             weight_limit_per_min: 2400,
             weight_slowdown_pct: 80.0,
+            spot_rest_url: "http://127.0.0.1:9".into(),
+            refuse_unsafe_key: false,
         }
     }
 

@@ -45,6 +45,15 @@ pub enum Retry {
     Never,
 }
 
+/// Which Binance REST host a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// The USDⓈ-M futures host (`exchange.rest_url`): everything we trade with.
+    Futures,
+    /// The spot host (`exchange.spot_rest_url`): the Wallet API (API-key permissions) only.
+    Spot,
+}
+
 /// One REST call.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -55,11 +64,18 @@ pub struct Call {
     /// Request weight (IP budget per minute).
     pub weight: u32,
     pub retry: Retry,
+    pub host: Host,
 }
 
 impl Call {
     pub fn new(method: Method, path: &'static str, security: Security, weight: u32) -> Self {
-        Call { method, path, params: Vec::new(), security, weight, retry: Retry::Safe }
+        Call { method, path, params: Vec::new(), security, weight, retry: Retry::Safe, host: Host::Futures }
+    }
+
+    /// Sends the call to the spot host instead.
+    pub fn on_spot_host(mut self) -> Self {
+        self.host = Host::Spot;
+        self
     }
 
     pub fn param(mut self, key: &'static str, value: impl Into<String>) -> Self {
@@ -77,6 +93,8 @@ impl Call {
 #[derive(Debug, Clone)]
 pub struct RestConfig {
     pub base_url: String,
+    /// The spot host's base URL (Wallet API); `None` where there is none (the testnet).
+    pub spot_base_url: Option<String>,
     pub recv_window_ms: u64,
     pub timeout: Duration,
     pub min_spacing: Duration,
@@ -186,6 +204,11 @@ impl RestClient {
 
     pub fn has_credentials(&self) -> bool {
         self.credentials.is_some()
+    }
+
+    /// True when a spot (Wallet API) host is configured.
+    pub fn has_spot_host(&self) -> bool {
+        self.cfg.spot_base_url.is_some()
     }
 
     /// Estimated exchange time: local clock + synced offset.
@@ -384,14 +407,23 @@ impl RestClient {
 
     /// One attempt: queue, sign, send, classify.
     async fn send_once(&self, call: &Call) -> ExResult<Vec<u8>> {
+        let base = match call.host {
+            Host::Futures => self.cfg.base_url.as_str(),
+            Host::Spot => match &self.cfg.spot_base_url {
+                Some(url) => url.as_str(),
+                None => {
+                    return Err(ExchangeError::Refused(format!(
+                        "{} needs the spot REST host, which this environment does not have",
+                        call.path
+                    )));
+                }
+            },
+        };
         self.acquire(call.weight).await?;
         // Signed after waiting in the queue, so the timestamp is fresh.
         let query = self.build_query(call)?;
-        let url = if query.is_empty() {
-            format!("{}{}", self.cfg.base_url, call.path)
-        } else {
-            format!("{}{}?{}", self.cfg.base_url, call.path, query)
-        };
+        let url =
+            if query.is_empty() { format!("{base}{}", call.path) } else { format!("{base}{}?{query}", call.path) };
         let mut req = self.http.request(call.method.clone(), &url);
         if call.security != Security::None
             && let Some(c) = &self.credentials
@@ -476,6 +508,7 @@ mod tests {
     fn test_client(limit: u32) -> RestClient {
         let cfg = RestConfig {
             base_url: "http://127.0.0.1:9".into(),
+            spot_base_url: None,
             recv_window_ms: 5000,
             timeout: Duration::from_secs(1),
             min_spacing: Duration::from_millis(100),

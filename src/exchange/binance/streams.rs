@@ -397,7 +397,21 @@ impl MarketTask {
     }
 }
 
-/// Remembers recent ALGO_UPDATE keys so replays are dropped.
+/// What to do with an ALGO_UPDATE frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlgoVerdict {
+    /// A state not seen before: forward it.
+    Fresh,
+    /// The same (algo id, status, `ai`, `ia`) again (a replay after a reconnect): drop it.
+    Replay,
+    /// A second `NEW` of the same algo order with the other `ia` flag (a trailing stop reporting
+    /// its activation, since 2026-08): nothing changed for us — forwarding it would re-arm the
+    /// same stop twice — so it is logged and dropped.
+    SecondNew,
+}
+
+/// Remembers recent ALGO_UPDATE keys so replays are dropped and handling is idempotent on
+/// (algo id, status, `ia`).
 #[derive(Debug, Default)]
 pub struct AlgoDedupe {
     order: VecDeque<AlgoUpdateKey>,
@@ -405,8 +419,7 @@ pub struct AlgoDedupe {
 }
 
 impl AlgoDedupe {
-    /// True the first time `key` is seen.
-    pub fn first_time(&mut self, key: AlgoUpdateKey) -> bool {
+    fn remember(&mut self, key: AlgoUpdateKey) -> bool {
         if self.seen.contains(&key) {
             return false;
         }
@@ -418,6 +431,23 @@ impl AlgoDedupe {
         self.order.push_back(key.clone());
         self.seen.insert(key);
         true
+    }
+
+    /// Classifies `key`; every key is remembered (up to the capacity).
+    pub fn verdict(&mut self, key: AlgoUpdateKey) -> AlgoVerdict {
+        let any_new = (key.status == "NEW").then(|| AlgoUpdateKey {
+            algo_id: key.algo_id,
+            status: key.status.clone(),
+            actual_order_id: String::new(),
+            ia: "*".into(),
+        });
+        if !self.remember(key) {
+            return AlgoVerdict::Replay;
+        }
+        match any_new {
+            Some(marker) if !self.remember(marker.clone()) => AlgoVerdict::SecondNew,
+            _ => AlgoVerdict::Fresh,
+        }
     }
 }
 
@@ -542,8 +572,15 @@ async fn user_session(
                         ExchangeEvent::AccountUpdate { balance, positions, time, transfer }
                     }
                     Ok(UserMessage::Algo { stop, key }) => {
-                        if !dedupe.first_time(key) {
-                            continue;
+                        let ia = key.ia.clone();
+                        match dedupe.verdict(key) {
+                            AlgoVerdict::Fresh => {}
+                            AlgoVerdict::Replay => continue,
+                            AlgoVerdict::SecondNew => {
+                                tracing::info!(symbol = %stop.symbol, algo_id = stop.algo_id, ia = %ia,
+                                    "algo order reported NEW again (trailing activation); already resting");
+                                continue;
+                            }
                         }
                         inner.track_stop(&stop);
                         ExchangeEvent::StopUpdate(stop)
@@ -585,12 +622,24 @@ mod tests {
     }
 
     #[test]
-    fn algo_updates_are_deduplicated() {
-        let key =
-            |s: &str| AlgoUpdateKey { algo_id: 1, status: s.into(), actual_order_id: String::new(), ia: String::new() };
+    fn algo_updates_are_idempotent_on_id_status_and_ia() {
+        let key = |id: i64, s: &str, ia: &str| AlgoUpdateKey {
+            algo_id: id,
+            status: s.into(),
+            actual_order_id: String::new(),
+            ia: ia.into(),
+        };
         let mut d = AlgoDedupe::default();
-        assert!(d.first_time(key("NEW")));
-        assert!(!d.first_time(key("NEW")));
-        assert!(d.first_time(key("TRIGGERED")));
+        assert_eq!(d.verdict(key(1, "NEW", "")), AlgoVerdict::Fresh);
+        assert_eq!(d.verdict(key(1, "NEW", "")), AlgoVerdict::Replay);
+        assert_eq!(d.verdict(key(1, "TRIGGERED", "")), AlgoVerdict::Fresh);
+        // A trailing stop: NEW ia:false, then NEW ia:true — one stop, not two.
+        assert_eq!(d.verdict(key(2, "NEW", "false")), AlgoVerdict::Fresh);
+        assert_eq!(d.verdict(key(2, "NEW", "true")), AlgoVerdict::SecondNew);
+        assert_eq!(d.verdict(key(2, "NEW", "true")), AlgoVerdict::Replay);
+        assert_eq!(d.verdict(key(2, "NEW", "false")), AlgoVerdict::Replay);
+        assert_eq!(d.verdict(key(2, "TRIGGERING", "true")), AlgoVerdict::Fresh);
+        // Only the second NEW arrived (the first was lost in a reconnect): it is the stop.
+        assert_eq!(d.verdict(key(3, "NEW", "true")), AlgoVerdict::Fresh);
     }
 }

@@ -36,6 +36,7 @@ impl TradingCore {
                     ) {
                         tracing::info!(symbol = %stop.symbol, trigger = %stop.trigger_price, status = ?stop.status,
                             "protective stop triggered on the exchange");
+                        self.note_fired_stop(&stop, now);
                         // Its execution is looked up once the symbol is idle: the journal gets it
                         // even when the fill's own event is lost.
                         self.stop_lookups.entry(stop.symbol.clone()).or_default().insert(stop.client_id.clone(), 0);

@@ -37,6 +37,9 @@ impl TradingCore {
         if !self.idle(symbol) || self.emergency_flatten {
             return;
         }
+        if self.settle_fired_stop(out, symbol, now) {
+            return;
+        }
         if self.needs_read.contains(symbol) {
             self.send(out, symbol, OrderRequest::ReadPosition, false, now);
             return;

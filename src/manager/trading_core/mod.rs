@@ -27,6 +27,7 @@ mod entries;
 mod exits;
 mod outcomes;
 mod protection;
+mod stuck_stops;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -97,6 +98,8 @@ pub struct TradingCore {
     unknown_closes: BTreeMap<String, (ManagedPosition, Decimal, ExitReason)>,
     pending_entries: BTreeMap<RequestId, (EntryPlan, u32)>,
     awaiting_stop: BTreeMap<String, AwaitingStop>,
+    /// Protective stops seen firing while their position was open (see `stuck_stops`).
+    fired_stops: BTreeMap<String, stuck_stops::FiredStop>,
     needs_read: BTreeSet<String>,
     /// Protective stops that may have executed without us seeing the fill: looked up by
     /// client id so the journal records their execution.
@@ -150,6 +153,7 @@ impl TradingCore {
             unknown_closes: BTreeMap::new(),
             pending_entries: BTreeMap::new(),
             awaiting_stop: BTreeMap::new(),
+            fired_stops: BTreeMap::new(),
             needs_read: BTreeSet::new(),
             stop_lookups: BTreeMap::new(),
             lookup_attempts: BTreeMap::new(),

@@ -19,7 +19,11 @@ impl TradingCore {
     /// The stop the exchange should hold for `symbol`, and the repairs to get there (idle
     /// symbols only: a stop is never resized while a close is in flight).
     pub(super) fn protect_symbol(&mut self, out: &mut Vec<Action>, symbol: &str, now: TimestampMs) {
-        if !self.idle(symbol) || self.awaiting_stop.contains_key(symbol) || self.needs_read.contains(symbol) {
+        if !self.idle(symbol)
+            || self.awaiting_stop.contains_key(symbol)
+            || self.needs_read.contains(symbol)
+            || self.stop_firing(symbol, now)
+        {
             return;
         }
         let held: Vec<HeldPosition> = self

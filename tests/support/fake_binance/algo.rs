@@ -215,8 +215,14 @@ pub fn place_algo(st: &mut State, req: NewAlgo) -> ApiResult<i64> {
     algo.create_time = now;
     algo.update_time = now;
     let id = algo.algo_id;
+    let activated = algo.trailing_extreme.is_some();
     st.algo_orders.insert(id, algo);
     emit_algo_update(st, id);
+    if trailing && activated {
+        // Since 2026-08 a trailing stop reports NEW twice: `ia:false`, then `ia:true` once it
+        // is activated (here at once: no activatePrice).
+        emit_algo_update(st, id);
+    }
     Ok(id)
 }
 
@@ -255,6 +261,10 @@ pub(super) fn trigger_algo(st: &mut State, algo_id: i64) {
         x.update_time = now;
     }
     emit_algo_update(st, algo_id);
+    if st.stuck_triggers.contains(&a.symbol) {
+        // The fault: marked triggering, no order ever reaches the matching engine.
+        return;
+    }
     let closable = reducible(st, &a.symbol, &a.side, &a.position_side);
     let reducing = a.close_position || is_closing(&a.side, &a.position_side, a.reduce_only);
     let qty = if a.close_position {

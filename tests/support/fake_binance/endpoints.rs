@@ -73,6 +73,21 @@ pub fn execute(st: &mut State, method: &Method, path: &str, p: &Params) -> ApiRe
             None => Ok(Value::Array(st.markets.values().map(brackets_json).collect())),
         },
         ("GET", "/fapi/v1/apiTradingStatus") => api_trading_status(st, p),
+        ("GET", "/sapi/v1/account/apiRestrictions") => Ok(st.api_restrictions.clone()),
+        ("GET", "/fapi/v1/fundingInfo") => Ok(Value::Array(
+            st.funding_info
+                .iter()
+                .map(|(sym, (hours, cap, floor))| {
+                    json!({
+                        "symbol": sym,
+                        "adjustedFundingRateCap": fmt_dec(*cap),
+                        "adjustedFundingRateFloor": fmt_dec(*floor),
+                        "fundingIntervalHours": hours,
+                        "disclaimer": false,
+                    })
+                })
+                .collect(),
+        )),
         ("GET", "/fapi/v1/positionSide/dual") => Ok(json!({ "dualSidePosition": st.hedge_mode })),
         ("POST", "/fapi/v1/positionSide/dual") => set_dual(st, p),
         ("POST", "/fapi/v1/marginType") => set_margin_type(st, p),
@@ -512,6 +527,17 @@ fn new_algo(st: &mut State, p: &Params) -> ApiResult<Value> {
     };
     if p.get("stopPrice").is_some() {
         return Err(ApiError::new(-1106, "Parameter 'stopPrice' sent when not required."));
+    }
+    // The legacy trailing parameter name (clients that shipped it broke): Binance does not
+    // read it.
+    if p.get("activationPrice").is_some() {
+        return Err(ApiError::new(
+            -1104,
+            "Not all sent parameters were read; read 'activatePrice' but was sent 'activationPrice'.",
+        ));
+    }
+    if req.order_type == "TRAILING_STOP_MARKET" && req.trigger_price.is_some() {
+        return Err(ApiError::new(-1106, "Parameter 'triggerPrice' sent when not required."));
     }
     let id = algo::place_algo(st, req)?;
     let a = st.algo_orders.get(&id).cloned().ok_or_else(|| ApiError::new(-1000, "order vanished"))?;

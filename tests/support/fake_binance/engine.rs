@@ -521,8 +521,15 @@ pub fn on_price_change(st: &mut State, symbol: &str) {
         .map(|a| (a.algo_id, working_price(st, a)))
         .collect();
     for (id, price) in working {
+        let mut activated = false;
         if let Some(a) = st.algo_orders.get_mut(&id) {
+            let before = a.trailing_extreme.is_some();
             track_trailing(a, price);
+            activated = !before && a.trailing_extreme.is_some();
+        }
+        if activated {
+            // The second NEW (`ia:true`) of a trailing stop reaching its activatePrice.
+            super::algo::emit_algo_update(st, id);
         }
     }
     let fired: Vec<i64> = st

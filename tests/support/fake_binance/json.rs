@@ -606,6 +606,12 @@ pub fn algo_update_event(st: &State, a: &AlgoOrder, event_time: i64) -> Value {
     {
         obj.insert("rm".into(), json!(a.reject_reason));
     }
+    if a.order_type == "TRAILING_STOP_MARKET"
+        && let Some(obj) = o.as_object_mut()
+    {
+        // `ia` (2026-08): whether the trailing stop is activated.
+        obj.insert("ia".into(), json!(a.trailing_extreme.is_some()));
+    }
     json!({ "e": "ALGO_UPDATE", "T": event_time, "E": event_time, "o": o })
 }
 

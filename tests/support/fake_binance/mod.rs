@@ -44,7 +44,10 @@
 //! symbolConfig,accountConfig,commissionRate,userTrades}`, `GET /fapi/v2|v3/{positionRisk,account,
 //! balance}`, `POST /fapi/v1/{positionSide/dual,marginType,leverage,order,algoOrder}`,
 //! `DELETE /fapi/v1/{order,allOpenOrders,algoOrder,algoOpenOrders}`.
-//! Key only: `POST/PUT/DELETE /fapi/v1/listenKey`. Anything else: 404 `{"code":-5000,..}`.
+//! Key only: `POST/PUT/DELETE /fapi/v1/listenKey`. Public: `GET /fapi/v1/fundingInfo` (symbols
+//! set with `set_funding_info`). Wallet API (the spot host, served on the same port): signed
+//! `GET /sapi/v1/account/apiRestrictions` (`set_api_restrictions`; default: a safe key).
+//! Anything else: 404 `{"code":-5000,..}`.
 //!
 //! # Binance behaviour enforced
 //! - Auth: missing key -2014 (401), wrong key -2015 (401), signature = HMAC-SHA256 over the raw
@@ -66,7 +69,9 @@
 //!   GET by orderId/origClientOrderId, unknown → -2013; DELETE unknown/closed → -2011.
 //! - Algo API: `algoType=CONDITIONAL`, STOP_MARKET/TAKE_PROFIT_MARKET/STOP/TAKE_PROFIT with
 //!   `triggerPrice`, TRAILING_STOP_MARKET with `callbackRate` (0.1–20 %) and optional
-//!   `activatePrice` (BUY below / SELL above the price, else -2021), `workingType` MARK_PRICE or CONTRACT_PRICE (default), `closePosition`
+//!   `activatePrice` (BUY below / SELL above the price, else -2021; the legacy `activationPrice`
+//!   → -1104, `triggerPrice` on a trailing stop → -1106; it reports NEW twice: `ia:false`, then
+//!   `ia:true` once activated), `workingType` MARK_PRICE or CONTRACT_PRICE (default), `closePosition`
 //!   (not with quantity -4137 or reduceOnly -1106), would trigger at once → -2021, more than
 //!   `max_algo_orders` open → -4045, duplicate clientAlgoId → -4116. No margin check before the
 //!   trigger. Algo orders are not in `openOrders` and `allOpenOrders` does not cancel them.
@@ -125,7 +130,8 @@
 //! `TimeoutAfterExecute{ms}`, `Hold{execute_first}` (the request waits — after executing, if
 //! asked — until `release_held_requests()`; `held_requests()` counts them: for kill -9 at an
 //! exact point of the order flow), `Latency{ms}`, `RateLimited{retry_after_secs}`, `Ban{secs}`,
-//! `InvalidTimestamp` (-1021, signed only), `InsufficientMargin` (-2019, non-reduce-only
+//! `set_trigger_never_fills(symbol, on)` (a triggered algo order stays TRIGGERING and never
+//! produces an order), `InvalidTimestamp` (-1021, signed only), `InsufficientMargin` (-2019, non-reduce-only
 //! orders only). Shorthands: `fail_next_orders_after_execute(n)`, `timeout_next(n, ms,
 //! executed)`, `rate_limit_next(n, secs)`, `ban_for(secs)`, `invalid_timestamp_next(n)`,
 //! `insufficient_margin_once()`, `latency_spike_next(n, ms)`, `set_latency_ms(ms)`,
@@ -545,6 +551,33 @@ impl FakeBinance {
     /// Turns liquidation on or off (off by default; see `FakeConfig::liquidation`).
     pub fn set_liquidation(&self, on: bool) {
         self.st().liquidation = on;
+    }
+
+    /// Replaces fields of the `apiRestrictions` answer (e.g. `{"enableWithdrawals": true}`);
+    /// the default is a safe key (futures, IP-restricted, no withdrawals).
+    pub fn set_api_restrictions(&self, fields: Value) {
+        let mut st = self.st();
+        if let (Some(obj), Some(new)) = (st.api_restrictions.as_object_mut(), fields.as_object()) {
+            for (k, v) in new {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    /// Fault: algo orders of `symbol` that trigger go TRIGGERING and never produce an order
+    /// (they stay TRIGGERING, uncancellable), as reported on Binance's demo environment.
+    pub fn set_trigger_never_fills(&self, symbol: &str, on: bool) {
+        let mut st = self.st();
+        if on {
+            st.stuck_triggers.insert(symbol.to_string());
+        } else {
+            st.stuck_triggers.remove(symbol);
+        }
+    }
+
+    /// Lists `symbol` in `GET /fapi/v1/fundingInfo` (only adjusted symbols are listed there).
+    pub fn set_funding_info(&self, symbol: &str, interval_hours: u32, cap: Decimal, floor: Decimal) {
+        self.st().funding_info.insert(symbol.to_string(), (interval_hours, cap, floor));
     }
 
     pub fn set_hedge_mode(&self, hedge: bool) {

@@ -269,6 +269,32 @@ pub struct State {
     pub ws_drop_interval_ms: Option<u64>,
     /// Liquidate positions whose margin falls to the maintenance margin.
     pub liquidation: bool,
+    /// The answer of `GET /sapi/v1/account/apiRestrictions` (spot host, Wallet API).
+    pub api_restrictions: Value,
+    /// Symbols whose algo orders, once triggered, stay TRIGGERING and never produce an order
+    /// (the 2026-10 demo-environment field report).
+    pub stuck_triggers: BTreeSet<String>,
+    /// `GET /fapi/v1/fundingInfo` rows: symbol → (interval hours, cap, floor).
+    pub funding_info: BTreeMap<String, (u32, Decimal, Decimal)>,
+}
+
+/// A well-kept key: reading and futures only, IP-restricted, no withdrawals.
+pub fn safe_api_restrictions() -> Value {
+    serde_json::json!({
+        "ipRestrict": true,
+        "createTime": 1_760_000_000_000_i64,
+        "enableReading": true,
+        "enableWithdrawals": false,
+        "enableInternalTransfer": false,
+        "enableMargin": false,
+        "enableFutures": true,
+        "permitsUniversalTransfer": false,
+        "enableVanillaOptions": false,
+        "enableFixApiTrade": false,
+        "enableFixReadOnly": false,
+        "enableSpotAndMarginTrading": false,
+        "enablePortfolioMarginTrading": false
+    })
 }
 
 impl State {
@@ -311,6 +337,9 @@ impl State {
             auto_klines: false,
             ws_drop_interval_ms: None,
             liquidation: cfg.liquidation,
+            api_restrictions: safe_api_restrictions(),
+            stuck_triggers: BTreeSet::new(),
+            funding_info: BTreeMap::new(),
             cfg,
         }
     }

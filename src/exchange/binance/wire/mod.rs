@@ -8,8 +8,10 @@
 //! orders, positions, balances and the trading status.
 
 mod account;
+mod wallet;
 
 pub use account::{account_balance, algo_order, algo_orders, locked_symbols, order, orders, positions};
+pub use wallet::api_restrictions;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -26,6 +28,22 @@ use crate::exchange::{
 
 /// Settlement asset of every symbol we trade.
 pub const QUOTE_ASSET: &str = "USDT";
+
+/// Contract types Binance documents (`TRADIFI_PERPETUAL`: TradFi perpetuals, 2025-12); others
+/// are logged once as unknown. Only `PERPETUAL` is traded.
+const KNOWN_CONTRACT_TYPES: [&str; 8] = [
+    "PERPETUAL",
+    "CURRENT_MONTH",
+    "NEXT_MONTH",
+    "CURRENT_QUARTER",
+    "NEXT_QUARTER",
+    "PERPETUAL_DELIVERING",
+    "TRADIFI_PERPETUAL",
+    "",
+];
+/// Symbol statuses Binance documents; only `TRADING` is traded.
+const KNOWN_SYMBOL_STATUSES: [&str; 8] =
+    ["PENDING_TRADING", "TRADING", "PRE_DELIVERING", "DELIVERING", "DELIVERED", "PRE_SETTLE", "SETTLING", "CLOSE"];
 
 /// Key of the account-wide entry in `apiTradingStatus`; when it is locked, nothing may trade.
 pub const ACCOUNT_LOCK_KEY: &str = "ACCOUNT";
@@ -121,10 +139,27 @@ pub fn side(s: &str) -> ExResult<Side> {
     }
 }
 
-/// Order status; `EXPIRED_IN_MATCH` (self-trade prevention) counts as expired.
+/// Notes an enum value this build does not know (Binance adds them: TradFi contract types,
+/// new statuses): logged once per kind and value for the life of the process, then silent.
+/// The value is kept as "other" by the caller and never traded on.
+pub fn unknown_value(kind: &str, value: &str) {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
+    let key = format!("{kind}={}", clip(value));
+    let first = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .map(|mut seen| if seen.len() < 1024 { seen.insert(key) } else { false })
+        .unwrap_or(false);
+    if first {
+        tracing::warn!(kind, value = %clip(value), "unknown enum value from Binance kept as \"other\" (never traded); logged once");
+    }
+}
+
+/// Order status; `EXPIRED_IN_MATCH` (self-trade prevention) counts as expired; a status this
+/// build does not know is [`OrderStatus::Other`] (logged once).
 ///
 /// # Errors
-/// [`ExchangeError::Decode`] for an unknown status.
+/// None today; kept fallible for the callers' uniformity.
 pub fn order_status(s: &str) -> ExResult<OrderStatus> {
     Ok(match s {
         // NEW_ADL / NEW_INSURANCE: liquidation orders (ADL, insurance fund) as they open.
@@ -134,15 +169,19 @@ pub fn order_status(s: &str) -> ExResult<OrderStatus> {
         "CANCELED" => OrderStatus::Canceled,
         "EXPIRED" | "EXPIRED_IN_MATCH" => OrderStatus::Expired,
         "REJECTED" => OrderStatus::Rejected,
-        other => return Err(ExchangeError::decode(format!("unknown order status `{}`", clip(other)))),
+        other => {
+            unknown_value("order status", other);
+            OrderStatus::Other
+        }
     })
 }
 
 /// Algo (conditional) order status. `TRIGGERING` is reported as triggered: the stop no longer
-/// rests, its market order is on the way.
+/// rests, its market order is on the way. A status this build does not know is
+/// [`StopStatus::Other`] (logged once): not resting, so never counted as protection.
 ///
 /// # Errors
-/// [`ExchangeError::Decode`] for an unknown status.
+/// None today; kept fallible for the callers' uniformity.
 pub fn stop_status(s: &str) -> ExResult<StopStatus> {
     Ok(match s {
         "NEW" => StopStatus::New,
@@ -151,7 +190,10 @@ pub fn stop_status(s: &str) -> ExResult<StopStatus> {
         "CANCELED" | "CANCELLED" => StopStatus::Canceled,
         "EXPIRED" => StopStatus::Expired,
         "REJECTED" => StopStatus::Rejected,
-        other => return Err(ExchangeError::decode(format!("unknown algo status `{}`", clip(other)))),
+        other => {
+            unknown_value("algo status", other);
+            StopStatus::Other
+        }
     })
 }
 
@@ -352,6 +394,15 @@ pub fn exchange_info(bytes: &[u8]) -> ExResult<ExchangeInfo> {
     let mut symbols = Vec::new();
     let mut skipped = Vec::new();
     for s in &w.symbols {
+        if !KNOWN_CONTRACT_TYPES.contains(&s.contract_type.as_str()) {
+            unknown_value("contractType", &s.contract_type);
+        }
+        if !KNOWN_SYMBOL_STATUSES.contains(&s.status.as_str()) {
+            unknown_value("symbol status", &s.status);
+        }
+        // Only USDT-quoted PERPETUAL contracts that are TRADING: TradFi perpetuals
+        // (TRADIFI_PERPETUAL, with trading schedules), delivery contracts and anything newer
+        // are never traded.
         if s.contract_type != "PERPETUAL" || s.status != "TRADING" || s.quote_asset != QUOTE_ASSET {
             continue;
         }
