@@ -109,3 +109,33 @@ fn report_is_self_contained_and_holds_the_equity_series() {
     assert_eq!(data.len(), engine.equity.len());
     assert_eq!(data[0][0].as_i64().unwrap(), engine.equity[0].time);
 }
+
+/// A symbol that `funding-info.json` lists with a 4 h interval pays funding twice as often as
+/// at the default 8 h: the backtest follows the symbol's own schedule.
+#[test]
+fn funding_follows_the_symbols_own_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    for tf in ["15m", "1h", "4h"] {
+        let name = format!("SOLUSDT-{tf}.csv.gz");
+        std::fs::copy(sample().join(&name), dir.path().join(&name)).unwrap();
+    }
+    let settings = Settings::defaults().unwrap();
+    let run_in = |d: &Path| {
+        let opts = BacktestOptions { data_dir: d.to_path_buf(), symbols: vec![], from: Some(FROM), to: Some(TO) };
+        let mut p = backtest::prepare(&settings, &opts).unwrap();
+        backtest::run_feed(&mut p.feed, &mut p.engine, &mut |_| {}).unwrap();
+        p.engine
+    };
+    let eight = run_in(dir.path());
+    std::fs::write(
+        dir.path().join("funding-info.json"),
+        r#"[{"symbol":"SOLUSDT","adjustedFundingRateCap":"0.02","adjustedFundingRateFloor":"-0.02","fundingIntervalHours":4,"disclaimer":false}]"#,
+    )
+    .unwrap();
+    let four = run_in(dir.path());
+    assert!(eight.stats.funding_events > 10, "{}", eight.stats.funding_events);
+    // The same trades (funding moves no decision here) hold positions over twice the settlements.
+    assert_eq!(eight.account().trades.len(), four.account().trades.len());
+    let ratio = four.stats.funding_events as f64 / eight.stats.funding_events as f64;
+    assert!((1.7..=2.3).contains(&ratio), "{} vs {}", four.stats.funding_events, eight.stats.funding_events);
+}

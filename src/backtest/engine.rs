@@ -10,9 +10,10 @@
 //!    rule: stops, take-profits, trailing stops, liquidation, the emergency rule at every
 //!    price); then the symbol's rolling 24 h window and its analyzer take the candle (all
 //!    timeframes);
-//! 2. at 00/08/16 UTC funding is settled on open positions (the symbol's funding file if it
-//!    has a rate for that settlement, else `backtest.flat_funding_rate_pct`), marked at the
-//!    last 15m close;
+//! 2. at each of a symbol's funding times (every 8 h from 00:00 UTC, or the interval
+//!    `funding-info.json` gives it: 4 h, 1 h ...) funding is settled on its open position (the
+//!    symbol's funding file if it has a rate for that settlement, else
+//!    `backtest.flat_funding_rate_pct`), marked at the last 15m close;
 //! 3. the core's monitor tick runs (emergency rule, stop audit, periodic full read);
 //! 4. the scanner runs when `scanner.interval_secs` have passed since the last scan. Tickers
 //!    only change when 15m candles close, so scans are aligned to 15m closes: with the default
@@ -58,6 +59,8 @@ pub struct SymbolSpec {
     pub rules: SymbolRules,
     /// Real funding rates, if a funding file exists.
     pub funding: Option<FundingSource>,
+    /// Funding interval in ms (`fundingInfo`; 8 h for symbols it does not list).
+    pub funding_interval_ms: i64,
 }
 
 /// Rolling window of the last 96 15m candles for the 24 h ticker.
@@ -143,6 +146,7 @@ struct SymbolState {
     price_scale: u32,
     closed_in_batch: bool,
     funding: Option<FundingSource>,
+    funding_interval_ms: i64,
     ticker: Ticker,
 }
 
@@ -252,6 +256,7 @@ impl Engine {
                 window: TickerWindow::new(),
                 closed_in_batch: false,
                 funding: s.funding,
+                funding_interval_ms: s.funding_interval_ms.max(3_600_000),
             });
         }
         Ok(Engine {
@@ -335,7 +340,7 @@ impl Engine {
             return Ok(());
         }
         self.last_now = Some(now);
-        if sim::is_funding_time(now) && self.market.open_count() > 0 {
+        if self.market.open_count() > 0 {
             self.settle_funding(now)?;
         }
         self.market.tick(now);
@@ -358,7 +363,7 @@ impl Engine {
 
     fn settle_funding(&mut self, now: TimestampMs) -> Result<(), BacktestError> {
         for s in &mut self.symbols {
-            if !self.market.holds(&s.name) {
+            if now.rem_euclid(s.funding_interval_ms) != 0 || !self.market.holds(&s.name) {
                 continue;
             }
             let file_rate = match s.funding.as_mut() {

@@ -119,6 +119,8 @@ pub fn prepare(settings: &Settings, opts: &BacktestOptions) -> Result<Prepared, 
             feed.add(i, tf, Box::new(FileCandleSource::open(&path, counter.clone())?))?;
         }
     }
+    let intervals = crate::data::funding::FundingIntervals::load(dir)
+        .map_err(|e| BacktestError::Setup(format!("funding intervals: {e}")))?;
     let mut specs = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let first_price = feed.next_m15(i).map(|c| c.open).unwrap_or(1.0);
@@ -126,7 +128,12 @@ pub fn prepare(settings: &Settings, opts: &BacktestOptions) -> Result<Prepared, 
             Some(p) => Some(feed::FundingSource::open(&p)?),
             None => None,
         };
-        specs.push(SymbolSpec { name: name.clone(), rules: symbols::rules_for(name, first_price), funding });
+        specs.push(SymbolSpec {
+            name: name.clone(),
+            rules: symbols::rules_for(name, first_price),
+            funding,
+            funding_interval_ms: intervals.interval_ms(name),
+        });
     }
     let trade_from = opts.from.or_else(|| feed.peek_close_time().map(|t| t + 1)).unwrap_or(0);
     let engine = Engine::new(settings, specs, trade_from)?;
@@ -164,6 +171,7 @@ pub fn prepare_in_memory(
             name: d.symbol.clone(),
             rules: symbols::rules_for(&d.symbol, first_price),
             funding: None,
+            funding_interval_ms: sim::FUNDING_INTERVAL_MS,
         });
     }
     let trade_from = from.or_else(|| feed.peek_close_time().map(|t| t + 1)).unwrap_or(0);
