@@ -66,6 +66,7 @@ fn plan(direction: Direction, stop_distance: Decimal, leverage: u32) -> EntryPla
         qty: dec!(10),
         notional: dec!(1000),
         stop_distance,
+        max_notional: None,
         high_volatility: false,
     }
 }
@@ -335,4 +336,33 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn a_fill_above_the_notional_cap_is_trimmed_back_under_it_once_the_stop_rests() {
+    // 0.5 % slippage: 10 at 100 fill at 100.5, a notional of 1 005 against a 1 000 cap.
+    let mut m = setup(0.5);
+    let mut p = plan(Direction::Long, dec!(2), 5);
+    p.max_notional = Some(dec!(1000));
+    m.enter_plan(p, dec!(100), T0);
+    let pos = m.book().position(SYM, T0).unwrap();
+    assert_eq!(pos.entry_price, dec!(100.5));
+    // floor(1000 / 100.5) to the 0.001 step = 9.950: 0.050 closed, reduce-only.
+    assert_eq!(pos.qty, dec!(9.950));
+    assert!(pos.qty * pos.entry_price <= dec!(1000));
+    let stops = m.book().open_stops();
+    assert_eq!(stops.len(), 1, "the stop was resized, not doubled");
+    assert_eq!(stops[0].qty, dec!(9.950));
+    let tracked = m.core().manager().position(SYM).unwrap();
+    assert_eq!(tracked.ladder.remaining_qty, dec!(9.950));
+    assert_eq!(tracked.position.partial_exits.len(), 1);
+    assert_eq!(tracked.position.partial_exits[0].reason, "notional_trim");
+    assert_eq!(tracked.position.partial_exits[0].qty, dec!(0.050));
+    // Without a cap (or under it) nothing is trimmed.
+    let mut m = setup(0.5);
+    let mut p = plan(Direction::Long, dec!(2), 5);
+    p.max_notional = Some(dec!(1005));
+    m.enter_plan(p, dec!(100), T0);
+    assert_eq!(m.book().position(SYM, T0).unwrap().qty, dec!(10));
+    assert!(m.core().manager().position(SYM).unwrap().position.partial_exits.is_empty());
 }

@@ -1424,3 +1424,47 @@ fn regression_persistent_refusals_wait_for_the_next_tick() {
     // The exchange answers again: one tick repairs everything.
     h.settle().unwrap();
 }
+
+/// A trailing stop's move answered "would trigger immediately" (-2021) after the old stop
+/// filled on the exchange, its fill event lost and the exchange already reporting flat: the
+/// core must not close at market what the exchange no longer holds; it reads the position.
+#[test]
+fn regression_immediate_trigger_after_the_stop_filled_unseen_reads_first() {
+    let start = [
+        StartPos { long: true, entry_cents: 2153, qty_milli: 100, stage: 2, stop: 1 },
+        StartPos { long: true, entry_cents: 1000, qty_milli: 100, stage: 2, stop: 0 },
+    ];
+    let n = Plan { fault: Fault::None, exec_at_send: false };
+    let plans = vec![
+        n,
+        Plan { fault: Fault::Unknown { executed: true }, exec_at_send: false },
+        Plan { fault: Fault::Partial(10), exec_at_send: false },
+        n,
+        n,
+        n,
+        n,
+        n,
+        Plan { fault: Fault::Refuse, exec_at_send: false },
+        Plan { fault: Fault::Partial(10), exec_at_send: false },
+        n,
+        n,
+        Plan { fault: Fault::Refuse, exec_at_send: false },
+    ];
+    let events = [
+        Ev::Price { sym: 1, bp: 45 },
+        Ev::Price { sym: 1, bp: 64 },
+        Ev::Price { sym: 0, bp: 0 },
+        Ev::Price { sym: 0, bp: 0 },
+        Ev::Settle,
+        Ev::Price { sym: 0, bp: 120 },
+        Ev::Price { sym: 0, bp: 0 },
+        Ev::Deliver { pick: 0 },
+        Ev::Price { sym: 1, bp: 5 },
+        Ev::Account { n: 1 },
+        Ev::Price { sym: 1, bp: -121 },
+        Ev::Account { n: 2 },
+        Ev::Account { n: 1 },
+        Ev::Tick,
+    ];
+    run(&start, 300, plans, vec![true, false, false, false], &events).unwrap();
+}

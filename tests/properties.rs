@@ -1123,6 +1123,7 @@ proptest! {
             qty,
             notional: qty * entry,
             stop_distance: (entry - plan_stop).abs(),
+            max_notional: None,
             high_volatility: false,
         };
         let mut pm = PositionManager::new(&settings, 0, decimal(10_000, 0)).unwrap();
@@ -1990,6 +1991,7 @@ fn capped_btcusdt_short_filled_below_its_entry_keeps_the_stop_within_three_perce
         qty: decimal(25, 3),
         notional: decimal(2500, 0),
         stop_distance: decimal(3000, 0),
+        max_notional: None,
         high_volatility: false,
     };
     let mut pm = PositionManager::new(&s, 0, decimal(10_000, 0)).unwrap();

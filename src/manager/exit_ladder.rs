@@ -31,6 +31,8 @@ pub enum ExitReason {
     Emergency,
     Liquidation,
     EndOfData,
+    /// The part of a fill above the notional cap, closed at once.
+    NotionalTrim,
 }
 
 impl ExitReason {
@@ -43,6 +45,7 @@ impl ExitReason {
             ExitReason::Emergency => "emergency",
             ExitReason::Liquidation => "liquidation",
             ExitReason::EndOfData => "end_of_data",
+            ExitReason::NotionalTrim => "notional_trim",
         }
     }
 
@@ -56,6 +59,7 @@ impl ExitReason {
             ExitReason::Emergency,
             ExitReason::Liquidation,
             ExitReason::EndOfData,
+            ExitReason::NotionalTrim,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

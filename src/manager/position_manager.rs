@@ -42,6 +42,9 @@ pub struct EntryPlan {
     pub notional: Decimal,
     /// Distance from entry to the stop, kept when the fill price differs from the signal's.
     pub stop_distance: Decimal,
+    /// The notional the position may reach at its fill (`None`: no cap); a fill worse than
+    /// the reference price that takes it over is trimmed back under it.
+    pub max_notional: Option<Decimal>,
     pub high_volatility: bool,
 }
 
@@ -343,6 +346,7 @@ impl PositionManager {
             qty: sizing.qty,
             notional: sizing.notional,
             stop_distance,
+            max_notional: Some(sizing.max_notional),
             high_volatility: high_vol,
         });
         decision

@@ -46,6 +46,8 @@ pub struct Sizing {
     pub risk_amount: Decimal,
     /// The notional cap (or the market max quantity) was binding.
     pub capped: bool,
+    /// The notional cap: `equity × max_notional_pct`.
+    pub max_notional: Decimal,
 }
 
 /// Why no order is sized.
@@ -101,7 +103,8 @@ pub fn size_position(
         decimal_from_f64(tier.max_notional_pct).ok_or(SizingSkip::InvalidInput("max_notional_pct"))? / hundred;
     let overflow = SizingSkip::InvalidInput("numbers out of range");
     let risk_qty = equity.checked_mul(risk_frac).and_then(|r| r.checked_div(risk_per_unit)).ok_or(overflow.clone())?;
-    let cap_qty = equity.checked_mul(cap_frac).and_then(|c| c.checked_div(entry)).ok_or(overflow.clone())?;
+    let max_notional = equity.checked_mul(cap_frac).ok_or(overflow.clone())?;
+    let cap_qty = max_notional.checked_div(entry).ok_or(overflow.clone())?;
     let mut qty = risk_qty.min(cap_qty);
     let mut capped = cap_qty < risk_qty;
     let max_qty = filters.market_max_qty();
@@ -119,7 +122,7 @@ pub fn size_position(
         return Err(SizingSkip::BelowMinNotional { notional, min_notional: filters.min_notional });
     }
     let risk_amount = qty.checked_mul(risk_per_unit).ok_or(overflow)?;
-    Ok(Sizing { qty, notional, risk_amount, capped })
+    Ok(Sizing { qty, notional, risk_amount, capped, max_notional })
 }
 
 #[cfg(test)]

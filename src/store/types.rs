@@ -26,6 +26,8 @@ pub enum OrderIntent {
     AdoptedBeyondStop,
     /// A close of the whole position asked for by the operator or at the end of a backtest.
     ForceExit,
+    /// The part of an entry's fill above the notional cap.
+    NotionalTrim,
     /// Not sent by us (a manual order or a liquidation seen on the account).
     External,
 }
@@ -44,6 +46,7 @@ impl OrderIntent {
             OrderIntent::StopImmediate => "stop_immediate",
             OrderIntent::AdoptedBeyondStop => "adopted_beyond_stop",
             OrderIntent::ForceExit => "force_exit",
+            OrderIntent::NotionalTrim => "notional_trim",
             OrderIntent::External => "external",
         }
     }
@@ -53,7 +56,7 @@ impl OrderIntent {
     /// # Errors
     /// [`StoreError::Corrupt`] for an unknown name.
     pub fn parse(s: &str) -> Result<Self, StoreError> {
-        const ALL: [OrderIntent; 12] = [
+        const ALL: [OrderIntent; 13] = [
             OrderIntent::Entry,
             OrderIntent::TakeProfit1,
             OrderIntent::TakeProfit2,
@@ -65,6 +68,7 @@ impl OrderIntent {
             OrderIntent::StopImmediate,
             OrderIntent::AdoptedBeyondStop,
             OrderIntent::ForceExit,
+            OrderIntent::NotionalTrim,
             OrderIntent::External,
         ];
         ALL.into_iter()

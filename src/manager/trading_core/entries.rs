@@ -6,6 +6,7 @@ use crate::config::MarginType as ConfigMarginType;
 use crate::core::models::{TimestampMs, decimal_from_f64};
 use crate::exchange::{ExchangeError, MarginType, MarketOrderRequest, OrderReport};
 use crate::manager::commands::{Action, OrderRequest, Record, RequestId};
+use crate::manager::exit_ladder::ExitReason;
 use crate::manager::position_manager::{Analysis, EntryPlan};
 use crate::manager::records;
 use crate::manager::risk_checks::PortfolioSnapshot;
@@ -138,6 +139,17 @@ impl TradingCore {
                 if let Some(mp) = self.pm.position(symbol) {
                     out.push(Action::Journal(Record::PositionOpened { position: mp.position.clone(), adopted: false }));
                 }
+                // A fill worse than the reference price may take the notional over its cap:
+                // the excess (whole steps) is closed once the stop protects the full size.
+                if let Some(cap) = plan.max_notional.filter(|_| report.avg_price > Decimal::ZERO) {
+                    let keep = filters.floor_market_qty(cap / report.avg_price);
+                    let trim = report.executed_qty - keep;
+                    if trim > Decimal::ZERO && keep >= filters.market_min_qty() {
+                        tracing::warn!(%symbol, filled = %report.executed_qty, %keep, %cap, price = %report.avg_price,
+                            "fill above the notional cap; the excess will be closed");
+                        self.pending_trims.insert(symbol.to_string(), trim);
+                    }
+                }
                 // The protective stop goes out at once.
                 self.protect_symbol(out, symbol, now);
             }
@@ -156,6 +168,29 @@ impl TradingCore {
                 self.step_symbol(out, symbol, now);
             }
         }
+    }
+
+    /// Closes the part of a fill above the notional cap, once the stop covers the whole
+    /// position; true when the close was sent.
+    pub(super) fn trim_excess(&mut self, out: &mut Vec<Action>, symbol: &str, now: TimestampMs) -> bool {
+        let Some(remaining) = self.pm.position(symbol).map(|m| m.ladder.remaining_qty) else {
+            self.pending_trims.remove(symbol);
+            return false;
+        };
+        let covered: Decimal = self.stops.values().filter(|s| s.symbol == symbol).map(|s| s.qty).sum();
+        if covered < remaining {
+            return false;
+        }
+        let Some(trim) = self.pending_trims.remove(symbol) else { return false };
+        let Some(before) = self.pm.position(symbol).cloned() else { return false };
+        let take = self.pm.reduce_remaining(symbol, trim.min(remaining));
+        if take <= Decimal::ZERO {
+            return false;
+        }
+        self.journal_position(out, symbol);
+        self.before_close.insert(symbol.to_string(), before);
+        self.send_close(out, symbol, take, ExitReason::NotionalTrim, OrderIntent::NotionalTrim, false, now);
+        true
     }
 
     /// Fees of our order `cid` seen on the account stream so far; later fills are added to

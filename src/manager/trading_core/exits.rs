@@ -37,11 +37,12 @@ impl TradingCore {
         if !self.idle(symbol) || self.emergency_flatten {
             return;
         }
-        if self.settle_fired_stop(out, symbol, now) {
-            return;
-        }
         if self.needs_read.contains(symbol) {
             self.send(out, symbol, OrderRequest::ReadPosition, false, now);
+            return;
+        }
+        // A stop that fired without closing its position (after the read above, if one was due).
+        if self.settle_fired_stop(out, symbol, now) {
             return;
         }
         if let Some(ids) = self.stop_lookups.get_mut(symbol)
@@ -52,6 +53,9 @@ impl TradingCore {
                 self.stop_lookups.remove(symbol);
             }
             self.send(out, symbol, OrderRequest::LookupOrder { client_order_id }, false, now);
+            return;
+        }
+        if self.pending_trims.contains_key(symbol) && self.trim_excess(out, symbol, now) {
             return;
         }
         if let Some(&(price, at)) = self.marks.get(symbol)
@@ -259,6 +263,7 @@ impl TradingCore {
         }));
         self.awaiting_stop.remove(&t.symbol);
         self.before_close.remove(&t.symbol);
+        self.pending_trims.remove(&t.symbol);
         if let Some(log) = self.closed_log.as_mut() {
             log.push(t.clone());
         }

@@ -97,6 +97,8 @@ pub struct TradingCore {
     /// the quantity and the level. The read that follows decides whether they executed.
     unknown_closes: BTreeMap<String, (ManagedPosition, Decimal, ExitReason)>,
     pending_entries: BTreeMap<RequestId, (EntryPlan, u32)>,
+    /// Quantities to close because an entry filled above its notional cap.
+    pending_trims: BTreeMap<String, Decimal>,
     awaiting_stop: BTreeMap<String, AwaitingStop>,
     /// Protective stops seen firing while their position was open (see `stuck_stops`).
     fired_stops: BTreeMap<String, stuck_stops::FiredStop>,
@@ -131,6 +133,7 @@ fn intent_of(reason: ExitReason) -> OrderIntent {
         ExitReason::TakeProfit2 => OrderIntent::TakeProfit2,
         ExitReason::TrailingStop => OrderIntent::TrailingStop,
         ExitReason::StopLoss | ExitReason::Liquidation | ExitReason::EndOfData => OrderIntent::StopLoss,
+        ExitReason::NotionalTrim => OrderIntent::NotionalTrim,
         ExitReason::Emergency => OrderIntent::Emergency,
     }
 }
@@ -152,6 +155,7 @@ impl TradingCore {
             before_close: BTreeMap::new(),
             unknown_closes: BTreeMap::new(),
             pending_entries: BTreeMap::new(),
+            pending_trims: BTreeMap::new(),
             awaiting_stop: BTreeMap::new(),
             fired_stops: BTreeMap::new(),
             needs_read: BTreeSet::new(),

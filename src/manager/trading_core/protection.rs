@@ -97,6 +97,12 @@ impl TradingCore {
                 self.stops.insert(stop.algo_id, stop);
             }
             Err(e) if e.code() == Some(-2021) => {
+                if self.needs_read.contains(symbol) {
+                    // The exchange's position is uncertain (it reported a change, or a request
+                    // failed): read it first; the audit that follows decides.
+                    tracing::warn!(%symbol, "stop would trigger immediately; reading the exchange's position first");
+                    return;
+                }
                 tracing::warn!(%symbol, "stop would trigger immediately; closing at market");
                 let reason = if self.pm.position(symbol).is_some_and(|m| m.position.stage == LadderStage::Trailing) {
                     ExitReason::TrailingStop
