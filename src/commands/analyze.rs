@@ -39,11 +39,10 @@ pub fn execute(ctx: &Context, args: &AnalyzeArgs) -> Result<(), CliError> {
     if args.json {
         let text = serde_json::to_string_pretty(&report.to_json())
             .map_err(|e| CliError::Fatal(format!("cannot render JSON: {e}")))?;
-        println!("{text}");
+        crate::cli::print_out(&format!("{text}\n"))
     } else {
-        print!("{}", report.to_text());
+        crate::cli::print_out(&report.to_text())
     }
-    Ok(())
 }
 
 /// Parses `--at`: milliseconds since the epoch, `YYYY-MM-DD` (midnight UTC) or RFC 3339.

@@ -77,15 +77,14 @@ pub fn execute(ctx: &Context, args: &BacktestArgs) -> Result<(), CliError> {
     let engine = &prepared.engine;
     let symbols: Vec<String> = engine.symbol_names().map(str::to_string).collect();
     let m = metrics::compute(&symbols, &engine.account, &engine.equity, &engine.stats);
-    print!("{}", report::summary_text(&m));
+    crate::cli::print_out(&report::summary_text(&m))?;
     report::write_all(&out_dir, &m, &engine.equity, &engine.account.trades).map_err(to_cli)?;
-    println!(
-        "\nwrote {}, {} and {}",
+    crate::cli::print_out(&format!(
+        "\nwrote {}, {} and {}\n",
         out_dir.join("trades.csv").display(),
         out_dir.join("metrics.json").display(),
         out_dir.join("report.html").display()
-    );
-    Ok(())
+    ))
 }
 
 #[cfg(test)]

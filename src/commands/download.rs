@@ -45,10 +45,18 @@ pub fn execute(ctx: &Context, args: &DownloadArgs) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
     let reports = runtime.block_on(download(&client, &out, &symbols, &intervals, args.days))?;
+    let mut text = String::new();
     for r in &reports {
-        println!("{} {}: +{} candles, {} in {}", r.symbol, r.timeframe, r.added, r.total, r.path.display());
+        text.push_str(&format!(
+            "{} {}: +{} candles, {} in {}\n",
+            r.symbol,
+            r.timeframe,
+            r.added,
+            r.total,
+            r.path.display()
+        ));
     }
-    Ok(())
+    crate::cli::print_out(&text)
 }
 
 /// Upper-cased, de-duplicated symbols.
