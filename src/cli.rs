@@ -132,6 +132,13 @@ pub enum CliError {
     NotImplemented(&'static str),
 }
 
+impl From<crate::data::DataError> for CliError {
+    /// Bad data files are bad input (exit 2); a failing machine is not (exit 1).
+    fn from(e: crate::data::DataError) -> Self {
+        if e.is_bad_input() { CliError::Usage(e.to_string()) } else { CliError::Fatal(e.to_string()) }
+    }
+}
+
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
