@@ -158,16 +158,36 @@ fn closed_stdout_is_not_a_panic() {
 #[test]
 fn no_colour_codes_off_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let out = kinetic(
-        dir.path(),
-        &["--log-level", "debug", "run", "--dry-run"],
-        &[
-            ("KINETIC__EXCHANGE__REST_URL", "http://127.0.0.1:9"),
-            ("KINETIC__EXCHANGE__WS_URL", "ws://127.0.0.1:9"),
-            ("KINETIC__API__LISTEN", "127.0.0.1:0"),
-        ],
-    );
-    let err = stderr(&out);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kinetic"))
+        .args(["--log-level", "debug", "run", "--dry-run"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KINETIC__EXCHANGE__REST_URL", format!("http://127.0.0.1:{closed}"))
+        .env("KINETIC__EXCHANGE__WS_URL", format!("ws://127.0.0.1:{closed}"))
+        .env("KINETIC__API__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The daemon retries an unreachable exchange until stopped: stop it once it has said so.
+    let mut err = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        err.push_str(&line);
+        err.push('\n');
+        if line.contains("cannot reach the exchange") {
+            break;
+        }
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    for line in lines.map_while(Result::ok) {
+        err.push_str(&line);
+        err.push('\n');
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{err}");
     assert!(err.contains("starting"), "the daemon logged: {err}");
     assert!(!err.contains('\u{1b}'), "colour codes in redirected output: {err:?}");
 }

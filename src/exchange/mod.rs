@@ -15,6 +15,7 @@
 //! - Errors keep the exchange's code and message; nothing panics on bad input.
 
 pub mod binance;
+pub mod diagnosis;
 pub mod paper;
 
 use std::collections::BTreeSet;
