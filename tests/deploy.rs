@@ -223,10 +223,18 @@ fn one_shot_server(status_line: &'static str) -> (u16, std::thread::JoinHandle<S
     let port = listener.local_addr().unwrap().port();
     let handle = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
+        // Read the whole request first: closing with unread bytes would reset the connection.
+        let mut request = Vec::new();
         let mut buf = [0u8; 1024];
-        let n = s.read(&mut buf).unwrap_or(0);
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
         let _ = s.write_all(format!("{status_line}\r\nContent-Length: 2\r\n\r\nok").as_bytes());
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        String::from_utf8_lossy(&request).into_owned()
     });
     (port, handle)
 }

@@ -96,7 +96,13 @@ fn key_and_secret_never_appear_in_any_output() {
         for stream in refusing.incoming() {
             let Ok(mut s) = stream else { continue };
             let mut buf = [0u8; 4096];
-            let _ = std::io::Read::read(&mut s, &mut buf);
+            let mut request = Vec::new();
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match std::io::Read::read(&mut s, &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
             let body = "{\"code\":-2015,\"msg\":\"Invalid API-key, IP, or permissions for action.\"}";
             let _ = std::io::Write::write_all(
                 &mut s,

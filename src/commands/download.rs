@@ -171,10 +171,13 @@ pub async fn download_series(
     };
     let mut added = 0usize;
     while from < now {
-        let page = client
-            .klines(symbol, tf, Some(from), None, KLINES_PAGE_LIMIT)
-            .await
-            .map_err(|e| fatal(format!("klines from {from}: {e}")))?;
+        let page = client.klines(symbol, tf, Some(from), None, KLINES_PAGE_LIMIT).await.map_err(|e| match e {
+            // The exchange does not list the symbol: bad input (exit 2), not a fault.
+            crate::exchange::ExchangeError::Api { code: -1121, .. } => {
+                CliError::Usage(format!("--symbols: {symbol} is not a symbol on the exchange ({e})"))
+            }
+            e => fatal(format!("klines from {from}: {e}")),
+        })?;
         let full_page = page.len() >= usize::from(KLINES_PAGE_LIMIT);
         let closed: Vec<Candle> = page
             .into_iter()
