@@ -3,6 +3,7 @@
 //! 0 clean, 2 bad config or arguments, 1 other fatal errors.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,8 +32,9 @@ pub struct Cli {
     /// Log output format.
     #[arg(long, global = true, value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
-    /// Log level or filter (e.g. `debug`, `kinetic=trace`); overrides RUST_LOG.
-    #[arg(long, global = true, value_name = "LEVEL")]
+    /// Log level (trace, debug, info, warn, error, off) or filter (e.g. `info,kinetic=trace`);
+    /// overrides RUST_LOG.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = telemetry::parse_log_level)]
     pub log_level: Option<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -134,6 +136,13 @@ pub enum CliError {
     NotImplemented(&'static str),
 }
 
+impl From<crate::data::DataError> for CliError {
+    /// Bad data files are bad input (exit 2); a failing machine is not (exit 1).
+    fn from(e: crate::data::DataError) -> Self {
+        if e.is_bad_input() { CliError::Usage(e.to_string()) } else { CliError::Fatal(e.to_string()) }
+    }
+}
+
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -168,9 +177,26 @@ pub fn main_entry() -> ExitCode {
     match run(cli, env) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            // A closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr().lock(), "error: {err}");
             ExitCode::from(err.exit_code())
         }
+    }
+}
+
+/// Writes command output to stdout. A reader that went away (`kinetic backtest | head`) is not
+/// an error: the rest of the output is dropped and the command carries on (files are still
+/// written, the exit code is unchanged).
+///
+/// # Errors
+/// [`CliError::Fatal`] for any other write failure (a full disk behind a redirect).
+pub fn print_out(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::Fatal(format!("cannot write to standard output: {e}")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -187,16 +213,14 @@ pub fn run(cli: Cli, env: HashMap<String, String>) -> Result<(), CliError> {
         Command::CheckConfig => {
             let text = config::render_effective(&ctx.settings, ctx.credentials.as_ref())
                 .map_err(|e| CliError::Fatal(format!("cannot render config: {e}")))?;
-            println!(
-                "# effective configuration (defaults < {} < environment)",
-                match &ctx.config_path {
-                    Some(p) => p.display().to_string(),
-                    None => "no --config file".to_string(),
-                }
-            );
-            print!("{text}");
-            println!("# configuration is valid");
-            Ok(())
+            let origin = match &ctx.config_path {
+                Some(p) => p.display().to_string(),
+                None => "no --config file".to_string(),
+            };
+            print_out(&format!(
+                "# effective configuration (defaults < {origin} < environment); valid as a --config file\n\
+                 {text}\n# configuration is valid\n"
+            ))
         }
         Command::Run(args) => {
             Settings::require_credentials(args.dry_run, ctx.credentials.as_ref())?;

@@ -162,8 +162,15 @@ fn json_at_an_earlier_time_uses_each_timeframes_last_closed_candle() {
     let out = kinetic(&["analyze", "solusdt", "--data", dir.to_str().unwrap(), "--json", "--at", "1777975620000"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), doc);
-    // An --at after the data ends is the same as no --at.
-    assert_eq!(analyze_json(&["--at", "2030-01-01"]), analyze_json(&[]));
+    // An --at after the data ends is refused, naming the range the data covers.
+    let out = kinetic(&["analyze", "SOLUSDT", "--data", dir.to_str().unwrap(), "--at", "2030-01-01"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--at 2030-01-01 00:00:00.000 UTC is after the end of the SOLUSDT data"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("covers 2026-04-23 08:00 UTC → 2026-05-06 16:00 UTC"), "{}", stderr(&out));
 }
 
 #[test]
@@ -182,22 +189,22 @@ fn table_output_shows_every_timeframe_and_component() {
 }
 
 #[test]
-fn missing_data_and_too_few_candles_exit_1_bad_arguments_exit_2() {
+fn missing_data_too_few_candles_and_bad_arguments_exit_2() {
     let dir = data_dir();
     let dir = dir.to_str().unwrap();
     let out = kinetic(&["analyze", "NOPEUSDT", "--data", dir, "--json"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no data file for NOPEUSDT 4h"), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
 
     // BTCUSDT has only a 15m file here.
     let out = kinetic(&["analyze", "BTCUSDT", "--data", dir]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("BTCUSDT 4h"), "{}", stderr(&out));
 
     // 16 closed 4h candles by 2026-04-26: too few for MACD's signal line.
     let out = kinetic(&["analyze", "SOLUSDT", "--data", dir, "--at", "2026-04-26"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("only 16 closed candles"), "{}", stderr(&out));
     assert!(stderr(&out).contains("at least 34"), "{}", stderr(&out));
 
@@ -213,6 +220,6 @@ fn missing_data_and_too_few_candles_exit_1_bad_arguments_exit_2() {
 fn default_data_folder_is_data_sample() {
     let empty = tempfile::tempdir().unwrap();
     let out = kinetic_in(empty.path(), &["analyze", "SOLUSDT"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("in data/sample"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("data/sample"), "{}", stderr(&out));
 }

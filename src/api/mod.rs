@@ -180,6 +180,9 @@ pub struct ApiState {
 /// own heartbeat, on the monotonic clock), a data stream, or the exchange.
 pub fn health(snapshot: &StatusSnapshot, liveness: &Liveness) -> Result<(), Vec<String>> {
     let mut reasons = Vec::new();
+    if let Some(problem) = liveness.startup_problem() {
+        reasons.push(format!("start-up retrying: {problem}"));
+    }
     let limit = std::time::Duration::from_millis(MONITOR_HEALTHY_WITHIN_MS.unsigned_abs());
     match liveness.since_beat() {
         None => reasons.push("position manager loop has not run yet".to_string()),

@@ -8,19 +8,16 @@
 //!
 //! Owns reading and ordering rows. It must not decide anything about trading.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use flate2::read::MultiGzDecoder;
-
 use crate::core::models::{Candle, Timeframe, TimestampMs};
-use crate::data::{DataError, HEADER, parse_row};
+use crate::data::{DataError, SeriesFiles, SeriesQuality, SeriesReader, open_file, parse_file_name};
 
 /// Anything that yields closed candles of one symbol and timeframe in ascending time.
 pub trait CandleSource {
@@ -31,97 +28,41 @@ pub trait CandleSource {
     fn next_candle(&mut self) -> Result<Option<Candle>, DataError>;
 }
 
-/// Counts the compressed bytes read, for the progress bar.
-struct CountingReader<R> {
-    inner: R,
-    counter: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.counter.set(self.counter.get() + n as u64);
-        Ok(n)
-    }
-}
-
-/// Opens a data file (plain or gzip, judged by the `.gz` extension) as a line reader, counting
-/// the bytes read from disk into `counter`.
-fn open_lines(path: &Path, counter: Rc<Cell<u64>>) -> Result<Box<dyn BufRead>, DataError> {
-    let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
-    let counted = CountingReader { inner: file, counter };
-    Ok(if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(BufReader::with_capacity(1 << 16, counted))))
-    } else {
-        Box::new(BufReader::with_capacity(1 << 16, counted))
-    })
-}
-
-/// A data file read row by row (DESIGN.md section 4 format).
+/// The files of one series (one file, or a Binance dump per month or day), read row by row.
 pub struct FileCandleSource {
-    reader: Box<dyn BufRead>,
-    path: PathBuf,
-    line: String,
-    line_no: usize,
-    last_open_time: Option<TimestampMs>,
+    reader: SeriesReader,
 }
 
 impl FileCandleSource {
-    /// Opens `path`; checks the header at the first read.
+    /// Opens one data file; the header (if any) is checked at the first read.
     ///
     /// # Errors
-    /// The file cannot be opened.
+    /// None today (files open lazily); kept fallible for callers.
     pub fn open(path: &Path, counter: Rc<Cell<u64>>) -> Result<Self, DataError> {
-        Ok(FileCandleSource {
-            reader: open_lines(path, counter)?,
-            path: path.to_path_buf(),
-            line: String::with_capacity(160),
-            line_no: 0,
-            last_open_time: None,
-        })
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let parsed = parse_file_name(&name);
+        let series = SeriesFiles {
+            symbol: parsed.as_ref().map_or_else(|| name.clone(), |p| p.symbol.clone()),
+            timeframe: parsed.map_or(Timeframe::M15, |p| p.timeframe),
+            files: vec![path.to_path_buf()],
+        };
+        Ok(Self::series(&series, counter))
     }
 
-    fn malformed(&self, reason: String) -> DataError {
-        DataError::Malformed { path: self.path.clone(), line: self.line_no, reason }
+    /// Reads every file of `series` in time order.
+    pub fn series(series: &SeriesFiles, counter: Rc<Cell<u64>>) -> Self {
+        FileCandleSource { reader: SeriesReader::new(series, counter) }
+    }
+
+    /// What the files held (range, gaps, duplicates), filled in as they are read.
+    pub fn quality(&self) -> Rc<RefCell<SeriesQuality>> {
+        self.reader.quality()
     }
 }
 
 impl CandleSource for FileCandleSource {
     fn next_candle(&mut self) -> Result<Option<Candle>, DataError> {
-        loop {
-            self.line.clear();
-            let n = self
-                .reader
-                .read_line(&mut self.line)
-                .map_err(|source| DataError::Io { path: self.path.clone(), source })?;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.line_no += 1;
-            let text = self.line.trim_end_matches(['\n', '\r']);
-            if text.is_empty() {
-                continue;
-            }
-            if self.line_no == 1 {
-                if text.trim_start_matches('\u{feff}') != HEADER {
-                    return Err(self.malformed(format!("expected header `{HEADER}`")));
-                }
-                continue;
-            }
-            let candle = match parse_row(text) {
-                Ok(c) => c,
-                Err(reason) => return Err(self.malformed(reason)),
-            };
-            if let Some(prev) = self.last_open_time
-                && candle.open_time <= prev
-            {
-                return Err(
-                    self.malformed(format!("open_time {} not after the previous row's {prev}", candle.open_time))
-                );
-            }
-            self.last_open_time = Some(candle.open_time);
-            return Ok(Some(candle));
-        }
+        self.reader.next_candle()
     }
 }
 
@@ -176,12 +117,14 @@ pub struct Feed {
     to: TimestampMs,
     /// Stream index of each symbol's 15m candles.
     m15: Vec<Option<usize>>,
+    /// Close time of the latest 15m candle handed out (any symbol).
+    last_m15_close: Option<TimestampMs>,
 }
 
 impl Feed {
     /// An empty feed for candles with open time in `[from, to)`.
     pub fn new(from: TimestampMs, to: TimestampMs) -> Self {
-        Feed { streams: Vec::new(), heap: BinaryHeap::new(), from, to, m15: Vec::new() }
+        Feed { streams: Vec::new(), heap: BinaryHeap::new(), from, to, m15: Vec::new(), last_m15_close: None }
     }
 
     /// Adds the stream of `symbol` (an index into the engine's symbol list) at `tf` and reads
@@ -245,7 +188,15 @@ impl Feed {
             return Ok(None);
         };
         self.refill(idx)?;
+        if tf == Timeframe::M15 {
+            self.last_m15_close = Some(candle.close_time);
+        }
         Ok(Some((symbol, tf, candle)))
+    }
+
+    /// Close time of the latest 15m candle handed out so far, of any symbol.
+    pub fn last_m15_close(&self) -> Option<TimestampMs> {
+        self.last_m15_close
     }
 
     /// The next (not yet handed out) 15m candle of `symbol`: the bar an entry decided now fills
@@ -275,7 +226,7 @@ impl FundingSource {
     /// The file cannot be opened or its first row is malformed.
     pub fn open(path: &Path) -> Result<Self, DataError> {
         let mut f = FundingSource {
-            reader: open_lines(path, Rc::new(Cell::new(0)))?,
+            reader: open_file(path, Rc::new(Cell::new(0)))?,
             path: path.to_path_buf(),
             line: String::new(),
             line_no: 0,
@@ -348,6 +299,7 @@ pub fn funding_path(dir: &Path, symbol: &str) -> Option<PathBuf> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::data::parse_row;
 
     fn c(open_time: i64, tf: Timeframe, px: f64) -> Candle {
         Candle {

@@ -25,14 +25,14 @@ pub mod report;
 pub mod sim;
 pub mod symbols;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::core::models::{Candle, Timeframe, TimestampMs};
-use crate::data::{self, DataError};
+use crate::data::{self, DataDir, SeriesFiles, SeriesQuality};
 
 pub use engine::{BacktestError, Engine, EquityPoint, RunStats, SymbolSpec};
 pub use feed::{CandleSource, Feed, FileCandleSource, MemorySource};
@@ -54,13 +54,18 @@ pub struct BacktestOptions {
     pub to: Option<TimestampMs>,
 }
 
-/// The symbols to replay: the requested ones (each must have all three files) or all
+/// The symbols to replay: the requested ones (each must have all three series) or all
 /// symbols that have them, sorted.
 ///
 /// # Errors
-/// A requested symbol lacks a file, no symbol is usable, or the folder cannot be read.
+/// A requested symbol lacks a series, no symbol is usable, or the folder cannot be read.
 pub fn select_symbols(dir: &Path, requested: &[String]) -> Result<Vec<String>, BacktestError> {
-    let has_all = |s: &str| Timeframe::STRATEGY.iter().all(|tf| data::candle_path(dir, s, *tf).is_some());
+    select_in(&DataDir::scan(dir)?, requested)
+}
+
+fn select_in(index: &DataDir, requested: &[String]) -> Result<Vec<String>, BacktestError> {
+    let dir = index.dir();
+    let has_all = |s: &str| Timeframe::STRATEGY.iter().all(|tf| index.has(s, *tf));
     if !requested.is_empty() {
         let mut out: Vec<String> = Vec::new();
         for s in requested {
@@ -69,8 +74,15 @@ pub fn select_symbols(dir: &Path, requested: &[String]) -> Result<Vec<String>, B
                 continue;
             }
             if !has_all(&s) {
+                let missing: Vec<String> = Timeframe::STRATEGY
+                    .iter()
+                    .filter(|tf| !index.has(&s, **tf))
+                    .map(|tf| format!("{s}-{tf}"))
+                    .collect();
                 return Err(BacktestError::Setup(format!(
-                    "{s}: need {s}-15m, {s}-1h and {s}-4h (.csv or .csv.gz) in {}",
+                    "{s}: no {} data in {} (need 15m, 1h and 4h as SYMBOL-INTERVAL.csv[.gz|.zip] or \
+                     SYMBOL-INTERVAL-YYYY-MM[-DD].csv[.gz|.zip])",
+                    missing.join(", "),
                     dir.display()
                 )));
             }
@@ -78,7 +90,7 @@ pub fn select_symbols(dir: &Path, requested: &[String]) -> Result<Vec<String>, B
         }
         return Ok(out);
     }
-    let out: Vec<String> = data::symbols_in(dir, Timeframe::M15)?.into_iter().filter(|s| has_all(s)).collect();
+    let out: Vec<String> = index.symbols(Timeframe::M15).into_iter().filter(|s| has_all(s)).collect();
     if out.is_empty() {
         return Err(BacktestError::Setup(format!("no symbol with 15m, 1h and 4h data files in {}", dir.display())));
     }
@@ -92,39 +104,52 @@ pub struct Prepared {
     pub engine: Engine,
     pub bytes_read: Rc<Cell<u64>>,
     pub total_bytes: u64,
+    /// What each series' files held (range, gaps, duplicates), complete after the run.
+    pub data_quality: Vec<Rc<RefCell<SeriesQuality>>>,
+    /// The series replayed, for messages about the range they cover.
+    pub series: Vec<SeriesFiles>,
 }
 
 /// Opens every file of `opts` and builds the engine.
 ///
 /// # Errors
-/// Missing or unreadable files, bad settings.
+/// Missing, conflicting or unreadable files; no 15m candle of a symbol in the window (the
+/// message names the range the data covers); bad settings.
 pub fn prepare(settings: &Settings, opts: &BacktestOptions) -> Result<Prepared, BacktestError> {
-    let dir = &opts.data_dir;
-    if !dir.is_dir() {
-        return Err(BacktestError::Setup(format!("data folder {} does not exist", dir.display())));
-    }
-    let names = select_symbols(dir, &opts.symbols)?;
+    let index = DataDir::scan(&opts.data_dir)?;
+    let names = select_in(&index, &opts.symbols)?;
     let load_from = opts.from.map(|f| f - WARMUP_MS).unwrap_or(i64::MIN);
     let mut feed = Feed::new(load_from, opts.to.unwrap_or(i64::MAX));
     let counter = Rc::new(Cell::new(0u64));
     let mut total_bytes = 0u64;
+    let mut data_quality = Vec::new();
+    let mut all_series = Vec::new();
     for (i, name) in names.iter().enumerate() {
         for tf in Timeframe::STRATEGY {
-            let path = data::candle_path(dir, name, tf).ok_or_else(|| DataError::Missing {
-                dir: dir.clone(),
-                symbol: name.clone(),
-                interval: tf.to_string(),
-            })?;
-            total_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            feed.add(i, tf, Box::new(FileCandleSource::open(&path, counter.clone())?))?;
+            let series = index.series(name, tf)?;
+            total_bytes += series.files.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum::<u64>();
+            let source = FileCandleSource::series(&series, counter.clone());
+            data_quality.push(source.quality());
+            feed.add(i, tf, Box::new(source))?;
+            all_series.push(series);
         }
     }
-    let intervals = crate::data::funding::FundingIntervals::load(dir)
+    for (i, name) in names.iter().enumerate() {
+        if feed.next_m15(i).is_none() {
+            let m15 = all_series.iter().find(|s| s.symbol == *name && s.timeframe == Timeframe::M15);
+            return Err(BacktestError::Setup(format!(
+                "no {name} 15m candles in {}; {}",
+                window_text(opts.from, opts.to),
+                m15.map_or_else(String::new, coverage_text)
+            )));
+        }
+    }
+    let intervals = crate::data::funding::FundingIntervals::load(&opts.data_dir)
         .map_err(|e| BacktestError::Setup(format!("funding intervals: {e}")))?;
     let mut specs = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let first_price = feed.next_m15(i).map(|c| c.open).unwrap_or(1.0);
-        let funding = match feed::funding_path(dir, name) {
+        let funding = match feed::funding_path(index.dir(), name) {
             Some(p) => Some(feed::FundingSource::open(&p)?),
             None => None,
         };
@@ -137,7 +162,93 @@ pub fn prepare(settings: &Settings, opts: &BacktestOptions) -> Result<Prepared, 
     }
     let trade_from = opts.from.or_else(|| feed.peek_close_time().map(|t| t + 1)).unwrap_or(0);
     let engine = Engine::new(settings, specs, trade_from)?;
-    Ok(Prepared { feed, engine, bytes_read: counter, total_bytes })
+    Ok(Prepared { feed, engine, bytes_read: counter, total_bytes, data_quality, series: all_series })
+}
+
+/// `2026-01-01 00:00 UTC → 2026-02-01 00:00 UTC`, open ends shown as such.
+fn window_text(from: Option<TimestampMs>, to: Option<TimestampMs>) -> String {
+    let end = |t: Option<TimestampMs>, open: &str| t.map_or_else(|| open.to_string(), data::time_text);
+    format!("the window {} → {}", end(from, "the start of the data"), end(to, "the end of the data"))
+}
+
+/// `BTCUSDT 15m covers 2025-08-17 00:00 UTC → 2026-05-17 09:00 UTC (FILES)`, read in full (an
+/// error path: the cost does not matter).
+fn coverage_text(series: &SeriesFiles) -> String {
+    let what = format!("{} {}", series.symbol, series.timeframe);
+    match data::read_series(series) {
+        Ok((candles, _)) => match (candles.first(), candles.last()) {
+            (Some(first), Some(last)) => format!(
+                "the data of {what} covers {} → {} ({})",
+                data::time_text(first.open_time),
+                data::time_text(last.close_time + 1),
+                series.describe()
+            ),
+            _ => format!("the data of {what} has no candles ({})", series.describe()),
+        },
+        Err(e) => format!("the data of {what} cannot be read: {e}"),
+    }
+}
+
+/// After a run: at least one 15m candle closed inside the trading window. A window that ends
+/// before the warm-up is over, or starts after the last candle, is a usage error naming the
+/// range the data covers, not an empty report.
+///
+/// # Errors
+/// [`BacktestError::Setup`] when nothing was traded over.
+pub fn check_traded(prepared: &Prepared, opts: &BacktestOptions) -> Result<(), BacktestError> {
+    let last = prepared.feed.last_m15_close();
+    let from = opts.from.unwrap_or(i64::MIN);
+    if last.is_some_and(|t| t >= from) {
+        return Ok(());
+    }
+    let covers: Vec<String> =
+        prepared.series.iter().filter(|s| s.timeframe == Timeframe::M15).map(coverage_text).collect();
+    Err(BacktestError::Setup(format!(
+        "no 15m candle closes in {}; {}",
+        window_text(opts.from, opts.to),
+        covers.join("; ")
+    )))
+}
+
+/// One line per series with gaps or repeated rows, with their times (the first few of each).
+pub fn data_notes(prepared: &Prepared) -> Vec<String> {
+    const SHOWN: usize = 5;
+    let mut out = Vec::new();
+    for q in &prepared.data_quality {
+        let q = q.borrow();
+        let step = q.timeframe.duration_ms();
+        let mut parts = Vec::new();
+        if !q.gaps.is_empty() {
+            let missing: i64 = q.gaps.iter().map(|(a, b)| (b - a) / step).sum();
+            let shown: Vec<String> = q
+                .gaps
+                .iter()
+                .take(SHOWN)
+                .map(|(a, b)| format!("{} → {} ({} missing)", data::time_text(*a), data::time_text(*b), (b - a) / step))
+                .collect();
+            let more = q.gaps.len().saturating_sub(SHOWN);
+            parts.push(format!(
+                "{} gap(s), {missing} candle(s) missing: {}{}",
+                q.gaps.len(),
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ));
+        }
+        if !q.duplicates.is_empty() {
+            let shown: Vec<String> = q.duplicates.iter().take(SHOWN).map(|t| data::time_text(*t)).collect();
+            let more = q.duplicates.len().saturating_sub(SHOWN);
+            parts.push(format!(
+                "{} duplicate row(s) skipped at {}{}",
+                q.duplicates.len(),
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            ));
+        }
+        if !parts.is_empty() {
+            out.push(format!("{} {}: {}", q.symbol, q.timeframe, parts.join("; ")));
+        }
+    }
+    out
 }
 
 /// Candles of one symbol already in memory: 15m, 1h and 4h, each in ascending time.

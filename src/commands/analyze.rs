@@ -7,8 +7,8 @@
 //! its last candle closed at or before that moment. The indicators and the score come from the same
 //! [`SymbolAnalyzer`] the daemon and the backtest feed, candle by candle.
 //!
-//! Exit codes: 2 for a bad argument (`--at` that is not a time), 1 for data problems (missing
-//! or unreadable files, too few candles before the moment).
+//! Exit codes: 2 for bad input (an `--at` that is not a time or lies beyond the data, missing,
+//! conflicting or malformed files, too few candles before the moment), 1 for I/O failures.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,7 @@ use crate::data;
 /// Runs `kinetic analyze`.
 ///
 /// # Errors
-/// [`CliError::Usage`] for a bad `--at`; [`CliError::Fatal`] for missing or unreadable data
-/// files and for too few candles.
+/// [`CliError::Usage`] for a bad `--at` and bad data; [`CliError::Fatal`] for I/O failures.
 pub fn execute(ctx: &Context, args: &AnalyzeArgs) -> Result<(), CliError> {
     let at = args.at.as_deref().map(parse_time).transpose()?;
     let dir: PathBuf = args.data.clone().unwrap_or_else(|| ctx.settings.backtest.data_dir.clone());
@@ -39,11 +38,10 @@ pub fn execute(ctx: &Context, args: &AnalyzeArgs) -> Result<(), CliError> {
     if args.json {
         let text = serde_json::to_string_pretty(&report.to_json())
             .map_err(|e| CliError::Fatal(format!("cannot render JSON: {e}")))?;
-        println!("{text}");
+        crate::cli::print_out(&format!("{text}\n"))
     } else {
-        print!("{}", report.to_text());
+        crate::cli::print_out(&report.to_text())
     }
-    Ok(())
 }
 
 /// Parses `--at`: milliseconds since the epoch, `YYYY-MM-DD` (midnight UTC) or RFC 3339.
@@ -84,12 +82,13 @@ pub struct AnalyzeReport {
     pub score: Score,
 }
 
-/// Loads the three files of `symbol` and evaluates them at the common latest close, or at
-/// `at` or `now` when earlier.
+/// Loads the three series of `symbol` and evaluates them at the common latest close, or at
+/// `at` (or `now`, when earlier).
 ///
 /// # Errors
-/// [`CliError::Fatal`] for missing or unreadable files and when a timeframe has fewer than
-/// [`WARM_UP_CANDLES`] closed candles at the moment evaluated.
+/// [`CliError::Usage`] (exit 2) for missing, conflicting or malformed files, an empty series,
+/// an `--at` beyond the data or too early for the indicators (the message names the range the
+/// data covers); [`CliError::Fatal`] for I/O failures.
 pub fn analyze_files(
     dir: &Path,
     symbol: &str,
@@ -97,27 +96,61 @@ pub fn analyze_files(
     now: TimestampMs,
     settings: &StrategySettings,
 ) -> Result<AnalyzeReport, CliError> {
+    let index = data::DataDir::scan(dir)?;
     let mut series = Vec::with_capacity(Timeframe::STRATEGY.len());
     for tf in Timeframe::STRATEGY {
-        let candles = data::load_candles(dir, symbol, tf).map_err(|e| CliError::Fatal(e.to_string()))?;
-        series.push((tf, candles));
+        let files = index.series(symbol, tf)?;
+        let (candles, quality) = data::read_series(&files)?;
+        if !quality.gaps.is_empty() || !quality.duplicates.is_empty() {
+            let gaps: Vec<String> = quality
+                .gaps
+                .iter()
+                .take(5)
+                .map(|(a, b)| format!("{} → {}", data::time_text(*a), data::time_text(*b)))
+                .collect();
+            let dups: Vec<String> = quality.duplicates.iter().take(5).map(|t| data::time_text(*t)).collect();
+            tracing::warn!(
+                gaps = quality.gaps.len(),
+                duplicates = quality.duplicates.len(),
+                "data: {symbol} {tf}: gaps at [{}]; duplicate rows skipped at [{}]",
+                gaps.join(", "),
+                dups.join(", ")
+            );
+        }
+        let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
+            return Err(CliError::Usage(format!("{symbol} {tf}: no candles in {}", files.describe())));
+        };
+        let covers = format!(
+            "the {tf} data covers {} → {}",
+            data::time_text(first.open_time),
+            data::time_text(last.close_time + 1)
+        );
+        series.push((tf, candles, covers));
     }
     let mut common_end = i64::MAX;
-    for (tf, candles) in &series {
-        let last = candles.last().ok_or_else(|| {
-            CliError::Fatal(format!("{symbol} {tf}: the data file in {} has no candles", dir.display()))
-        })?;
-        common_end = common_end.min(last.close_time);
+    for (tf, candles, covers) in &series {
+        let last = candles.last().map_or(i64::MIN, |c| c.close_time);
+        common_end = common_end.min(last);
+        // The candle that would be the latest closed one at `at` must be in the data.
+        if let Some(a) = at
+            && a >= last + tf.duration_ms()
+        {
+            return Err(CliError::Usage(format!(
+                "--at {} is after the end of the {symbol} data ({covers})",
+                time_text(a)
+            )));
+        }
     }
-    let moment = at.map_or(common_end, |a| a.min(common_end)).min(now);
+    let moment = at.unwrap_or(common_end).min(now);
 
     let mut analyzer = SymbolAnalyzer::new();
-    for (tf, candles) in &series {
+    for (tf, candles, covers) in &series {
         let taken = candles.iter().take_while(|c| c.close_time <= moment).filter(|c| analyzer.on_closed_candle(*tf, c));
         let count = taken.count();
         if count < WARM_UP_CANDLES {
-            return Err(CliError::Fatal(format!(
-                "{symbol} {tf}: only {count} closed candles up to {} in {}; the indicators need at least {WARM_UP_CANDLES}",
+            return Err(CliError::Usage(format!(
+                "{symbol} {tf}: only {count} closed candles up to {} in {}; the indicators need at least \
+                 {WARM_UP_CANDLES} ({covers})",
                 time_text(moment),
                 dir.display()
             )));

@@ -30,6 +30,7 @@ pub fn parse_when(flag: &str, text: &str, end_of_day: bool) -> Result<TimestampM
 fn to_cli(e: BacktestError) -> CliError {
     match e {
         BacktestError::Setup(msg) => CliError::Usage(msg),
+        BacktestError::Data(d) => d.into(),
         other => CliError::Fatal(other.to_string()),
     }
 }
@@ -74,18 +75,21 @@ pub fn execute(ctx: &Context, args: &BacktestArgs) -> Result<(), CliError> {
     };
     backtest::run_feed(&mut prepared.feed, &mut prepared.engine, &mut progress).map_err(to_cli)?;
     bar.finish_and_clear();
+    backtest::check_traded(&prepared, &opts).map_err(to_cli)?;
+    for note in backtest::data_notes(&prepared) {
+        tracing::warn!("data: {note}");
+    }
     let engine = &prepared.engine;
     let symbols: Vec<String> = engine.symbol_names().map(str::to_string).collect();
     let m = metrics::compute(&symbols, engine.account(), &engine.equity, &engine.stats);
-    print!("{}", report::summary_text(&m));
+    crate::cli::print_out(&report::summary_text(&m))?;
     report::write_all(&out_dir, &m, &engine.equity, &engine.account().trades).map_err(to_cli)?;
-    println!(
-        "\nwrote {}, {} and {}",
+    crate::cli::print_out(&format!(
+        "\nwrote {}, {} and {}\n",
         out_dir.join("trades.csv").display(),
         out_dir.join("metrics.json").display(),
         out_dir.join("report.html").display()
-    );
-    Ok(())
+    ))
 }
 
 #[cfg(test)]

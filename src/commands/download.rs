@@ -45,10 +45,18 @@ pub fn execute(ctx: &Context, args: &DownloadArgs) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
     let reports = runtime.block_on(download(&client, &out, &symbols, &intervals, args.days))?;
+    let mut text = String::new();
     for r in &reports {
-        println!("{} {}: +{} candles, {} in {}", r.symbol, r.timeframe, r.added, r.total, r.path.display());
+        text.push_str(&format!(
+            "{} {}: +{} candles, {} in {}\n",
+            r.symbol,
+            r.timeframe,
+            r.added,
+            r.total,
+            r.path.display()
+        ));
     }
-    Ok(())
+    crate::cli::print_out(&text)
 }
 
 /// Upper-cased, de-duplicated symbols.
@@ -145,10 +153,22 @@ pub async fn download_series(
         let candles = data::read_candle_file(&path).map_err(|e| fatal(e.to_string()))?;
         existing = candles.len();
         last_open = candles.last().map(|c| c.open_time);
-    } else if let Some(gz) = data::candle_path(dir, symbol, tf) {
-        // Only a compressed file: continue in a plain one that starts with its candles.
+    } else if let Some(existing_series) = existing_series(dir, symbol, tf)? {
+        // Only a compressed file: continue in a plain one that starts with its candles, and
+        // remove the compressed one (two files of one series are refused by the readers).
+        let gz = dir.join(format!("{symbol}-{tf}.csv.gz"));
+        if existing_series.files != [gz.clone()] {
+            return Err(CliError::Usage(format!(
+                "{symbol} {tf}: {} already holds this series as {}; download into another folder",
+                dir.display(),
+                existing_series.describe()
+            )));
+        }
         let candles = data::read_candle_file(&gz).map_err(|e| fatal(e.to_string()))?;
         data::write_candle_file(&path, &candles).map_err(|e| fatal(e.to_string()))?;
+        std::fs::remove_file(&gz)
+            .map_err(|e| fatal(format!("cannot remove {} after copying it: {e}", gz.display())))?;
+        tracing::info!(from = %gz.display(), to = %path.display(), "continuing a compressed file as plain text");
         existing = candles.len();
         last_open = candles.last().map(|c| c.open_time);
     }
@@ -158,10 +178,13 @@ pub async fn download_series(
     };
     let mut added = 0usize;
     while from < now {
-        let page = client
-            .klines(symbol, tf, Some(from), None, KLINES_PAGE_LIMIT)
-            .await
-            .map_err(|e| fatal(format!("klines from {from}: {e}")))?;
+        let page = client.klines(symbol, tf, Some(from), None, KLINES_PAGE_LIMIT).await.map_err(|e| match e {
+            // The exchange does not list the symbol: bad input (exit 2), not a fault.
+            crate::exchange::ExchangeError::Api { code: -1121, .. } => {
+                CliError::Usage(format!("--symbols: {symbol} is not a symbol on the exchange ({e})"))
+            }
+            e => fatal(format!("klines from {from}: {e}")),
+        })?;
         let full_page = page.len() >= usize::from(KLINES_PAGE_LIMIT);
         let closed: Vec<Candle> = page
             .into_iter()
@@ -179,6 +202,18 @@ pub async fn download_series(
     }
     tracing::info!(symbol, timeframe = %tf, added, "download finished");
     Ok(SeriesReport { symbol: symbol.to_string(), timeframe: tf, path, added, total: existing + added })
+}
+
+/// The files already holding `symbol` at `tf` in `dir`, if any.
+fn existing_series(dir: &Path, symbol: &str, tf: Timeframe) -> Result<Option<data::SeriesFiles>, CliError> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    match data::DataDir::scan(dir).and_then(|d| d.series(symbol, tf)) {
+        Ok(series) => Ok(Some(series)),
+        Err(data::DataError::Missing { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Appends rows, writing the header first when the file is new.

@@ -3,6 +3,7 @@
 //! is written where the work happens — at the end of every manager step — so a loop that
 //! hangs stops feeding both, whatever the wall clock or the exchange clock do.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ pub struct Liveness {
     /// Milliseconds since `start` of the last beat, plus one (0 = never).
     last_beat: AtomicU64,
     exchange_reachable: AtomicBool,
+    /// Why start-up has not finished yet (the exchange cannot be reached ...), while it retries.
+    startup_problem: Mutex<Option<String>>,
     /// How far the pipeline has got: for `/status`, and for replays that must not outrun it.
     pub progress: Progress,
 }
@@ -41,6 +44,7 @@ impl Default for Liveness {
             start,
             last_beat: AtomicU64::new(0),
             exchange_reachable: AtomicBool::new(true),
+            startup_problem: Mutex::new(None),
             progress: Progress::default(),
         }
     }
@@ -73,6 +77,18 @@ impl Liveness {
 
     pub fn exchange_reachable(&self) -> bool {
         self.exchange_reachable.load(Ordering::Relaxed)
+    }
+
+    /// Records why start-up is still retrying (`None` once it succeeded).
+    pub fn set_startup_problem(&self, problem: Option<String>) {
+        if let Ok(mut slot) = self.startup_problem.lock() {
+            *slot = problem;
+        }
+    }
+
+    /// Why start-up is still retrying, if it is.
+    pub fn startup_problem(&self) -> Option<String> {
+        self.startup_problem.lock().ok().and_then(|p| p.clone())
     }
 }
 

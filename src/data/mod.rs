@@ -1,26 +1,48 @@
-//! Candle data files: `DIR/<SYMBOL>-<interval>.csv[.gz]` with Binance's kline-dump columns
-//! (`open_time,open,high,low,close,volume,close_time,quote_volume,trades,taker_buy_volume,
-//! taker_buy_quote_volume`, ms since epoch, UTC). Used by `analyze`, `backtest` and
-//! `download-data`. Plain file I/O only; nothing here knows about strategy or exchange.
+//! Candle data files, as users have them: one file per series (`DIR/<SYMBOL>-<interval>.csv`,
+//! `.csv.gz` or `.zip`) or Binance's public kline dumps as downloaded, one file per month or
+//! day (`<SYMBOL>-<interval>-YYYY-MM(-DD).csv[.gz|.zip]`), with or without a header, 11 or 12
+//! columns (`open_time,open,high,low,close,volume,close_time,quote_volume,count,
+//! taker_buy_volume,taker_buy_quote_volume[,ignore]`, ms since epoch, UTC). Used by `analyze`,
+//! `backtest` and `download-data`. Plain file I/O only; nothing here knows about strategy or
+//! exchange.
+//!
+//! - [`files`]: which files make up which series, and conflicts between them;
+//! - [`reader`]: streaming a series row by row, with its gaps and duplicates recorded;
+//! - [`zip`]: the single CSV inside a dump archive.
+
+pub mod files;
+pub mod reader;
+mod zip;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use flate2::read::MultiGzDecoder;
+use chrono::{DateTime, Utc};
 
 pub mod funding;
 
-use crate::core::models::{Candle, Timeframe};
+use crate::core::models::{Candle, Timeframe, TimestampMs};
 
-/// The header line every data file starts with.
+pub use files::{DataDir, SeriesFiles, parse_file_name};
+pub use reader::{SeriesQuality, SeriesReader, open_file, read_series};
+
+/// The header line every data file written here starts with (Binance's dumps call `trades`
+/// `count` and add a trailing `ignore` column; both are read).
 pub const HEADER: &str =
     "open_time,open,high,low,close,volume,close_time,quote_volume,trades,taker_buy_volume,taker_buy_quote_volume";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("no data file for {symbol} {interval} in {dir} (looked for {symbol}-{interval}.csv and .csv.gz)")]
+    #[error(
+        "no data file for {symbol} {interval} in {dir} (looked for {symbol}-{interval}.csv[.gz|.zip] and \
+         {symbol}-{interval}-YYYY-MM[-DD].csv[.gz|.zip])"
+    )]
     Missing { dir: PathBuf, symbol: String, interval: String },
+    #[error("data folder {dir} does not exist or is not a folder")]
+    NoFolder { dir: PathBuf },
+    #[error("two files hold {series} for the same period: {first} and {second}; keep one of them")]
+    Conflict { series: String, first: PathBuf, second: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -31,107 +53,82 @@ pub enum DataError {
     Malformed { path: PathBuf, line: usize, reason: String },
 }
 
-/// The file holding `symbol`'s `tf` candles in `dir`: plain `.csv` first, then `.csv.gz`.
-pub fn candle_path(dir: &Path, symbol: &str, tf: Timeframe) -> Option<PathBuf> {
-    let plain = dir.join(format!("{symbol}-{tf}.csv"));
-    if plain.is_file() {
-        return Some(plain);
+impl DataError {
+    /// Whether the data given is at fault (exit 2) rather than the machine (exit 1): missing,
+    /// conflicting, malformed, damaged or undecodable files are bad input; other I/O errors
+    /// (permissions, a failing disk) are not.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            DataError::Io { source, .. } => {
+                use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
+                // Decoders report damaged gzip/deflate data and invalid UTF-8 with these kinds.
+                matches!(source.kind(), InvalidData | InvalidInput | UnexpectedEof)
+            }
+            _ => true,
+        }
     }
-    let gz = dir.join(format!("{symbol}-{tf}.csv.gz"));
-    gz.is_file().then_some(gz)
 }
 
-/// Reads all candles of `symbol` at `tf` from `dir`.
+/// A time as users read it in messages: `2026-05-06 16:00 UTC`.
+pub fn time_text(t: TimestampMs) -> String {
+    DateTime::<Utc>::from_timestamp_millis(t)
+        .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+/// Reads all candles of `symbol` at `tf` from `dir` (every file of the series, in order).
 ///
 /// # Errors
-/// [`DataError::Missing`] when no file exists, I/O and format errors with file and line.
+/// [`DataError::Missing`] when no file exists, [`DataError::Conflict`] for two files of the
+/// same period, I/O and format errors with file and line.
 pub fn load_candles(dir: &Path, symbol: &str, tf: Timeframe) -> Result<Vec<Candle>, DataError> {
-    let path = candle_path(dir, symbol, tf).ok_or_else(|| DataError::Missing {
-        dir: dir.to_path_buf(),
-        symbol: symbol.to_string(),
-        interval: tf.to_string(),
-    })?;
-    read_candle_file(&path)
+    let series = DataDir::scan(dir)?.series(symbol, tf)?;
+    Ok(read_series(&series)?.0)
 }
 
 /// Symbols that have a data file for `tf` in `dir`, sorted.
 ///
 /// # Errors
-/// I/O errors listing the folder.
+/// The folder does not exist or cannot be listed.
 pub fn symbols_in(dir: &Path, tf: Timeframe) -> Result<Vec<String>, DataError> {
-    let io = |source| DataError::Io { path: dir.to_path_buf(), source };
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let name = entry.map_err(io)?.file_name();
-        let name = name.to_string_lossy();
-        let stem = name.strip_suffix(".gz").unwrap_or(&name);
-        if let Some(sym) = stem.strip_suffix(&format!("-{tf}.csv"))
-            && !sym.is_empty()
-            && !out.iter().any(|s: &String| s == sym)
-        {
-            out.push(sym.to_string());
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(DataDir::scan(dir)?.symbols(tf))
 }
 
-/// Reads one data file (plain or gzip, judged by the `.gz` extension).
-///
-/// Rows must be in ascending `open_time` without duplicates; empty optional columns
-/// (`quote_volume`, `trades`, taker volumes) read as zero.
+/// Reads one data file (plain, gzip or zip, judged by the extension). Rows must be in
+/// ascending `open_time` without repeats.
 ///
 /// # Errors
 /// I/O errors and malformed rows, with the line number.
 pub fn read_candle_file(path: &Path) -> Result<Vec<Candle>, DataError> {
-    let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)))
-    } else {
-        Box::new(file)
-    };
-    parse_candles(BufReader::with_capacity(1 << 16, reader), path)
+    parse_candles(open_file(path, std::rc::Rc::new(std::cell::Cell::new(0)))?, path)
 }
 
-/// Parses candle CSV text from any reader; `origin` names it in errors.
+/// Parses candle CSV text from any reader; `origin` names it in errors. Rows must be in
+/// ascending `open_time` without repeats.
 ///
 /// # Errors
 /// I/O errors and malformed rows, with the line number.
 pub fn parse_candles<R: BufRead>(mut reader: R, origin: &Path) -> Result<Vec<Candle>, DataError> {
-    let malformed = |line: usize, reason: String| DataError::Malformed { path: origin.to_path_buf(), line, reason };
+    let mut parser = reader::LineParser::new(origin);
     let mut out: Vec<Candle> = Vec::new();
     let mut line = String::new();
-    let mut line_no = 0usize;
     loop {
         line.clear();
         let n = reader.read_line(&mut line).map_err(|source| DataError::Io { path: origin.to_path_buf(), source })?;
         if n == 0 {
-            break;
+            return Ok(out);
         }
-        line_no += 1;
-        let text = line.trim_end_matches(['\n', '\r']);
-        if text.is_empty() {
-            continue;
-        }
-        if line_no == 1 {
-            if text.trim_start_matches('\u{feff}') != HEADER {
-                return Err(malformed(1, format!("expected header `{HEADER}`")));
-            }
-            continue;
-        }
-        let candle = parse_row(text).map_err(|reason| malformed(line_no, reason))?;
+        let Some(candle) = parser.parse(&line)? else { continue };
         if let Some(prev) = out.last()
             && candle.open_time <= prev.open_time
         {
-            return Err(malformed(
-                line_no,
-                format!("open_time {} not after the previous row's {}", candle.open_time, prev.open_time),
-            ));
+            return Err(parser
+                .malformed(format!("open_time {} not after the previous row's {}", candle.open_time, prev.open_time)));
         }
         out.push(candle);
     }
-    Ok(out)
 }
+
+const MICROS_THRESHOLD: i64 = 100_000_000_000_000;
 
 /// Parses one row. Empty optional columns read as zero. The hot path of data loading: no
 /// allocation unless the row is malformed.
@@ -149,13 +146,18 @@ pub fn parse_row(text: &str) -> Result<Candle, String> {
         }
     };
     let opt = |name: &str, s: &str| if s.is_empty() || s.trim().is_empty() { Ok(0.0) } else { num(name, s) };
-    let open_time = int("open_time", field("open_time")?)?;
+    let mut open_time = int("open_time", field("open_time")?)?;
     let open = num("open", field("open")?)?;
     let high = num("high", field("high")?)?;
     let low = num("low", field("low")?)?;
     let close = num("close", field("close")?)?;
     let volume = num("volume", field("volume")?)?;
-    let close_time = int("close_time", field("close_time")?)?;
+    let mut close_time = int("close_time", field("close_time")?)?;
+    // Binance's spot dumps switched to microseconds in 2025; ms stay below 1e14 until year 5138.
+    if open_time >= MICROS_THRESHOLD {
+        open_time /= 1000;
+        close_time /= 1000;
+    }
     let quote_volume = opt("quote_volume", field("quote_volume")?)?;
     let trades_text = field("trades")?;
     let trades = if trades_text.is_empty() || trades_text.trim().is_empty() {

@@ -16,6 +16,7 @@
 
 pub mod api_key;
 pub mod binance;
+pub mod diagnosis;
 pub mod paper;
 pub mod sim_book;
 

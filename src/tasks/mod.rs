@@ -102,7 +102,13 @@ impl<E: Exchange> Engine<E> {
     /// error is logged and survived.
     pub async fn run(self, cancel: CancellationToken, clear_emergency: bool) -> Result<(), EngineError> {
         let Engine { ex, settings, mut journal, handles, dry_run } = self;
-        let started = startup::start(&ex, &settings, &mut journal, clear_emergency).await?;
+        let liveness = Arc::clone(&handles.liveness);
+        let started =
+            match startup::start_with_retries(&ex, &settings, &mut journal, clear_emergency, &liveness, &cancel).await?
+            {
+                Some(started) => started,
+                None => return Ok(()),
+            };
 
         let (market_tx, market_rx) = mpsc::channel::<ExchangeEvent>(MARKET_CHANNEL);
         let (account_tx, account_rx) = mpsc::channel::<ExchangeEvent>(ACCOUNT_CHANNEL);

@@ -31,6 +31,70 @@ pub enum StartupError {
     HedgeMode,
     #[error("strategy settings unusable")]
     Settings,
+    /// The exchange refused us in a way retrying cannot fix (a refused API key ...), explained.
+    #[error("cannot start: {0}")]
+    Refused(crate::exchange::diagnosis::Diagnosis),
+}
+
+/// Longest wait between two start-up attempts.
+pub const STARTUP_RETRY_CAP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs [`start`] until it succeeds, `cancel` fires (`Ok(None)`: a clean stop at any moment)
+/// or the exchange refuses us for good. Each failure is explained (host, cause, what to do) in
+/// the log and on `/health` through `liveness`, and retried after 1 s, 2 s, 4 s ... up to
+/// [`STARTUP_RETRY_CAP`].
+///
+/// # Errors
+/// Hedge mode, journal errors, a refused API key.
+pub async fn start_with_retries<E: Exchange>(
+    ex: &Arc<E>,
+    settings: &Settings,
+    journal: &mut Journal,
+    clear_emergency: bool,
+    liveness: &crate::core::liveness::Liveness,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Started>, StartupError> {
+    let rest_url = settings.exchange.effective_rest_url().to_string();
+    let mut delay = std::time::Duration::from_secs(1);
+    let mut attempt = 1u32;
+    loop {
+        let result = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(None),
+            r = start(ex, settings, journal, clear_emergency) => r,
+        };
+        let err = match result {
+            Ok(started) => {
+                liveness.set_startup_problem(None);
+                return Ok(Some(started));
+            }
+            Err(StartupError::Exchange(e)) => e,
+            Err(other) => return Err(other),
+        };
+        let d = crate::exchange::diagnosis::diagnose(&err, &rest_url);
+        if !d.retry {
+            tracing::error!(host = %d.host, cause = ?d.cause, "cannot start: {}; {}", d.what, d.advice);
+            return Err(StartupError::Refused(d));
+        }
+        tracing::error!(
+            host = %d.host,
+            cause = ?d.cause,
+            attempt,
+            retry_in_secs = delay.as_secs(),
+            "cannot reach the exchange: {}; {}. Retrying; Ctrl-C or SIGTERM stops",
+            d.what,
+            d.advice
+        );
+        liveness.set_startup_problem(Some(format!("attempt {attempt}: {d}")));
+        crate::core::systemd::status(&format!("start-up retrying: {}", d.what));
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(STARTUP_RETRY_CAP);
+        attempt = attempt.saturating_add(1);
+    }
 }
 
 /// What start-up hands the tasks.

@@ -1,0 +1,216 @@
+//! Streams the candles of one series out of its files (plain, gzip or zip), row by row, in
+//! time order, and keeps a record of what the data looked like: the range covered, gaps
+//! (missing candles) and duplicate rows, each with its time, for the user to see.
+//!
+//! Rows are Binance's kline-dump columns (11, or 12 with the trailing `ignore`), with or
+//! without a header line; timestamps in milliseconds (microseconds, as Binance's newer spot
+//! dumps use, are recognised and converted). A row earlier than the one before it is an error;
+//! a repeated open time is skipped and recorded.
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use flate2::read::MultiGzDecoder;
+
+use super::files::SeriesFiles;
+use super::{DataError, parse_row};
+use crate::core::models::{Candle, Timeframe, TimestampMs};
+
+/// Counts the bytes read from disk, for a progress bar.
+struct CountingReader<R> {
+    inner: R,
+    counter: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.set(self.counter.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Opens a data file as lines: gzip for `.gz`, the single entry of a `.zip`, else plain text.
+/// The bytes read from disk are added to `counter`.
+///
+/// # Errors
+/// The file cannot be opened, or is not a readable zip.
+pub fn open_file(path: &Path, counter: Rc<Cell<u64>>) -> Result<Box<dyn BufRead>, DataError> {
+    let file = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let ext = path.extension().map(|e| e.to_ascii_lowercase());
+    let reader: Box<dyn Read> = match ext.as_ref().and_then(|e| e.to_str()) {
+        Some("gz") => {
+            Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 16, CountingReader { inner: file, counter })))
+        }
+        Some("zip") => super::zip::open_entry(file, path, |f| CountingReader { inner: f, counter })?,
+        _ => Box::new(CountingReader { inner: file, counter }),
+    };
+    Ok(Box::new(BufReader::with_capacity(1 << 16, reader)))
+}
+
+/// What one series' files held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesQuality {
+    pub symbol: String,
+    pub timeframe: Timeframe,
+    /// Open time of the first candle read.
+    pub first_open: Option<TimestampMs>,
+    /// Close time of the last candle read.
+    pub last_close: Option<TimestampMs>,
+    /// Candles read (duplicates not counted).
+    pub candles: u64,
+    /// Missing stretches: (open time of the first missing candle, open time of the next candle
+    /// present).
+    pub gaps: Vec<(TimestampMs, TimestampMs)>,
+    /// Open times of rows skipped as repeats of the row before.
+    pub duplicates: Vec<TimestampMs>,
+}
+
+impl SeriesQuality {
+    fn new(symbol: &str, timeframe: Timeframe) -> Self {
+        SeriesQuality {
+            symbol: symbol.to_string(),
+            timeframe,
+            first_open: None,
+            last_close: None,
+            candles: 0,
+            gaps: Vec::new(),
+            duplicates: Vec::new(),
+        }
+    }
+}
+
+/// Parses the lines of one file: an optional header, then rows.
+pub(super) struct LineParser {
+    path: PathBuf,
+    line_no: usize,
+    seen_row_or_header: bool,
+}
+
+/// The first columns every accepted header starts with.
+const HEADER_START: [&str; 6] = ["open_time", "open", "high", "low", "close", "volume"];
+
+impl LineParser {
+    pub(super) fn new(path: &Path) -> Self {
+        LineParser { path: path.to_path_buf(), line_no: 0, seen_row_or_header: false }
+    }
+
+    pub(super) fn malformed(&self, reason: String) -> DataError {
+        DataError::Malformed { path: self.path.clone(), line: self.line_no, reason }
+    }
+
+    /// The candle on this line, `None` for a blank line or the header.
+    pub(super) fn parse(&mut self, raw: &str) -> Result<Option<Candle>, DataError> {
+        self.line_no += 1;
+        let text = raw.trim_end_matches(['\n', '\r']);
+        let text = if self.line_no == 1 { text.trim_start_matches('\u{feff}') } else { text };
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let first = !self.seen_row_or_header;
+        self.seen_row_or_header = true;
+        if first && !text.starts_with(|c: char| c.is_ascii_digit()) {
+            let names: Vec<String> = text.split(',').map(|s| s.trim().to_ascii_lowercase()).collect();
+            if names.iter().zip(HEADER_START).all(|(n, h)| n == h) && names.len() >= HEADER_START.len() {
+                return Ok(None);
+            }
+            return Err(self.malformed(format!(
+                "expected a header starting `{}` or a kline row; got `{text}`",
+                HEADER_START.join(",")
+            )));
+        }
+        parse_row(text).map(Some).map_err(|reason| self.malformed(reason))
+    }
+}
+
+/// The candles of one series, file after file, in time order.
+pub struct SeriesReader {
+    files: std::vec::IntoIter<PathBuf>,
+    counter: Rc<Cell<u64>>,
+    current: Option<(Box<dyn BufRead>, LineParser)>,
+    line: String,
+    step_ms: i64,
+    last_open: Option<TimestampMs>,
+    quality: Rc<RefCell<SeriesQuality>>,
+}
+
+impl SeriesReader {
+    /// A reader over `series`, counting bytes read into `counter`.
+    pub fn new(series: &SeriesFiles, counter: Rc<Cell<u64>>) -> Self {
+        SeriesReader {
+            files: series.files.clone().into_iter(),
+            counter,
+            current: None,
+            line: String::with_capacity(160),
+            step_ms: series.timeframe.duration_ms(),
+            last_open: None,
+            quality: Rc::new(RefCell::new(SeriesQuality::new(&series.symbol, series.timeframe))),
+        }
+    }
+
+    /// What was read so far; complete once [`SeriesReader::next_candle`] returned `None`.
+    pub fn quality(&self) -> Rc<RefCell<SeriesQuality>> {
+        Rc::clone(&self.quality)
+    }
+
+    /// The next candle, `None` after the last file.
+    ///
+    /// # Errors
+    /// I/O errors, malformed rows and rows out of time order, with file and line.
+    pub fn next_candle(&mut self) -> Result<Option<Candle>, DataError> {
+        loop {
+            let Some((reader, parser)) = self.current.as_mut() else {
+                let Some(path) = self.files.next() else { return Ok(None) };
+                self.current = Some((open_file(&path, Rc::clone(&self.counter))?, LineParser::new(&path)));
+                continue;
+            };
+            self.line.clear();
+            let n = reader
+                .read_line(&mut self.line)
+                .map_err(|source| DataError::Io { path: parser.path.clone(), source })?;
+            if n == 0 {
+                self.current = None;
+                continue;
+            }
+            let Some(candle) = parser.parse(&self.line)? else { continue };
+            if let Some(prev) = self.last_open {
+                if candle.open_time == prev {
+                    self.quality.borrow_mut().duplicates.push(candle.open_time);
+                    continue;
+                }
+                if candle.open_time < prev {
+                    return Err(parser.malformed(format!(
+                        "open_time {} is before the previous row's {prev} (rows must be in time order)",
+                        candle.open_time
+                    )));
+                }
+                if candle.open_time > prev + self.step_ms {
+                    self.quality.borrow_mut().gaps.push((prev + self.step_ms, candle.open_time));
+                }
+            }
+            self.last_open = Some(candle.open_time);
+            let mut q = self.quality.borrow_mut();
+            q.first_open.get_or_insert(candle.open_time);
+            q.last_close = Some(candle.close_time);
+            q.candles += 1;
+            return Ok(Some(candle));
+        }
+    }
+}
+
+/// Reads a whole series into memory.
+///
+/// # Errors
+/// As [`SeriesReader::next_candle`].
+pub fn read_series(series: &SeriesFiles) -> Result<(Vec<Candle>, SeriesQuality), DataError> {
+    let mut reader = SeriesReader::new(series, Rc::new(Cell::new(0)));
+    let mut out = Vec::new();
+    while let Some(c) = reader.next_candle()? {
+        out.push(c);
+    }
+    let quality = reader.quality().borrow().clone();
+    Ok((out, quality))
+}
