@@ -126,7 +126,7 @@ impl SimMarket {
 
     /// True when `symbol` is held or has a request of the core in flight.
     pub fn holds(&self, symbol: &str) -> bool {
-        self.book.position(symbol, 0).is_some() || self.core.manager().has_position(symbol)
+        self.book.direction(symbol).is_some() || self.core.manager().has_position(symbol)
     }
 
     /// Wallet + unrealized PnL at the last prices.
@@ -243,11 +243,8 @@ impl SimMarket {
     /// not held only has its book price set to the close.
     pub fn walk_candle(&mut self, symbol: &str, candle: &Candle, now: TimestampMs) {
         let scale = self.scales.get(symbol).copied().unwrap_or(8);
-        let direction = self
-            .book
-            .position(symbol, now)
-            .map(|p| p.direction)
-            .or_else(|| self.core.manager().position(symbol).map(|m| m.position.direction));
+        let direction =
+            self.book.direction(symbol).or_else(|| self.core.manager().position(symbol).map(|m| m.position.direction));
         let Some(direction) = direction else {
             let close = sim::price_from_f64(candle.close, scale);
             self.core.observe_mark(symbol, close, now);

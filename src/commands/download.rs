@@ -115,13 +115,6 @@ pub async fn download(
         tracing::warn!(error = %e, "server time sync failed; using the local clock");
     }
     let now = client.now_ms();
-    // Funding intervals per symbol, kept verbatim (every field Binance sends) for the backtest.
-    let info = client.funding_info_raw().await.map_err(|e| CliError::Fatal(format!("funding info: {e}")))?;
-    if let Err(e) = crate::data::funding::FundingIntervals::from_json(&info) {
-        return Err(CliError::Fatal(format!("funding info: unreadable answer: {e}")));
-    }
-    let path = out.join(crate::data::funding::FUNDING_INFO_FILE);
-    std::fs::write(&path, &info).map_err(|e| CliError::Fatal(format!("cannot write {}: {e}", path.display())))?;
     let mut reports = Vec::new();
     for symbol in symbols {
         for &tf in intervals {
@@ -129,6 +122,14 @@ pub async fn download(
             reports.push(download_series(client, out, symbol, tf, start, now).await?);
         }
     }
+    // Funding intervals per symbol, kept verbatim (every field Binance sends) for the backtest
+    // (after the candles: a symbol the exchange does not list is reported as such first).
+    let info = client.funding_info_raw().await.map_err(|e| CliError::Fatal(format!("funding info: {e}")))?;
+    if let Err(e) = crate::data::funding::FundingIntervals::from_json(&info) {
+        return Err(CliError::Fatal(format!("funding info: unreadable answer: {e}")));
+    }
+    let path = out.join(crate::data::funding::FUNDING_INFO_FILE);
+    std::fs::write(&path, &info).map_err(|e| CliError::Fatal(format!("cannot write {}: {e}", path.display())))?;
     Ok(reports)
 }
 

@@ -48,6 +48,8 @@ struct SimPosition {
     qty: Decimal,
     entry: Decimal,
     leverage: u32,
+    /// Where it is liquidated (symbols with a known maintenance margin rate).
+    liquidation: Option<Decimal>,
 }
 
 /// The simulated account. See the module documentation for its rules.
@@ -145,9 +147,14 @@ impl SimBook {
 
     /// The liquidation price of `symbol`'s position, where liquidation is modelled.
     pub fn liquidation_price(&self, symbol: &str) -> Option<Decimal> {
-        let p = self.positions.get(symbol)?;
-        let mmr = self.maint_rates.get(symbol)?;
-        Some(sim::liquidation_price(p.direction, p.entry, p.leverage, *mmr))
+        self.positions.get(symbol)?.liquidation
+    }
+
+    /// Stores `p` for `symbol` with its liquidation price.
+    fn put(&mut self, symbol: &str, mut p: SimPosition) {
+        p.liquidation =
+            self.maint_rates.get(symbol).map(|mmr| sim::liquidation_price(p.direction, p.entry, p.leverage, *mmr));
+        self.positions.insert(symbol.to_string(), p);
     }
 
     /// The position of `symbol` as the exchange reports it (quantity 0 when flat).
@@ -189,6 +196,11 @@ impl SimBook {
 
     pub fn positions(&self, time: TimestampMs) -> Vec<ExchangePosition> {
         self.positions.keys().map(|s| self.position_report(s, time)).collect()
+    }
+
+    /// The direction of `symbol`'s open position, if any.
+    pub fn direction(&self, symbol: &str) -> Option<Direction> {
+        self.positions.get(symbol).map(|p| p.direction)
     }
 
     pub fn open_position_count(&self) -> usize {
@@ -283,15 +295,16 @@ impl SimBook {
     /// Books a trade of `qty` at `price` into the position; returns the PnL it realized.
     fn trade(&mut self, symbol: &str, side: Side, qty: Decimal, price: Decimal, leverage: u32) -> Decimal {
         let direction = if side == Side::Buy { Direction::Long } else { Direction::Short };
+        let fresh = |qty| SimPosition { direction, qty, entry: price, leverage, liquidation: None };
         let Some(mut p) = self.positions.remove(symbol) else {
-            self.positions.insert(symbol.to_string(), SimPosition { direction, qty, entry: price, leverage });
+            self.put(symbol, fresh(qty));
             return Decimal::ZERO;
         };
         if p.direction == direction {
             let total = p.qty + qty;
             p.entry = (p.entry * p.qty + price * qty) / total;
             p.qty = total;
-            self.positions.insert(symbol.to_string(), p);
+            self.put(symbol, p);
             return Decimal::ZERO;
         }
         let closed = qty.min(p.qty);
@@ -301,7 +314,7 @@ impl SimBook {
         if p.qty > Decimal::ZERO {
             self.positions.insert(symbol.to_string(), p);
         } else if flip > Decimal::ZERO {
-            self.positions.insert(symbol.to_string(), SimPosition { direction, qty: flip, entry: price, leverage });
+            self.put(symbol, fresh(flip));
         }
         realized
     }

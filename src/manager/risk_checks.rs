@@ -109,6 +109,25 @@ fn pct(v: f64) -> Decimal {
     decimal_from_f64(v).unwrap_or(Decimal::ZERO) / Decimal::ONE_HUNDRED
 }
 
+/// The daily-loss and emergency limits as fractions, converted once (the rules run at every
+/// mark price).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossLimits {
+    pub daily_loss: Decimal,
+    pub emergency_loss: Decimal,
+}
+
+impl LossLimits {
+    pub fn of(settings: &RiskSettings) -> Self {
+        LossLimits { daily_loss: pct(settings.daily_loss_limit_pct), emergency_loss: pct(settings.emergency_loss_pct) }
+    }
+
+    /// The emergency rule: unrealized PnL at or below −`emergency_loss` of equity.
+    pub fn emergency(&self, unrealized_pnl: Decimal, equity: Decimal) -> bool {
+        unrealized_pnl < Decimal::ZERO && unrealized_pnl <= -(equity.max(Decimal::ZERO) * self.emergency_loss)
+    }
+}
+
 impl RiskBook {
     pub fn new(now: TimestampMs, equity: Decimal) -> Self {
         RiskBook { day: utc_day(now), day_start_equity: equity, ..RiskBook::default() }
@@ -142,9 +161,16 @@ impl RiskBook {
     /// Latches check 3 when today's PnL at `equity` has reached the daily loss limit. Returns
     /// true when this call latched it.
     pub fn observe(&mut self, equity: Decimal, settings: &RiskSettings) -> bool {
-        if !self.daily_latched
-            && self.today_pnl(equity) <= -(self.day_start_equity * pct(settings.daily_loss_limit_pct))
-        {
+        self.observe_limit(equity, &LossLimits::of(settings))
+    }
+
+    /// [`RiskBook::observe`] with the limits converted already.
+    pub fn observe_limit(&mut self, equity: Decimal, limits: &LossLimits) -> bool {
+        if self.daily_latched {
+            return false;
+        }
+        let pnl = self.today_pnl(equity);
+        if pnl < Decimal::ZERO && pnl <= -(self.day_start_equity * limits.daily_loss) {
             self.daily_latched = true;
             return true;
         }
@@ -247,7 +273,7 @@ impl RiskBook {
 
 /// Emergency rule: total unrealized PnL ≤ −`risk.emergency_loss_pct` % of current equity.
 pub fn emergency_triggered(unrealized_pnl: Decimal, equity: Decimal, settings: &RiskSettings) -> bool {
-    unrealized_pnl <= -(equity.max(Decimal::ZERO) * pct(settings.emergency_loss_pct)) && unrealized_pnl < Decimal::ZERO
+    LossLimits::of(settings).emergency(unrealized_pnl, equity)
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use rust_decimal::prelude::*;
 use crate::core::models::TimestampMs;
 use crate::manager::commands::{Action, OrderRequest, Record};
 use crate::manager::exit_ladder::ExitReason;
-use crate::manager::risk_checks::emergency_triggered;
 use crate::store::OrderIntent;
 
 use super::*;
@@ -21,11 +20,11 @@ impl TradingCore {
         let has_positions = !self.exchange.is_empty() || self.pm.open_count() > 0;
         let was_latched = self.pm.emergency().is_some();
         self.pm.risk.roll_day(now, equity);
-        if self.pm.risk.observe(equity, &self.settings.risk) {
+        if self.pm.risk.observe_limit(equity, &self.limits) {
             tracing::warn!(equity = %equity.round_dp(2), start = %self.pm.risk.day_start_equity.round_dp(2),
                 "daily loss limit reached: no new entries until the next UTC day");
         }
-        if has_positions && emergency_triggered(upnl, equity, &self.settings.risk) && !self.emergency_flatten {
+        if has_positions && self.limits.emergency(upnl, equity) && !self.emergency_flatten {
             tracing::error!(unrealized = %upnl.round_dp(2), equity = %equity.round_dp(2),
                 "EMERGENCY EXIT: portfolio unrealized loss reached the limit; closing everything");
             self.pm.latch_emergency(now);

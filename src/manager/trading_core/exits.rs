@@ -23,7 +23,12 @@ impl TradingCore {
         if price <= Decimal::ZERO {
             return out;
         }
-        self.marks.insert(symbol.to_string(), (price, at));
+        match self.marks.get_mut(symbol) {
+            Some(m) => *m = (price, at),
+            None => {
+                self.marks.insert(symbol.to_string(), (price, at));
+            }
+        }
         self.check_emergency(&mut out, now);
         if self.pm.has_position(symbol) {
             self.step_symbol(&mut out, symbol, now);
@@ -76,7 +81,14 @@ impl TradingCore {
         price: Decimal,
         now: TimestampMs,
     ) -> bool {
-        let Some(before) = self.pm.position(symbol).cloned() else { return false };
+        let Some(mp) = self.pm.position(symbol) else { return false };
+        // Most prices move nothing but the best price: find out on a copy of the ladder
+        // before copying the whole position for a possible restore.
+        if mp.ladder.clone().on_price(price).is_empty() {
+            self.pm.on_price(symbol, price);
+            return false;
+        }
+        let before = mp.clone();
         let mut actions = self.pm.on_price(symbol, price);
         let closes: Vec<Decimal> = actions
             .iter()

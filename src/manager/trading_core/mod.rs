@@ -42,7 +42,7 @@ use crate::manager::exit_ladder::ExitReason;
 use crate::manager::position_manager::{
     ClosedTrade, EmergencyLatch, EntryDecision, EntryPlan, ManagedPosition, PositionManager,
 };
-use crate::manager::risk_checks::RiskBook;
+use crate::manager::risk_checks::{LossLimits, RiskBook};
 use crate::store::OrderIntent;
 
 /// How long the exchange's resting stop may take to fill after the mark crossed it before the
@@ -84,7 +84,7 @@ pub struct TradingCore {
     symbols: HashMap<String, SymbolInfo>,
     locked: BTreeSet<String>,
     account: AccountView,
-    marks: HashMap<String, (Decimal, TimestampMs)>,
+    marks: BTreeMap<String, (Decimal, TimestampMs)>,
     /// Positions as the exchange last reported them (events, reads).
     exchange: BTreeMap<String, ExchangePosition>,
     stops: BTreeMap<i64, StopOrder>,
@@ -124,6 +124,8 @@ pub struct TradingCore {
     closed_log: Option<Vec<ClosedTrade>>,
     /// The last entry evaluation (why a signal was or was not taken).
     last_decision: Option<EntryDecision>,
+    /// The loss limits as fractions (converted once).
+    limits: LossLimits,
     pub counters: CoreCounters,
 }
 
@@ -147,7 +149,7 @@ impl TradingCore {
             symbols: HashMap::new(),
             locked: BTreeSet::new(),
             account: AccountView::default(),
-            marks: HashMap::new(),
+            marks: BTreeMap::new(),
             exchange: BTreeMap::new(),
             stops: BTreeMap::new(),
             in_flight: BTreeMap::new(),
@@ -172,6 +174,7 @@ impl TradingCore {
             last_equity_record: 0,
             closed_log: None,
             last_decision: None,
+            limits: LossLimits::of(&settings.risk),
             counters: CoreCounters::default(),
         })
     }
@@ -251,14 +254,12 @@ impl TradingCore {
     pub fn exposure(&self) -> (Decimal, Decimal) {
         let mut upnl = Decimal::ZERO;
         let mut notional = Decimal::ZERO;
-        let mut seen = BTreeSet::new();
         for p in self.exchange.values() {
             let px = self.mark(&p.symbol).unwrap_or(p.mark_price);
             upnl += (px - p.entry_price) * p.qty * p.direction.sign();
             notional += (px * p.qty).abs();
-            seen.insert(p.symbol.as_str());
         }
-        for m in self.pm.positions().filter(|m| !seen.contains(m.position.symbol.as_str())) {
+        for m in self.pm.positions().filter(|m| !self.exchange.contains_key(&m.position.symbol)) {
             let px = self.mark(&m.position.symbol).unwrap_or(m.position.entry_price);
             upnl += (px - m.position.entry_price) * m.ladder.remaining_qty * m.position.direction.sign();
             notional += (px * m.ladder.remaining_qty).abs();
