@@ -538,6 +538,14 @@ impl PositionManager {
         mp.sync_from_ladder();
     }
 
+    /// The ladder's take-profit fractions from now on apply to what is left (after the part
+    /// of a fill above the notional cap was closed).
+    pub fn rebase_ladder(&mut self, symbol: &str) {
+        if let Some(mp) = self.positions.get_mut(symbol) {
+            mp.ladder.original_qty = mp.ladder.remaining_qty;
+        }
+    }
+
     /// Puts a position back exactly as it was (a close that did not execute).
     pub fn restore_managed(&mut self, mp: ManagedPosition) {
         self.positions.insert(mp.position.symbol.clone(), mp);

@@ -221,6 +221,9 @@ impl TradingCore {
                 }
                 // An emergency close took the whole remainder from the ladder already.
                 let trade = self.pm.on_exit_filled(symbol, filled, report.avg_price, fee, reason, now);
+                if reason == ExitReason::NotionalTrim {
+                    self.pm.rebase_ladder(symbol);
+                }
                 self.journal_position(out, symbol);
                 if let Some(t) = trade {
                     self.finish_trade(out, &t, reason.as_str());
