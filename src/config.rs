@@ -11,6 +11,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat, Value, ValueKind};
+
+pub mod operator;
+
+pub use operator::{ControlSettings, OperatorSecrets};
 use serde::{Deserialize, Serialize};
 
 /// The documented defaults, compiled in so a fresh clone needs no config file.
@@ -99,6 +103,10 @@ pub struct Settings {
     pub backtest: BacktestSettings,
     pub storage: StorageSettings,
     pub api: ApiSettings,
+    pub control: ControlSettings,
+    /// Secrets of the operator channels, from the environment only (never serialized).
+    #[serde(skip)]
+    pub secrets: OperatorSecrets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,7 +379,8 @@ pub fn load(sources: &ConfigSources<'_>) -> Result<Settings, ConfigError> {
     builder = builder.add_source(environment);
 
     let merged = builder.build().map_err(ConfigError::Parse)?;
-    let settings: Settings = merged.try_deserialize().map_err(|e| type_error(e, &known))?;
+    let mut settings: Settings = merged.try_deserialize().map_err(|e| type_error(e, &known))?;
+    settings.secrets = OperatorSecrets::from_env(&sources.env);
     validate(&settings)?;
     Ok(settings)
 }
@@ -587,6 +596,7 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
             "a loopback address (127.0.0.1 or ::1), or set api.allow_public_bind = true",
         ));
     }
+    operator::validate(&s.control, &s.secrets)?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod backtest;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod data;
 pub mod exchange;

@@ -41,6 +41,12 @@ pub struct Metrics {
     pub api_key_unsafe: Family<Labels, Gauge>,
     /// Protective stops that triggered but left their position open beyond the grace.
     pub protective_stops_failed: Counter,
+    /// Operator commands carried out, by `channel`, `action` and `ok`.
+    pub control_commands: Family<Labels, Counter>,
+    /// Requests or messages refused on an operator channel (wrong token, chat not allowed).
+    pub control_refused: Family<Labels, Counter>,
+    /// 1 while an operator has paused new entries.
+    pub entries_paused: Gauge,
 }
 
 impl Metrics {
@@ -100,6 +106,17 @@ impl Metrics {
             "Stops cancelled because no position matched",
             self.orphan_stops_cancelled.clone(),
         );
+        r.register(
+            "control_commands",
+            "Operator commands carried out, by channel, action and ok",
+            self.control_commands.clone(),
+        );
+        r.register(
+            "control_refused",
+            "Operator-channel requests refused (bad or missing token, chat not allowed), by channel",
+            self.control_refused.clone(),
+        );
+        r.register("entries_paused", "1 while an operator has paused new entries", self.entries_paused.clone());
     }
 
     /// One-label helper: `[(name, value)]`.

@@ -31,6 +31,8 @@ pub enum ExitReason {
     Emergency,
     Liquidation,
     EndOfData,
+    /// An operator's force-exit command.
+    ForceExit,
 }
 
 impl ExitReason {
@@ -43,6 +45,7 @@ impl ExitReason {
             ExitReason::Emergency => "emergency",
             ExitReason::Liquidation => "liquidation",
             ExitReason::EndOfData => "end_of_data",
+            ExitReason::ForceExit => "force_exit",
         }
     }
 
@@ -56,6 +59,7 @@ impl ExitReason {
             ExitReason::Emergency,
             ExitReason::Liquidation,
             ExitReason::EndOfData,
+            ExitReason::ForceExit,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

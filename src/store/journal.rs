@@ -114,6 +114,18 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 2: operator commands (who, channel, when, what, outcome)
+    "CREATE TABLE commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        who TEXT NOT NULL,
+        action TEXT NOT NULL,
+        args TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX commands_time ON commands(time);",
 ];
 
 /// A signal with its score breakdown (any JSON the analyzer produces).

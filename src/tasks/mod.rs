@@ -16,6 +16,7 @@
 //! - [`analyzer`]: indicators and complete analyses.
 //! - [`position_manager`]: drives the [`TradingCore`](crate::manager::trading_core::TradingCore).
 //! - [`orders`]: order requests as their own futures.
+//! - [`control`]: operator commands carried out inside the position manager.
 //! - [`startup`]: reconciliation before the tasks start.
 //! - [`status`]: `/status` and `/metrics`.
 //!
@@ -24,6 +25,7 @@
 //! exchange-side stops.
 
 pub mod analyzer;
+pub mod control;
 pub mod ingest;
 pub mod orders;
 pub mod position_manager;
@@ -32,7 +34,7 @@ pub mod startup;
 pub mod status;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +42,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{Metrics, StatusSnapshot};
 use crate::config::Settings;
+use crate::control::{ControlHandle, ControlRequest};
 use crate::core::data_hub::SharedHub;
 use crate::core::liveness::Liveness;
 use crate::core::systemd;
@@ -60,17 +63,35 @@ pub struct EngineHandles {
     pub status: Arc<RwLock<StatusSnapshot>>,
     pub metrics: Metrics,
     pub liveness: Arc<Liveness>,
+    /// Sends operator commands to the position manager.
+    pub control: ControlHandle,
+    /// The position manager's end of the command channel, taken once by [`Engine::run`].
+    control_inbox: Arc<Mutex<Option<mpsc::Receiver<ControlRequest>>>>,
 }
 
 impl EngineHandles {
     /// Fresh handles around a status snapshot and metrics.
     pub fn new(status: Arc<RwLock<StatusSnapshot>>, metrics: Metrics) -> Self {
+        let (control, inbox) = ControlHandle::channel();
         EngineHandles {
             hub: crate::core::data_hub::DataHub::default().shared(),
             status,
             metrics,
             liveness: Arc::new(Liveness::default()),
+            control,
+            control_inbox: Arc::new(Mutex::new(Some(inbox))),
         }
+    }
+
+    /// The command channel's receiving end (once; later calls get a fresh, unconnected one
+    /// whose sender stays in `keep`).
+    fn take_control_inbox(&self, keep: &mut Option<ControlHandle>) -> mpsc::Receiver<ControlRequest> {
+        if let Some(rx) = self.control_inbox.lock().ok().and_then(|mut g| g.take()) {
+            return rx;
+        }
+        let (handle, rx) = ControlHandle::channel();
+        *keep = Some(handle);
+        rx
     }
 }
 
@@ -163,8 +184,15 @@ impl<E: Exchange> Engine<E> {
             dry_run,
         );
         manager.apply(started.actions);
-        let inputs =
-            position_manager::ManagerInputs { account: account_rx, signals: signal_rx, marks: marks_rx, scan: scan_rx };
+        let mut _unconnected = None;
+        let control_rx = handles.take_control_inbox(&mut _unconnected);
+        let inputs = position_manager::ManagerInputs {
+            account: account_rx,
+            signals: signal_rx,
+            marks: marks_rx,
+            scan: scan_rx,
+            control: control_rx,
+        };
         systemd::ready();
         systemd::status("trading");
         tracing::info!(mode = if dry_run { "dry-run" } else { "live" }, "engine running");

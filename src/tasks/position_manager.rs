@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{Metrics, SignalStatus, StatusSnapshot};
 use crate::config::Settings;
+use crate::control::ControlRequest;
 use crate::core::data_hub::SharedHub;
 use crate::core::liveness::Liveness;
 use crate::core::systemd;
@@ -29,6 +30,7 @@ use crate::manager::commands::{AccountSnapshot, Action, OrderResult, Outcome, RI
 use crate::manager::position_manager::Analysis;
 use crate::manager::trading_core::TradingCore;
 use crate::store::{Journal, StoreError};
+use crate::tasks::control::ControlState;
 use crate::tasks::orders;
 use crate::tasks::scanner::ScanReport;
 use crate::tasks::status;
@@ -42,6 +44,8 @@ pub struct ManagerInputs {
     pub signals: mpsc::Receiver<Analysis>,
     pub marks: watch::Receiver<u64>,
     pub scan: watch::Receiver<ScanReport>,
+    /// Operator commands (pause, resume, force exit, clear the latch, reconcile).
+    pub control: mpsc::Receiver<ControlRequest>,
 }
 
 /// The task's state.
@@ -57,6 +61,8 @@ pub struct ManagerTask<E> {
     pub held: watch::Sender<BTreeSet<String>>,
     pub dry_run: bool,
     pub started_at: i64,
+    /// Operator commands: the pause, force exits still to do, the latest commands.
+    pub control: ControlState,
     tracker: TaskTracker,
     outcome_tx: mpsc::Sender<Outcome>,
     outcome_rx: mpsc::Receiver<Outcome>,
@@ -91,7 +97,9 @@ impl<E: Exchange> ManagerTask<E> {
         let (outcome_tx, outcome_rx) = mpsc::channel(1024);
         let (snapshot_tx, snapshot_rx) = mpsc::channel(16);
         let started_at = ex.now_ms();
+        let control = ControlState::load(&journal);
         ManagerTask {
+            control,
             ex,
             core,
             journal,
@@ -145,6 +153,10 @@ impl<E: Exchange> ManagerTask<E> {
                     self.core.on_outcome(o, self.ex.now_ms())
                 }
                 Some(s) = self.snapshot_rx.recv() => self.core.on_snapshot(s, self.ex.now_ms()),
+                Some(req) = inputs.control.recv() => {
+                    force_publish = true;
+                    self.control.handle(req, &mut self.core, &self.journal, self.ex.now_ms())
+                }
                 Ok(()) = inputs.marks.changed() => self.on_marks(),
                 at = monitor.tick() => {
                     self.metrics.monitor_loop_lag_secs.set(at.elapsed().as_secs_f64());
@@ -167,6 +179,9 @@ impl<E: Exchange> ManagerTask<E> {
                     self.core.on_signal(&a, live, self.ex.now_ms())
                 }
             };
+            // Force exits that waited for a symbol to become idle go out as soon as it is.
+            let mut actions = actions;
+            actions.extend(self.control.retry_exits(&mut self.core, self.ex.now_ms()));
             // A step that sent requests is published at once (/status shows them in flight).
             force_publish |= actions.iter().any(|a| matches!(a, Action::Send(_)));
             self.execute(actions);
@@ -329,6 +344,7 @@ impl<E: Exchange> ManagerTask<E> {
                 let api_key = s.api_key.take();
                 *s = snapshot;
                 s.api_key = api_key;
+                s.control = self.control.status(self.core.paused());
             }
         }
     }

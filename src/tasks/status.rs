@@ -95,6 +95,7 @@ pub fn snapshot(i: &StatusInputs<'_>) -> StatusSnapshot {
         exchange_reachable: i.liveness.exchange_reachable(),
         requests_in_flight: i.requests_in_flight,
         api_key: None,
+        control: Default::default(),
     }
 }
 
@@ -117,6 +118,7 @@ pub fn export_metrics<E: Exchange>(
     let pct = if equity > Decimal::ZERO { dec_f64(upnl / equity * Decimal::ONE_HUNDRED) } else { 0.0 };
     m.emergency_distance_pct.set(pct + settings.risk.emergency_loss_pct);
     m.emergency_latched.set(i64::from(core.manager().emergency().is_some()));
+    m.entries_paused.set(i64::from(core.paused()));
     let stats = ex.stats();
     m.rest_weight_used.set(i64::from(stats.rest_weight_used_1m));
     m.clock_offset_ms.set(stats.clock_offset_ms);
