@@ -14,7 +14,7 @@ use config::{Config, Environment, File, FileFormat, Value, ValueKind};
 
 pub mod operator;
 
-pub use operator::{ControlSettings, OperatorSecrets};
+pub use operator::{ControlSettings, NotifySettings, OperatorSecrets, WebhookFormat};
 use serde::{Deserialize, Serialize};
 
 /// The documented defaults, compiled in so a fresh clone needs no config file.
@@ -104,6 +104,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub api: ApiSettings,
     pub control: ControlSettings,
+    pub notify: NotifySettings,
     /// Secrets of the operator channels, from the environment only (never serialized).
     #[serde(skip)]
     pub secrets: OperatorSecrets,
@@ -375,6 +376,9 @@ pub fn load(sources: &ConfigSources<'_>) -> Result<Settings, ConfigError> {
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("scanner.exclude")
+        .with_list_parse_key("notify.telegram.chat_ids")
+        .with_list_parse_key("notify.telegram.events")
+        .with_list_parse_key("notify.webhook.events")
         .source(Some(env.into_iter().collect()));
     builder = builder.add_source(environment);
 
@@ -597,6 +601,7 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
         ));
     }
     operator::validate(&s.control, &s.secrets)?;
+    operator::validate_notify(&s.notify, &s.secrets)?;
     Ok(())
 }
 

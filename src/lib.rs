@@ -18,6 +18,7 @@ pub mod core;
 pub mod data;
 pub mod exchange;
 pub mod manager;
+pub mod notify;
 pub mod scanner;
 pub mod shutdown;
 pub mod store;

@@ -47,6 +47,10 @@ pub struct Metrics {
     pub control_refused: Family<Labels, Counter>,
     /// 1 while an operator has paused new entries.
     pub entries_paused: Gauge,
+    /// Notifications delivered, failed (after every retry) and dropped (queue full), by channel.
+    pub notifications_sent: Family<Labels, Counter>,
+    pub notifications_failed: Family<Labels, Counter>,
+    pub notifications_dropped: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -117,6 +121,17 @@ impl Metrics {
             self.control_refused.clone(),
         );
         r.register("entries_paused", "1 while an operator has paused new entries", self.entries_paused.clone());
+        r.register("notifications_sent", "Notifications delivered, by channel", self.notifications_sent.clone());
+        r.register(
+            "notifications_failed",
+            "Notifications given up after every retry, by channel",
+            self.notifications_failed.clone(),
+        );
+        r.register(
+            "notifications_dropped",
+            "Notifications dropped because the channel's queue was full, by channel",
+            self.notifications_dropped.clone(),
+        );
     }
 
     /// One-label helper: `[(name, value)]`.

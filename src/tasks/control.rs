@@ -226,6 +226,11 @@ impl ControlState {
         out
     }
 
+    /// The latest command.
+    pub fn last(&self) -> Option<&CommandRecord> {
+        self.recent.front()
+    }
+
     /// The `/status` view.
     pub fn status(&self, paused: bool) -> ControlStatus {
         ControlStatus {

@@ -53,6 +53,8 @@ pub use startup::StartupError as EngineError;
 
 /// Market events queue here between the exchange and the ingest task.
 pub const MARKET_CHANNEL: usize = 4096;
+/// How long shutdown waits for queued notifications.
+pub const NOTIFY_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 /// Account events queue here between the exchange and the position manager.
 pub const ACCOUNT_CHANNEL: usize = 1024;
 
@@ -183,6 +185,8 @@ impl<E: Exchange> Engine<E> {
             held_tx,
             dry_run,
         );
+        let (notifier, workers) = crate::notify::deliver::start(&settings.notify, &settings.secrets, &handles.metrics);
+        manager.set_notifier(notifier.clone());
         manager.apply(started.actions);
         let mut _unconnected = None;
         let control_rx = handles.take_control_inbox(&mut _unconnected);
@@ -196,9 +200,15 @@ impl<E: Exchange> Engine<E> {
         systemd::ready();
         systemd::status("trading");
         tracing::info!(mode = if dry_run { "dry-run" } else { "live" }, "engine running");
+        notifier
+            .notify(crate::notify::Event::Start { mode: if dry_run { "dry-run" } else { "live" }.into() }, ex.now_ms());
         // The manager runs here: when it returns (after cancel, its in-flight requests done),
         // the other tasks are stopped too.
         manager.run(inputs, cancel.child_token()).await;
+        notifier.notify(crate::notify::Event::Stop, ex.now_ms());
+        drop(notifier);
+        // The queued messages get a moment to leave; a hanging channel does not hold shutdown.
+        let _ = tokio::time::timeout(NOTIFY_FLUSH, futures_util::future::join_all(workers)).await;
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
