@@ -377,6 +377,7 @@ pub fn load(sources: &ConfigSources<'_>) -> Result<Settings, ConfigError> {
         .list_separator(",")
         .with_list_parse_key("scanner.exclude")
         .with_list_parse_key("notify.telegram.chat_ids")
+        .with_list_parse_key("notify.telegram.command_chat_ids")
         .with_list_parse_key("notify.telegram.events")
         .with_list_parse_key("notify.webhook.events")
         .source(Some(env.into_iter().collect()));

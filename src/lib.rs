@@ -23,4 +23,5 @@ pub mod scanner;
 pub mod shutdown;
 pub mod store;
 pub mod tasks;
+pub mod telegram;
 pub mod telemetry;

@@ -75,12 +75,19 @@ pub struct TelegramSettings {
     pub enabled: bool,
     /// Bot API base URL (no trailing slash).
     pub api_url: String,
-    /// Chats that receive notifications (and, the only ones whose commands are answered).
+    /// Chats that receive notifications.
     #[serde(deserialize_with = "one_or_many")]
     pub chat_ids: Vec<i64>,
     /// Event kinds sent to Telegram (see [`EVENT_KINDS`]; `all` = every one).
     #[serde(deserialize_with = "one_or_many")]
     pub events: Vec<String>,
+    /// Answer commands (long polling with `getUpdates`); off by default.
+    pub commands_enabled: bool,
+    /// Chats whose commands are answered; every other chat is ignored (and counted).
+    #[serde(deserialize_with = "one_or_many")]
+    pub command_chat_ids: Vec<i64>,
+    /// Seconds one `getUpdates` long poll waits for a message.
+    pub poll_timeout_secs: u64,
 }
 
 /// The body a webhook receives.
@@ -226,9 +233,34 @@ pub fn validate_notify(n: &NotifySettings, secrets: &OperatorSecrets) -> Result<
         if n.telegram.chat_ids.is_empty() {
             return Err(invalid("notify.telegram.chat_ids", "[]", "at least one chat id when Telegram is enabled"));
         }
-        if url::Url::parse(&n.telegram.api_url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
-            return Err(invalid("notify.telegram.api_url", &n.telegram.api_url, "an http(s) URL"));
+    }
+    if n.telegram.commands_enabled {
+        if secrets.telegram_token.is_none() {
+            return Err(invalid(
+                "notify.telegram.commands_enabled",
+                "true",
+                &format!("only with the bot token set in {ENV_TELEGRAM_TOKEN}"),
+            ));
         }
+        if n.telegram.command_chat_ids.is_empty() {
+            return Err(invalid(
+                "notify.telegram.command_chat_ids",
+                "[]",
+                "at least one chat id when Telegram commands are enabled",
+            ));
+        }
+        if !(1..=50).contains(&n.telegram.poll_timeout_secs) {
+            return Err(invalid(
+                "notify.telegram.poll_timeout_secs",
+                n.telegram.poll_timeout_secs,
+                "an integer in [1, 50]",
+            ));
+        }
+    }
+    if (n.telegram.enabled || n.telegram.commands_enabled)
+        && url::Url::parse(&n.telegram.api_url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)
+    {
+        return Err(invalid("notify.telegram.api_url", &n.telegram.api_url, "an http(s) URL"));
     }
     if !n.webhook.url.is_empty()
         && url::Url::parse(&n.webhook.url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)

@@ -25,6 +25,8 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
     #[error("journal schema version {found} is newer than this binary understands ({known})")]
     TooNew { found: i64, known: i64 },
+    #[error("an in-memory journal has no file a second connection could open")]
+    InMemory,
 }
 
 /// Schema migrations, applied in order; index + 1 is the `user_version` after each.
@@ -282,6 +284,18 @@ impl Journal {
     /// SQLite errors.
     pub fn sync_level(&self) -> Result<i64, StoreError> {
         Ok(self.conn.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+    }
+
+    /// A second connection to the same journal file, for a task that reads (and keeps its
+    /// own small state keys) beside the position manager; WAL lets both work at once.
+    ///
+    /// # Errors
+    /// [`StoreError::InMemory`] for an in-memory journal; SQLite errors.
+    pub fn reopen(&self) -> Result<Journal, StoreError> {
+        match self.conn.path().filter(|p| !p.is_empty()) {
+            Some(path) => Journal::open(Path::new(path)),
+            None => Err(StoreError::InMemory),
+        }
     }
 
     /// An in-memory journal (tests and backtests).

@@ -17,7 +17,7 @@ mod orders;
 mod types;
 
 pub use crate::core::models::OrderType;
-pub use commands::CommandRecord;
+pub use commands::{ClosedTrade, CommandRecord};
 pub use journal::{
     EquitySnapshot, Journal, JournalFill, JournalOrder, JournalPosition, RiskCheckRecord, SignalRecord, StoreError,
 };

@@ -17,6 +17,7 @@
 //! - [`position_manager`]: drives the [`TradingCore`](crate::manager::trading_core::TradingCore).
 //! - [`orders`]: order requests as their own futures.
 //! - [`control`]: operator commands carried out inside the position manager.
+//! - [`telegram`]: the bot's commands (long polling), into the control channel.
 //! - [`startup`]: reconciliation before the tasks start.
 //! - [`status`]: `/status` and `/metrics`.
 //!
@@ -32,6 +33,7 @@ pub mod position_manager;
 pub mod scanner;
 pub mod startup;
 pub mod status;
+pub mod telegram;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -173,6 +175,10 @@ impl<E: Exchange> Engine<E> {
         );
         tasks.spawn(analyzer.run(cancel.child_token()));
 
+        if let Some(bot) = telegram_commands(&settings, &journal, &handles) {
+            tasks.spawn(bot.run(cancel.child_token()));
+        }
+
         let mut manager = position_manager::ManagerTask::new(
             Arc::clone(&ex),
             started.core,
@@ -214,4 +220,40 @@ impl<E: Exchange> Engine<E> {
         tasks.wait().await;
         Ok(())
     }
+}
+
+/// The Telegram command task when `notify.telegram.commands_enabled` (with the bot token);
+/// `None`, logged, when it cannot start (its journal connection, its HTTP client).
+fn telegram_commands(
+    settings: &Settings,
+    journal: &Journal,
+    handles: &EngineHandles,
+) -> Option<telegram::TelegramCommands> {
+    let t = &settings.notify.telegram;
+    let token = settings.secrets.telegram_token.as_ref().filter(|_| t.commands_enabled)?;
+    let own_journal = match journal.reopen() {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "telegram commands off: cannot open a journal connection for the offset");
+            return None;
+        }
+    };
+    let bot = match crate::telegram::bot::BotApi::new(&t.api_url, token.clone()) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "telegram commands off: cannot build the HTTP client");
+            return None;
+        }
+    };
+    Some(telegram::TelegramCommands {
+        bot,
+        dispatcher: crate::telegram::dispatch::Dispatcher::new(t.command_chat_ids.iter().copied()),
+        control: handles.control.clone(),
+        status: Arc::clone(&handles.status),
+        liveness: Arc::clone(&handles.liveness),
+        journal: Mutex::new(own_journal),
+        metrics: handles.metrics.clone(),
+        clock: Arc::new(crate::core::clock::SystemClock),
+        poll_timeout: std::time::Duration::from_secs(t.poll_timeout_secs.max(1)),
+    })
 }
