@@ -51,6 +51,12 @@ pub struct Metrics {
     pub notifications_sent: Family<Labels, Counter>,
     pub notifications_failed: Family<Labels, Counter>,
     pub notifications_dropped: Family<Labels, Counter>,
+    /// 1 while the daily loss limit blocks new entries (until the next UTC day).
+    pub daily_loss_blocked: Gauge,
+    /// Today's PnL: equity − day-start equity − today's net transfers.
+    pub today_pnl_usdt: GaugeF,
+    /// Tracked positions without a protective stop on the exchange right now.
+    pub positions_unprotected: Gauge,
 }
 
 impl Metrics {
@@ -131,6 +137,21 @@ impl Metrics {
             "notifications_dropped",
             "Notifications dropped because the channel's queue was full, by channel",
             self.notifications_dropped.clone(),
+        );
+        r.register(
+            "daily_loss_blocked",
+            "1 while the daily loss limit blocks new entries until the next UTC day",
+            self.daily_loss_blocked.clone(),
+        );
+        r.register(
+            "today_pnl_usdt",
+            "Today's PnL: equity minus day-start equity minus today's net transfers",
+            self.today_pnl_usdt.clone(),
+        );
+        r.register(
+            "positions_unprotected",
+            "Tracked positions without a protective stop on the exchange",
+            self.positions_unprotected.clone(),
         );
     }
 
