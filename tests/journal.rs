@@ -58,10 +58,10 @@ fn file_journal_is_wal_and_migrated() {
     assert_eq!(j.sync_level().unwrap(), 1);
     j.set_full_sync(true).unwrap();
     assert_eq!(j.sync_level().unwrap(), 2);
-    assert_eq!(j.schema_version().unwrap(), 1);
+    assert_eq!(j.schema_version().unwrap(), 2);
     drop(j);
     // Reopening does not re-run migrations.
-    assert_eq!(Journal::open(&path).unwrap().schema_version().unwrap(), 1);
+    assert_eq!(Journal::open(&path).unwrap().schema_version().unwrap(), 2);
 }
 
 #[test]

@@ -41,6 +41,22 @@ pub struct Metrics {
     pub api_key_unsafe: Family<Labels, Gauge>,
     /// Protective stops that triggered but left their position open beyond the grace.
     pub protective_stops_failed: Counter,
+    /// Operator commands carried out, by `channel`, `action` and `ok`.
+    pub control_commands: Family<Labels, Counter>,
+    /// Requests or messages refused on an operator channel (wrong token, chat not allowed).
+    pub control_refused: Family<Labels, Counter>,
+    /// 1 while an operator has paused new entries.
+    pub entries_paused: Gauge,
+    /// Notifications delivered, failed (after every retry) and dropped (queue full), by channel.
+    pub notifications_sent: Family<Labels, Counter>,
+    pub notifications_failed: Family<Labels, Counter>,
+    pub notifications_dropped: Family<Labels, Counter>,
+    /// 1 while the daily loss limit blocks new entries (until the next UTC day).
+    pub daily_loss_blocked: Gauge,
+    /// Today's PnL: equity − day-start equity − today's net transfers.
+    pub today_pnl_usdt: GaugeF,
+    /// Tracked positions without a protective stop on the exchange right now.
+    pub positions_unprotected: Gauge,
 }
 
 impl Metrics {
@@ -99,6 +115,43 @@ impl Metrics {
             "orphan_stops_cancelled",
             "Stops cancelled because no position matched",
             self.orphan_stops_cancelled.clone(),
+        );
+        r.register(
+            "control_commands",
+            "Operator commands carried out, by channel, action and ok",
+            self.control_commands.clone(),
+        );
+        r.register(
+            "control_refused",
+            "Operator-channel requests refused (bad or missing token, chat not allowed), by channel",
+            self.control_refused.clone(),
+        );
+        r.register("entries_paused", "1 while an operator has paused new entries", self.entries_paused.clone());
+        r.register("notifications_sent", "Notifications delivered, by channel", self.notifications_sent.clone());
+        r.register(
+            "notifications_failed",
+            "Notifications given up after every retry, by channel",
+            self.notifications_failed.clone(),
+        );
+        r.register(
+            "notifications_dropped",
+            "Notifications dropped because the channel's queue was full, by channel",
+            self.notifications_dropped.clone(),
+        );
+        r.register(
+            "daily_loss_blocked",
+            "1 while the daily loss limit blocks new entries until the next UTC day",
+            self.daily_loss_blocked.clone(),
+        );
+        r.register(
+            "today_pnl_usdt",
+            "Today's PnL: equity minus day-start equity minus today's net transfers",
+            self.today_pnl_usdt.clone(),
+        );
+        r.register(
+            "positions_unprotected",
+            "Tracked positions without a protective stop on the exchange",
+            self.positions_unprotected.clone(),
         );
     }
 

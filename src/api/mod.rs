@@ -2,6 +2,7 @@
 //! It reads shared state and never places or changes orders; it binds to loopback unless the
 //! configuration explicitly allows otherwise (checked in config validation).
 
+pub mod control;
 pub mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -139,8 +140,10 @@ pub struct RiskStatus {
     pub loss_pause_until: Option<TimestampMs>,
     pub symbol_cooldowns: BTreeMap<String, TimestampMs>,
     pub locked_symbols: BTreeSet<String>,
-    /// New entries allowed (not shutting down, journal writable).
+    /// New entries allowed (not shutting down, not paused, journal writable).
     pub entries_enabled: bool,
+    /// An operator paused new entries (`/pause`); open positions are still managed.
+    pub paused: bool,
 }
 
 /// What `/status` shows; the position manager replaces it after its steps. All money as
@@ -165,6 +168,8 @@ pub struct StatusSnapshot {
     pub requests_in_flight: usize,
     /// The API-key check at start (live only): permissions, verdict and warnings.
     pub api_key: Option<crate::exchange::api_key::ApiKeyStatus>,
+    /// Operator control: the pause, force exits under way, the latest commands.
+    pub control: crate::control::ControlStatus,
 }
 
 /// Shared between the tasks (writers) and the HTTP server (reader).

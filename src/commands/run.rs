@@ -125,6 +125,22 @@ pub async fn run_checked<E: Exchange>(
         .await
         .map_err(|e| CliError::Fatal(format!("cannot bind the HTTP server to {}: {e}", settings.api.listen)))?;
 
+    let control_server = match (&settings.control.api_enabled, &settings.secrets.control_token) {
+        (true, Some(token)) => {
+            let state = crate::api::control::ControlApiState {
+                control: handles.control.clone(),
+                token: token.clone(),
+                metrics: handles.metrics.clone(),
+            };
+            let listen = settings.control.listen_addr()?;
+            let (_addr, task) = crate::api::control::serve(listen, state, cancel.clone()).await.map_err(|e| {
+                CliError::Fatal(format!("cannot bind the control API to {}: {e}", settings.control.api_listen))
+            })?;
+            Some(task)
+        }
+        _ => None,
+    };
+
     let engine = Engine::new(ex, settings.clone(), journal, handles, dry_run)
         .ok_or_else(|| CliError::Fatal("strategy settings unusable".into()))?;
     let engine_cancel = cancel.clone();
@@ -147,6 +163,9 @@ pub async fn run_checked<E: Exchange>(
     };
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    if let Some(task) = control_server {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     match result {
         Ok(Ok(())) => {
             tracing::info!("stopped cleanly");

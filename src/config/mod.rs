@@ -11,6 +11,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat, Value, ValueKind};
+
+pub mod operator;
+
+pub use operator::{ControlSettings, NotifySettings, OperatorSecrets, WebhookFormat};
 use serde::{Deserialize, Serialize};
 
 pub mod hints;
@@ -109,6 +113,11 @@ pub struct Settings {
     pub backtest: BacktestSettings,
     pub storage: StorageSettings,
     pub api: ApiSettings,
+    pub control: ControlSettings,
+    pub notify: NotifySettings,
+    /// Secrets of the operator channels, from the environment only (never serialized).
+    #[serde(skip)]
+    pub secrets: OperatorSecrets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,11 +386,16 @@ pub fn load(sources: &ConfigSources<'_>) -> Result<Settings, ConfigError> {
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("scanner.exclude")
+        .with_list_parse_key("notify.telegram.chat_ids")
+        .with_list_parse_key("notify.telegram.command_chat_ids")
+        .with_list_parse_key("notify.telegram.events")
+        .with_list_parse_key("notify.webhook.events")
         .source(Some(env.into_iter().collect()));
     builder = builder.add_source(environment);
 
     let merged = builder.build().map_err(ConfigError::Parse)?;
-    let settings: Settings = merged.clone().try_deserialize().map_err(|e| type_error(e, &known, &merged))?;
+    let mut settings: Settings = merged.clone().try_deserialize().map_err(|e| type_error(e, &known, &merged))?;
+    settings.secrets = OperatorSecrets::from_env(&sources.env);
     validate(&settings)?;
     Ok(settings)
 }

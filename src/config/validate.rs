@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::{ConfigError, LeverageTier, Settings, SizingTier};
 
-fn invalid(key: &str, value: impl fmt::Display, allowed: &str) -> ConfigError {
+pub(super) fn invalid(key: &str, value: impl fmt::Display, allowed: &str) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), value: value.to_string(), allowed: allowed.to_string() }
 }
 
@@ -174,6 +174,8 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
             "a loopback address (127.0.0.1 or ::1), or set api.allow_public_bind = true",
         ));
     }
+    super::operator::validate(&s.control, &s.secrets)?;
+    super::operator::validate_notify(&s.notify, &s.secrets)?;
     Ok(())
 }
 

@@ -33,6 +33,8 @@ pub enum ExitReason {
     EndOfData,
     /// The part of a fill above the notional cap, closed at once.
     NotionalTrim,
+    /// An operator's force-exit command.
+    ForceExit,
 }
 
 impl ExitReason {
@@ -46,6 +48,7 @@ impl ExitReason {
             ExitReason::Liquidation => "liquidation",
             ExitReason::EndOfData => "end_of_data",
             ExitReason::NotionalTrim => "notional_trim",
+            ExitReason::ForceExit => "force_exit",
         }
     }
 
@@ -60,6 +63,7 @@ impl ExitReason {
             ExitReason::Liquidation,
             ExitReason::EndOfData,
             ExitReason::NotionalTrim,
+            ExitReason::ForceExit,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

@@ -25,6 +25,8 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
     #[error("journal schema version {found} is newer than this binary understands ({known})")]
     TooNew { found: i64, known: i64 },
+    #[error("an in-memory journal has no file a second connection could open")]
+    InMemory,
 }
 
 /// Schema migrations, applied in order; index + 1 is the `user_version` after each.
@@ -114,6 +116,18 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 2: operator commands (who, channel, when, what, outcome)
+    "CREATE TABLE commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        who TEXT NOT NULL,
+        action TEXT NOT NULL,
+        args TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX commands_time ON commands(time);",
 ];
 
 /// A signal with its score breakdown (any JSON the analyzer produces).
@@ -270,6 +284,18 @@ impl Journal {
     /// SQLite errors.
     pub fn sync_level(&self) -> Result<i64, StoreError> {
         Ok(self.conn.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+    }
+
+    /// A second connection to the same journal file, for a task that reads (and keeps its
+    /// own small state keys) beside the position manager; WAL lets both work at once.
+    ///
+    /// # Errors
+    /// [`StoreError::InMemory`] for an in-memory journal; SQLite errors.
+    pub fn reopen(&self) -> Result<Journal, StoreError> {
+        match self.conn.path().filter(|p| !p.is_empty()) {
+            Some(path) => Journal::open(Path::new(path)),
+            None => Err(StoreError::InMemory),
+        }
     }
 
     /// An in-memory journal (tests and backtests).

@@ -11,11 +11,13 @@
 //! the exit-ladder stage before a take-profit close is sent — before the next action depends on
 //! it.
 
+mod commands;
 mod journal;
 mod orders;
 mod types;
 
 pub use crate::core::models::OrderType;
+pub use commands::{ClosedTrade, CommandRecord};
 pub use journal::{
     EquitySnapshot, Journal, JournalFill, JournalOrder, JournalPosition, RiskCheckRecord, SignalRecord, StoreError,
 };

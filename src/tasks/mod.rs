@@ -16,6 +16,8 @@
 //! - [`analyzer`]: indicators and complete analyses.
 //! - [`position_manager`]: drives the [`TradingCore`](crate::manager::trading_core::TradingCore).
 //! - [`orders`]: order requests as their own futures.
+//! - [`control`]: operator commands carried out inside the position manager.
+//! - [`telegram`]: the bot's commands (long polling), into the control channel.
 //! - [`startup`]: reconciliation before the tasks start.
 //! - [`status`]: `/status` and `/metrics`.
 //!
@@ -24,15 +26,17 @@
 //! exchange-side stops.
 
 pub mod analyzer;
+pub mod control;
 pub mod ingest;
 pub mod orders;
 pub mod position_manager;
 pub mod scanner;
 pub mod startup;
 pub mod status;
+pub mod telegram;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +44,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{Metrics, StatusSnapshot};
 use crate::config::Settings;
+use crate::control::{ControlHandle, ControlRequest};
 use crate::core::data_hub::SharedHub;
 use crate::core::liveness::Liveness;
 use crate::core::systemd;
@@ -50,6 +55,8 @@ pub use startup::StartupError as EngineError;
 
 /// Market events queue here between the exchange and the ingest task.
 pub const MARKET_CHANNEL: usize = 4096;
+/// How long shutdown waits for queued notifications.
+pub const NOTIFY_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 /// Account events queue here between the exchange and the position manager.
 pub const ACCOUNT_CHANNEL: usize = 1024;
 
@@ -60,17 +67,35 @@ pub struct EngineHandles {
     pub status: Arc<RwLock<StatusSnapshot>>,
     pub metrics: Metrics,
     pub liveness: Arc<Liveness>,
+    /// Sends operator commands to the position manager.
+    pub control: ControlHandle,
+    /// The position manager's end of the command channel, taken once by [`Engine::run`].
+    control_inbox: Arc<Mutex<Option<mpsc::Receiver<ControlRequest>>>>,
 }
 
 impl EngineHandles {
     /// Fresh handles around a status snapshot and metrics.
     pub fn new(status: Arc<RwLock<StatusSnapshot>>, metrics: Metrics) -> Self {
+        let (control, inbox) = ControlHandle::channel();
         EngineHandles {
             hub: crate::core::data_hub::DataHub::default().shared(),
             status,
             metrics,
             liveness: Arc::new(Liveness::default()),
+            control,
+            control_inbox: Arc::new(Mutex::new(Some(inbox))),
         }
+    }
+
+    /// The command channel's receiving end (once; later calls get a fresh, unconnected one
+    /// whose sender stays in `keep`).
+    fn take_control_inbox(&self, keep: &mut Option<ControlHandle>) -> mpsc::Receiver<ControlRequest> {
+        if let Some(rx) = self.control_inbox.lock().ok().and_then(|mut g| g.take()) {
+            return rx;
+        }
+        let (handle, rx) = ControlHandle::channel();
+        *keep = Some(handle);
+        rx
     }
 }
 
@@ -156,6 +181,10 @@ impl<E: Exchange> Engine<E> {
         );
         tasks.spawn(analyzer.run(cancel.child_token()));
 
+        if let Some(bot) = telegram_commands(&settings, &journal, &handles) {
+            tasks.spawn(bot.run(cancel.child_token()));
+        }
+
         let mut manager = position_manager::ManagerTask::new(
             Arc::clone(&ex),
             started.core,
@@ -168,18 +197,69 @@ impl<E: Exchange> Engine<E> {
             held_tx,
             dry_run,
         );
+        let (notifier, workers) = crate::notify::deliver::start(&settings.notify, &settings.secrets, &handles.metrics);
+        manager.set_notifier(notifier.clone());
         manager.apply(started.actions);
-        let inputs =
-            position_manager::ManagerInputs { account: account_rx, signals: signal_rx, marks: marks_rx, scan: scan_rx };
+        let mut _unconnected = None;
+        let control_rx = handles.take_control_inbox(&mut _unconnected);
+        let inputs = position_manager::ManagerInputs {
+            account: account_rx,
+            signals: signal_rx,
+            marks: marks_rx,
+            scan: scan_rx,
+            control: control_rx,
+        };
         systemd::ready();
         systemd::status("trading");
         tracing::info!(mode = if dry_run { "dry-run" } else { "live" }, "engine running");
+        notifier
+            .notify(crate::notify::Event::Start { mode: if dry_run { "dry-run" } else { "live" }.into() }, ex.now_ms());
         // The manager runs here: when it returns (after cancel, its in-flight requests done),
         // the other tasks are stopped too.
         manager.run(inputs, cancel.child_token()).await;
+        notifier.notify(crate::notify::Event::Stop, ex.now_ms());
+        drop(notifier);
+        // The queued messages get a moment to leave; a hanging channel does not hold shutdown.
+        let _ = tokio::time::timeout(NOTIFY_FLUSH, futures_util::future::join_all(workers)).await;
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
         Ok(())
     }
+}
+
+/// The Telegram command task when `notify.telegram.commands_enabled` (with the bot token);
+/// `None`, logged, when it cannot start (its journal connection, its HTTP client).
+fn telegram_commands(
+    settings: &Settings,
+    journal: &Journal,
+    handles: &EngineHandles,
+) -> Option<telegram::TelegramCommands> {
+    let t = &settings.notify.telegram;
+    let token = settings.secrets.telegram_token.as_ref().filter(|_| t.commands_enabled)?;
+    let own_journal = match journal.reopen() {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "telegram commands off: cannot open a journal connection for the offset");
+            return None;
+        }
+    };
+    let bot = match crate::telegram::bot::BotApi::new(&t.api_url, token.clone()) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "telegram commands off: cannot build the HTTP client");
+            return None;
+        }
+    };
+    Some(telegram::TelegramCommands {
+        bot,
+        dispatcher: crate::telegram::dispatch::Dispatcher::new(t.command_chat_ids.iter().copied()),
+        control: handles.control.clone(),
+        status: Arc::clone(&handles.status),
+        liveness: Arc::clone(&handles.liveness),
+        journal: Mutex::new(own_journal),
+        metrics: handles.metrics.clone(),
+        clock: Arc::new(crate::core::clock::SystemClock),
+        poll_timeout: std::time::Duration::from_secs(t.poll_timeout_secs.max(1)),
+    })
 }

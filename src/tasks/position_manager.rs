@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{Metrics, SignalStatus, StatusSnapshot};
 use crate::config::Settings;
+use crate::control::ControlRequest;
 use crate::core::data_hub::SharedHub;
 use crate::core::liveness::Liveness;
 use crate::core::systemd;
@@ -28,7 +29,10 @@ use crate::exchange::{Exchange, ExchangeEvent};
 use crate::manager::commands::{AccountSnapshot, Action, OrderResult, Outcome, RISK_STATE_KEY, Record};
 use crate::manager::position_manager::Analysis;
 use crate::manager::trading_core::TradingCore;
+use crate::notify::Notifier;
+use crate::notify::watch::NotifyWatch;
 use crate::store::{Journal, StoreError};
+use crate::tasks::control::ControlState;
 use crate::tasks::orders;
 use crate::tasks::scanner::ScanReport;
 use crate::tasks::status;
@@ -42,6 +46,8 @@ pub struct ManagerInputs {
     pub signals: mpsc::Receiver<Analysis>,
     pub marks: watch::Receiver<u64>,
     pub scan: watch::Receiver<ScanReport>,
+    /// Operator commands (pause, resume, force exit, clear the latch, reconcile).
+    pub control: mpsc::Receiver<ControlRequest>,
 }
 
 /// The task's state.
@@ -57,6 +63,10 @@ pub struct ManagerTask<E> {
     pub held: watch::Sender<BTreeSet<String>>,
     pub dry_run: bool,
     pub started_at: i64,
+    /// Operator commands: the pause, force exits still to do, the latest commands.
+    pub control: ControlState,
+    /// Notifications derived from the book's records and state (never waits).
+    pub notify: NotifyWatch,
     tracker: TaskTracker,
     outcome_tx: mpsc::Sender<Outcome>,
     outcome_rx: mpsc::Receiver<Outcome>,
@@ -91,7 +101,11 @@ impl<E: Exchange> ManagerTask<E> {
         let (outcome_tx, outcome_rx) = mpsc::channel(1024);
         let (snapshot_tx, snapshot_rx) = mpsc::channel(16);
         let started_at = ex.now_ms();
+        let control = ControlState::load(&journal);
+        let notify = NotifyWatch::new(Notifier::disabled(), settings.notify.clone(), &core, started_at);
         ManagerTask {
+            control,
+            notify,
             ex,
             core,
             journal,
@@ -117,6 +131,11 @@ impl<E: Exchange> ManagerTask<E> {
             signals_handled: 0,
             mark_time: 0,
         }
+    }
+
+    /// Sends notifications to `notifier` from now on (the baseline is the book now).
+    pub fn set_notifier(&mut self, notifier: Notifier) {
+        self.notify = NotifyWatch::new(notifier, self.settings.notify.clone(), &self.core, self.ex.now_ms());
     }
 
     /// Applies actions produced outside the loop (start-up reconciliation).
@@ -145,13 +164,24 @@ impl<E: Exchange> ManagerTask<E> {
                     self.core.on_outcome(o, self.ex.now_ms())
                 }
                 Some(s) = self.snapshot_rx.recv() => self.core.on_snapshot(s, self.ex.now_ms()),
+                Some(req) = inputs.control.recv() => {
+                    force_publish = true;
+                    let actions = self.control.handle(req, &mut self.core, &self.journal, self.ex.now_ms());
+                    if let Some(c) = self.control.last() {
+                        self.notify.on_command(c);
+                    }
+                    actions
+                }
                 Ok(()) = inputs.marks.changed() => self.on_marks(),
                 at = monitor.tick() => {
                     self.metrics.monitor_loop_lag_secs.set(at.elapsed().as_secs_f64());
                     self.metrics.monitor_ticks.inc();
                     self.ticks += 1;
                     force_publish = true;
-                    self.core.on_tick(self.ex.now_ms())
+                    let actions = self.core.on_tick(self.ex.now_ms());
+                    let streams = self.hub.read().map(|h| h.stream_statuses()).unwrap_or_default();
+                    self.notify.on_tick(&self.core, self.liveness.exchange_reachable(), &streams, self.ex.now_ms());
+                    actions
                 }
                 Some(a) = inputs.signals.recv() => {
                     force_publish = true;
@@ -167,9 +197,13 @@ impl<E: Exchange> ManagerTask<E> {
                     self.core.on_signal(&a, live, self.ex.now_ms())
                 }
             };
+            // Force exits that waited for a symbol to become idle go out as soon as it is.
+            let mut actions = actions;
+            actions.extend(self.control.retry_exits(&mut self.core, self.ex.now_ms()));
             // A step that sent requests is published at once (/status shows them in flight).
             force_publish |= actions.iter().any(|a| matches!(a, Action::Send(_)));
             self.execute(actions);
+            self.notify.on_step(&self.core, self.ex.now_ms());
             self.after_step(force_publish);
         }
         self.shutdown().await;
@@ -217,6 +251,7 @@ impl<E: Exchange> ManagerTask<E> {
         for a in actions {
             match a {
                 Action::Journal(r) => {
+                    self.notify.on_record(&r, self.ex.now_ms());
                     let latch = matches!(r, Record::RiskState(_));
                     match self.write(r) {
                         Ok(()) => {
@@ -329,6 +364,7 @@ impl<E: Exchange> ManagerTask<E> {
                 let api_key = s.api_key.take();
                 *s = snapshot;
                 s.api_key = api_key;
+                s.control = self.control.status(self.core.paused());
             }
         }
     }

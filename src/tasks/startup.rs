@@ -161,6 +161,11 @@ pub async fn start<E: Exchange>(
         tracing::warn!(since = l.since, "emergency exit latched: no new entries until cleared (--clear-emergency)");
     }
     journal.set_state(RISK_STATE_KEY, &core.risk_state(), now)?;
+    // An operator's pause survives restarts like the risk book.
+    if let Some((since, by)) = crate::tasks::control::journaled_pause(journal)? {
+        core.set_paused(true);
+        tracing::warn!(since, %by, "new entries paused by an operator (restored); resume to trade again");
+    }
 
     let held = ex.positions().await?;
     let holdings: Vec<ExchangeHolding> = held.iter().map(ExchangeHolding::from).collect();

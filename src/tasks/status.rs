@@ -95,6 +95,7 @@ pub fn snapshot(i: &StatusInputs<'_>) -> StatusSnapshot {
         exchange_reachable: i.liveness.exchange_reachable(),
         requests_in_flight: i.requests_in_flight,
         api_key: None,
+        control: Default::default(),
     }
 }
 
@@ -117,6 +118,12 @@ pub fn export_metrics<E: Exchange>(
     let pct = if equity > Decimal::ZERO { dec_f64(upnl / equity * Decimal::ONE_HUNDRED) } else { 0.0 };
     m.emergency_distance_pct.set(pct + settings.risk.emergency_loss_pct);
     m.emergency_latched.set(i64::from(core.manager().emergency().is_some()));
+    m.entries_paused.set(i64::from(core.paused()));
+    let risk = &core.manager().risk;
+    m.daily_loss_blocked.set(i64::from(risk.daily_latched));
+    m.today_pnl_usdt.set(dec_f64(risk.today_pnl(equity)));
+    let unprotected = core.manager().positions().filter(|p| !core.stop_on_exchange(&p.position.symbol)).count();
+    m.positions_unprotected.set(i64::try_from(unprotected).unwrap_or(i64::MAX));
     let stats = ex.stats();
     m.rest_weight_used.set(i64::from(stats.rest_weight_used_1m));
     m.clock_offset_ms.set(stats.clock_offset_ms);

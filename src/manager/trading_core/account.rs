@@ -319,7 +319,8 @@ impl TradingCore {
             loss_pause_until: rb.loss_pause_until,
             symbol_cooldowns: rb.symbol_cooldowns.clone(),
             locked_symbols: self.locked.clone(),
-            entries_enabled: self.entries_enabled && self.journal_ok,
+            entries_enabled: self.entries_enabled && !self.paused && self.journal_ok,
+            paused: self.paused,
         }
     }
 }

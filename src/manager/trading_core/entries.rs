@@ -14,6 +14,9 @@ use crate::store::OrderIntent;
 
 use super::*;
 
+/// Why a signal that passed every check was not taken while entries are paused.
+pub const PAUSED_REASON: &str = "entries paused by an operator";
+
 impl TradingCore {
     // ------------------------------------------------------------------------------ entries
 
@@ -51,7 +54,13 @@ impl TradingCore {
             open_notional: notional,
             unrealized_pnl: upnl,
         };
-        let decision = self.pm.evaluate_signal(analysis, now, price, &info.filters, info.max_leverage, &snapshot, busy);
+        let mut decision =
+            self.pm.evaluate_signal(analysis, now, price, &info.filters, info.max_leverage, &snapshot, busy);
+        // Paused by an operator: the signal is evaluated and journaled as usual (so the
+        // operator sees what was missed), and not taken.
+        if self.paused && decision.outcome.is_ok() {
+            decision.outcome = Err(PAUSED_REASON.to_string());
+        }
         if let Some(r) = records::signal(&decision, self.settings.strategy.min_confidence) {
             out.push(Action::Journal(r));
         }

@@ -24,7 +24,9 @@
 mod account;
 mod emergency;
 mod entries;
+pub use entries::PAUSED_REASON;
 mod exits;
+mod operator;
 mod outcomes;
 mod protection;
 mod stuck_stops;
@@ -113,6 +115,8 @@ pub struct TradingCore {
     /// after the REST answer).
     own_orders: VecDeque<(String, Decimal, bool)>,
     entries_enabled: bool,
+    /// An operator paused new entries (positions keep being managed).
+    paused: bool,
     journal_ok: bool,
     next_id: RequestId,
     ticks: u64,
@@ -137,6 +141,7 @@ fn intent_of(reason: ExitReason) -> OrderIntent {
         ExitReason::StopLoss | ExitReason::Liquidation | ExitReason::EndOfData => OrderIntent::StopLoss,
         ExitReason::NotionalTrim => OrderIntent::NotionalTrim,
         ExitReason::Emergency => OrderIntent::Emergency,
+        ExitReason::ForceExit => OrderIntent::ForceExit,
     }
 }
 
@@ -166,6 +171,7 @@ impl TradingCore {
             emergency_flatten: false,
             own_orders: VecDeque::new(),
             entries_enabled: true,
+            paused: false,
             journal_ok: true,
             next_id: 0,
             ticks: 0,
