@@ -127,7 +127,8 @@ fn key_and_secret_never_appear_in_any_output() {
         .env("KINETIC__STORAGE__PATH", tempfile::tempdir().unwrap().path().join("x.db"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    // A key Binance refuses is bad input: exit 2 (a restart cannot fix it).
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     outputs.push((
         "failed start".into(),
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),

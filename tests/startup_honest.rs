@@ -60,6 +60,7 @@ impl Daemon {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KINETIC__EXCHANGE__REST_URL", format!("http://127.0.0.1:{rest_port}"))
             .env("KINETIC__EXCHANGE__WS_URL", format!("ws://127.0.0.1:{rest_port}"))
+            .env("KINETIC__EXCHANGE__SPOT_REST_URL", format!("http://127.0.0.1:{rest_port}"))
             .env("KINETIC__EXCHANGE__REQUEST_TIMEOUT_SECS", "2")
             .env("KINETIC__API__LISTEN", format!("127.0.0.1:{api_port}"))
             .stdout(Stdio::null())
@@ -172,8 +173,9 @@ fn a_refused_api_key_is_not_retried() {
     };
     std::thread::sleep(Duration::from_millis(200));
     let log = daemon.stderr();
-    assert_eq!(status.code(), Some(1), "{log}");
-    assert!(log.contains("refused the API key"), "{log}");
+    // Bad credentials are bad input: exit 2 (systemd does not restart on it).
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("refused the API key") || log.contains("rejected the API key"), "{log}");
     assert!(log.contains("check BINANCE_API_KEY"), "{log}");
     assert!(!log.contains("test-secret-not-real") && !log.contains("test-key-not-real"), "{log}");
 }

@@ -172,6 +172,9 @@ pub async fn run_checked<E: Exchange>(
             Ok(())
         }
         Ok(Err(EngineError::HedgeMode)) => Err(CliError::Fatal(EngineError::HedgeMode.to_string())),
+        // The exchange refused the credentials for good: like a key without futures permission
+        // (issue 15's check), a fix of the key is needed, not a restart (exit 2).
+        Ok(Err(e @ EngineError::Refused(_))) => Err(CliError::Usage(e.to_string())),
         Ok(Err(e)) => Err(CliError::Fatal(e.to_string())),
         Err(join) => Err(CliError::Fatal(format!("engine task failed: {join}"))),
     }
