@@ -54,6 +54,13 @@ pub enum Command {
     /// (futures permission, no withdrawals, an IP allow-list). Trades nothing; never prints the
     /// key or its secret.
     CheckKey,
+    // Research (issue 12): sweeps, walk-forward, look-ahead check.
+    /// Backtest every point of a parameter space on all cores; overfitting statistics.
+    Sweep(commands::sweep::SweepArgs),
+    /// Walk-forward: choose the best point in sample, run it out of sample, window by window.
+    WalkForward(commands::walk_forward::WalkForwardArgs),
+    /// Check the analysis for look-ahead (cut data) and warm-up sensitivity.
+    CheckLookahead(commands::lookahead::LookaheadArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -161,7 +168,10 @@ pub fn main_entry() -> ExitCode {
     };
     // A backtest drives the daemon's trading core thousands of times: its per-order lines
     // would drown the summary, so they show only when asked for (`--log-level` / RUST_LOG).
-    let quiet_core = matches!(cli.command, Command::Backtest(_)) && std::env::var_os("RUST_LOG").is_none();
+    let quiet_core = matches!(
+        cli.command,
+        Command::Backtest(_) | Command::Sweep(_) | Command::WalkForward(_) | Command::CheckLookahead(_)
+    ) && std::env::var_os("RUST_LOG").is_none();
     let level = cli.log_level.clone().or_else(|| quiet_core.then(|| "info,kinetic::manager=warn".to_string()));
     telemetry::init(cli.log_format, level.as_deref());
     let env: HashMap<String, String> = std::env::vars().collect();
@@ -206,5 +216,8 @@ pub fn run(cli: Cli, env: HashMap<String, String>) -> Result<(), CliError> {
         Command::Backtest(args) => commands::backtest::execute(&ctx, &args),
         Command::DownloadData(args) => commands::download::execute(&ctx, &args),
         Command::Analyze(args) => commands::analyze::execute(&ctx, &args),
+        Command::Sweep(args) => commands::sweep::execute(&ctx, &args),
+        Command::WalkForward(args) => commands::walk_forward::execute(&ctx, &args),
+        Command::CheckLookahead(args) => commands::lookahead::execute(&ctx, &args),
     }
 }

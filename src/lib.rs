@@ -17,6 +17,7 @@ pub mod core;
 pub mod data;
 pub mod exchange;
 pub mod manager;
+pub mod research;
 pub mod scanner;
 pub mod shutdown;
 pub mod store;
