@@ -168,11 +168,14 @@ pub fn main_entry() -> ExitCode {
     };
     // A backtest drives the daemon's trading core thousands of times: its per-order lines
     // would drown the summary, so they show only when asked for (`--log-level` / RUST_LOG).
-    let quiet_core = matches!(
-        cli.command,
-        Command::Backtest(_) | Command::Sweep(_) | Command::WalkForward(_) | Command::CheckLookahead(_)
-    ) && std::env::var_os("RUST_LOG").is_none();
-    let level = cli.log_level.clone().or_else(|| quiet_core.then(|| "info,kinetic::manager=warn".to_string()));
+    // Research commands run it thousands of times more: only its errors.
+    let quiet_core = match cli.command {
+        Command::Backtest(_) => Some("info,kinetic::manager=warn"),
+        Command::Sweep(_) | Command::WalkForward(_) | Command::CheckLookahead(_) => Some("info,kinetic::manager=error"),
+        _ => None,
+    }
+    .filter(|_| std::env::var_os("RUST_LOG").is_none());
+    let level = cli.log_level.clone().or_else(|| quiet_core.map(str::to_string));
     telemetry::init(cli.log_format, level.as_deref());
     let env: HashMap<String, String> = std::env::vars().collect();
     match run(cli, env) {

@@ -203,3 +203,44 @@ fn walk_forward_picks_in_sample_and_stitches_out_of_sample() {
     assert_eq!(windows.lines().count(), wf.windows.len() + 1);
     assert!(std::fs::read_to_string(out.join("report.html")).unwrap().contains("<svg"));
 }
+
+fn kinetic(args: &[&str], paths: &[&Path]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kinetic"));
+    c.args(args);
+    for p in paths {
+        c.arg(p);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn cli_shards_and_merge_equal_the_unsharded_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    small_data(&data, 8);
+    let space = tmp.path().join("space.toml");
+    std::fs::write(&space, "method = \"random\"\nsamples = 5\nseed = 9\npbo_partitions = 2\n[params]\n\"strategy.trail_pct\" = { from = 0.5, to = 2.0, step = 0.5 }\n\"risk.max_open_positions\" = [1, 3]\n").unwrap();
+    let t = tmp.path();
+    let run = |extra: &[&str], out: &str| {
+        let mut args = vec!["sweep", "--no-progress"];
+        args.extend_from_slice(extra);
+        let o = Command::new(env!("CARGO_BIN_EXE_kinetic"))
+            .args(&args)
+            .arg("--space")
+            .arg(&space)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(t.join(out))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["--threads", "2"], "whole");
+    run(&["--shard", "0/2", "--threads", "1"], "s0");
+    run(&["--shard", "1/2"], "s1");
+    let o = kinetic(&["sweep", "merge", "--out"], &[&t.join("merged"), &t.join("s1"), &t.join("s0")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(files(&t.join("whole")), files(&t.join("merged")));
+}
