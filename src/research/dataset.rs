@@ -92,11 +92,13 @@ impl Dataset {
         Dataset { candles, extras }
     }
 
-    /// First open and last close time over all 15m candles.
+    /// The window every symbol covers: the latest first 15m open and the earliest last 15m
+    /// close (a symbol listed earlier than the others does not stretch a walk-forward into
+    /// months where it trades alone). `None` when they do not overlap.
     pub fn span(&self) -> Option<(TimestampMs, TimestampMs)> {
-        let first = self.candles.iter().filter_map(|c| c.m15.first().map(|x| x.open_time)).min()?;
-        let last = self.candles.iter().filter_map(|c| c.m15.last().map(|x| x.close_time)).max()?;
-        Some((first, last))
+        let first = self.candles.iter().map(|c| c.m15.first().map(|x| x.open_time)).max()??;
+        let last = self.candles.iter().map(|c| c.m15.last().map(|x| x.close_time)).min()??;
+        (last > first).then_some((first, last))
     }
 
     /// A short description for manifests: symbols and candle counts.

@@ -7,7 +7,8 @@
 //! OOS days.
 //!
 //! Rolling windows slide the IS start by `step` days; anchored windows keep it at the start
-//! and grow. The first IS day starts after the backtest's 20-day warm-up of the data.
+//! and grow. Windows cover the period every symbol has data for; the first IS day starts
+//! after the backtest's 20-day warm-up of it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -148,7 +149,7 @@ pub fn run(
     data: &Dataset,
     progress: bool,
 ) -> Result<WalkForward, ResearchError> {
-    let (start, end) = data.span().ok_or_else(|| ResearchError::Data("no candles".into()))?;
+    let (start, end) = data.span().ok_or_else(|| ResearchError::Data("the symbols have no period in common".into()))?;
     let cuts = windows.cut(start, end)?;
     let keys: Vec<String> = space.params.iter().map(|p| p.key.clone()).collect();
     let points = space.points(seed);
