@@ -56,6 +56,13 @@ pub enum Command {
     /// (futures permission, no withdrawals, an IP allow-list). Trades nothing; never prints the
     /// key or its secret.
     CheckKey,
+    // Research (issue 12): sweeps, walk-forward, look-ahead check.
+    /// Backtest every point of a parameter space on all cores; overfitting statistics.
+    Sweep(commands::sweep::SweepArgs),
+    /// Walk-forward: choose the best point in sample, run it out of sample, window by window.
+    WalkForward(commands::walk_forward::WalkForwardArgs),
+    /// Check the analysis for look-ahead (cut data) and warm-up sensitivity.
+    CheckLookahead(commands::lookahead::LookaheadArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -170,8 +177,14 @@ pub fn main_entry() -> ExitCode {
     };
     // A backtest drives the daemon's trading core thousands of times: its per-order lines
     // would drown the summary, so they show only when asked for (`--log-level` / RUST_LOG).
-    let quiet_core = matches!(cli.command, Command::Backtest(_)) && std::env::var_os("RUST_LOG").is_none();
-    let level = cli.log_level.clone().or_else(|| quiet_core.then(|| "info,kinetic::manager=warn".to_string()));
+    // Research commands run it thousands of times more: only its errors.
+    let quiet_core = match cli.command {
+        Command::Backtest(_) => Some("info,kinetic::manager=warn"),
+        Command::Sweep(_) | Command::WalkForward(_) | Command::CheckLookahead(_) => Some("info,kinetic::manager=error"),
+        _ => None,
+    }
+    .filter(|_| std::env::var_os("RUST_LOG").is_none());
+    let level = cli.log_level.clone().or_else(|| quiet_core.map(str::to_string));
     telemetry::init(cli.log_format, level.as_deref());
     let env: HashMap<String, String> = std::env::vars().collect();
     match run(cli, env) {
@@ -230,5 +243,8 @@ pub fn run(cli: Cli, env: HashMap<String, String>) -> Result<(), CliError> {
         Command::Backtest(args) => commands::backtest::execute(&ctx, &args),
         Command::DownloadData(args) => commands::download::execute(&ctx, &args),
         Command::Analyze(args) => commands::analyze::execute(&ctx, &args),
+        Command::Sweep(args) => commands::sweep::execute(&ctx, &args),
+        Command::WalkForward(args) => commands::walk_forward::execute(&ctx, &args),
+        Command::CheckLookahead(args) => commands::lookahead::execute(&ctx, &args),
     }
 }

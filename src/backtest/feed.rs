@@ -236,6 +236,24 @@ impl FundingSource {
         Ok(f)
     }
 
+    /// A funding source over the decompressed text of a funding file already in memory
+    /// (a sweep reads each file once and replays it for every point); `path` names it in
+    /// errors.
+    ///
+    /// # Errors
+    /// The first row is malformed.
+    pub fn from_text(path: &Path, text: Arc<[u8]>) -> Result<Self, DataError> {
+        let mut f = FundingSource {
+            reader: Box::new(std::io::Cursor::new(text)),
+            path: path.to_path_buf(),
+            line: String::new(),
+            line_no: 0,
+            head: None,
+        };
+        f.advance()?;
+        Ok(f)
+    }
+
     fn advance(&mut self) -> Result<(), DataError> {
         self.head = None;
         loop {

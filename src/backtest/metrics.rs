@@ -148,6 +148,11 @@ pub fn max_drawdown_pct(start: f64, equity: &[EquityPoint]) -> f64 {
 
 /// Daily returns: equity at the last point of each UTC day vs the previous day's.
 pub fn daily_returns(start: f64, equity: &[EquityPoint]) -> Vec<f64> {
+    daily_returns_dated(start, equity).into_iter().map(|(_, r)| r).collect()
+}
+
+/// [`daily_returns`] with each return's UTC day (days since 1970-01-01).
+pub fn daily_returns_dated(start: f64, equity: &[EquityPoint]) -> Vec<(i64, f64)> {
     let mut out = Vec::new();
     let mut prev = start;
     let mut i = 0;
@@ -164,7 +169,7 @@ pub fn daily_returns(start: f64, equity: &[EquityPoint]) -> Vec<f64> {
             i += 1;
         }
         if prev > 0.0 {
-            out.push(last / prev - 1.0);
+            out.push((day, last / prev - 1.0));
         }
         prev = last;
     }

@@ -271,18 +271,57 @@ pub fn prepare_in_memory(
     data: &[SymbolCandles],
     from: Option<TimestampMs>,
 ) -> Result<(Feed, Engine), BacktestError> {
-    let mut feed = Feed::new(from.map(|f| f - WARMUP_MS).unwrap_or(i64::MIN), i64::MAX);
-    let mut specs = Vec::with_capacity(data.len());
+    let first_prices: Vec<f64> = data.iter().map(|d| d.m15.first().map(|c| c.open).unwrap_or(1.0)).collect();
+    let extras: Vec<SymbolExtras> = first_prices
+        .iter()
+        .map(|p| SymbolExtras { funding: None, funding_interval_ms: sim::FUNDING_INTERVAL_MS, first_price: Some(*p) })
+        .collect();
+    prepare_shared(settings, data, &extras, from, None)
+}
+
+/// What a replay needs of a symbol besides its candles: the funding file's text (already
+/// decompressed, shared read-only), its funding interval, and the price its symbol rules are
+/// derived from (`None` = the first 15m open the feed hands out, as [`prepare`] does).
+#[derive(Debug, Clone)]
+pub struct SymbolExtras {
+    pub funding: Option<(PathBuf, Arc<[u8]>)>,
+    pub funding_interval_ms: i64,
+    pub first_price: Option<f64>,
+}
+
+/// A feed and an engine over candles and funding files in memory, trading in `[from, to)`
+/// (the indicators warm up on the [`WARMUP_MS`] before `from`): the same replay [`prepare`]
+/// builds from files, without reading them again. Research runs many of these over one
+/// loaded data set; `extras` pairs with `data` by position (missing = flat funding, 8 h).
+///
+/// # Errors
+/// Bad settings, a symbol listed twice, a malformed funding file.
+pub fn prepare_shared(
+    settings: &Settings,
+    data: &[SymbolCandles],
+    extras: &[SymbolExtras],
+    from: Option<TimestampMs>,
+    to: Option<TimestampMs>,
+) -> Result<(Feed, Engine), BacktestError> {
+    let mut feed = Feed::new(from.map(|f| f - WARMUP_MS).unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
     for (i, d) in data.iter().enumerate() {
         feed.add(i, Timeframe::H4, Box::new(MemorySource::new(d.h4.clone())))?;
         feed.add(i, Timeframe::H1, Box::new(MemorySource::new(d.h1.clone())))?;
         feed.add(i, Timeframe::M15, Box::new(MemorySource::new(d.m15.clone())))?;
-        let first_price = d.m15.first().map(|c| c.open).unwrap_or(1.0);
+    }
+    let mut specs = Vec::with_capacity(data.len());
+    for (i, d) in data.iter().enumerate() {
+        let extra = extras.get(i);
+        let first_price = extra.and_then(|e| e.first_price).or_else(|| feed.next_m15(i).map(|c| c.open)).unwrap_or(1.0);
+        let funding = match extra.and_then(|e| e.funding.as_ref()) {
+            Some((path, text)) => Some(feed::FundingSource::from_text(path, text.clone())?),
+            None => None,
+        };
         specs.push(SymbolSpec {
             name: d.symbol.clone(),
             rules: symbols::rules_for(&d.symbol, first_price),
-            funding: None,
-            funding_interval_ms: sim::FUNDING_INTERVAL_MS,
+            funding,
+            funding_interval_ms: extra.map(|e| e.funding_interval_ms).unwrap_or(sim::FUNDING_INTERVAL_MS),
         });
     }
     let trade_from = from.or_else(|| feed.peek_close_time().map(|t| t + 1)).unwrap_or(0);
@@ -296,6 +335,21 @@ pub fn prepare_in_memory(
 /// # Errors
 /// Reading a data or funding file failed.
 pub fn run_feed(feed: &mut Feed, engine: &mut Engine, progress: &mut dyn FnMut(u64)) -> Result<(), BacktestError> {
+    run_feed_observed(feed, engine, progress, &mut |_, _| {})
+}
+
+/// [`run_feed`] that also hands the engine to `after_batch` once each close time is fully
+/// processed (every candle closing then fed, the batch closed): what the daemon knew at
+/// that moment. Used by the look-ahead check.
+///
+/// # Errors
+/// Reading a data or funding file failed.
+pub fn run_feed_observed(
+    feed: &mut Feed,
+    engine: &mut Engine,
+    progress: &mut dyn FnMut(u64),
+    after_batch: &mut dyn FnMut(&Engine, TimestampMs),
+) -> Result<(), BacktestError> {
     let mut current: Option<TimestampMs> = None;
     let mut n = 0u64;
     loop {
@@ -306,6 +360,7 @@ pub fn run_feed(feed: &mut Feed, engine: &mut Engine, progress: &mut dyn FnMut(u
             && next != Some(t)
         {
             engine.close_batch(t, &|i| feed.next_m15(i).copied())?;
+            after_batch(engine, t);
         }
         let Some((symbol, tf, candle)) = feed.next_candle()? else {
             break;
