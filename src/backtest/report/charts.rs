@@ -95,21 +95,33 @@ pub fn chart_data(equity: &[EquityPoint], benchmark: &[f64], start: f64, max: us
     format!("{{\"t\":[{t}],\"equity\":[{e}],\"benchmark\":[{b}],\"drawdown\":[{d}]}}")
 }
 
-/// Draws the interactive charts into `#equity-chart` and `#drawdown-chart` from
-/// `#chart-data`; errors (and `console.error`) are counted on `#report-status`
-/// (`data-errors`, `data-charts`) and shown there, which the headless browser test reads.
-pub const CHART_SCRIPT: &str = r#"(function () {
-  var st = document.getElementById('report-status');
+/// Counts script errors (and `console.error`) on `#report-status` (`data-errors`) and shows
+/// them there, which the headless browser test reads; runs before any other script. The
+/// chart script sets `data-charts` to the number of charts drawn into `#equity-chart` and
+/// `#drawdown-chart` from `#chart-data`.
+pub const ERROR_HOOK: &str = r#"(function () {
   var errors = [];
-  function note(msg) {
+  window.kineticNote = function (msg) {
     errors.push(String(msg));
+    var st = document.getElementById('report-status');
+    if (!st) { return; }
     st.setAttribute('data-errors', String(errors.length));
     st.textContent = 'Chart errors: ' + errors.join('; ');
     st.hidden = false;
-  }
-  window.addEventListener('error', function (e) { note(e.message); });
+  };
+  window.addEventListener('error', function (e) { window.kineticNote(e.message); });
   var consoleError = console.error;
-  console.error = function () { note(Array.prototype.join.call(arguments, ' ')); consoleError.apply(console, arguments); };
+  console.error = function () {
+    window.kineticNote(Array.prototype.join.call(arguments, ' '));
+    consoleError.apply(console, arguments);
+  };
+})();
+"#;
+
+/// Draws the charts (see [`ERROR_HOOK`], which runs before uPlot's script).
+pub const CHART_SCRIPT: &str = r#"(function () {
+  var st = document.getElementById('report-status');
+  var note = window.kineticNote;
   try {
     var d = JSON.parse(document.getElementById('chart-data').textContent);
     var width = function (el) { return Math.max(320, Math.min(1200, el.clientWidth || 960)); };

@@ -242,6 +242,7 @@ pub fn report_html_with(
     );
     tables::cards(&mut h, m);
     h.push_str("<p id=\"report-status\" data-errors=\"0\" data-charts=\"0\" hidden></p>\n");
+    let _ = writeln!(h, "<script>{}</script>", charts::ERROR_HOOK);
     h.push_str(
         "<h2>Equity against buy and hold</h2>\n<p class=\"note\">Drag across a chart to zoom in on a period, \
          double-click to zoom out; hover for the values (UTC). The two charts move together.</p>\n\
