@@ -145,6 +145,10 @@ struct SymbolState {
     /// Decimal places prices are converted at (the tick's).
     price_scale: u32,
     closed_in_batch: bool,
+    /// Close of the latest 15m candle.
+    last_close: Option<f64>,
+    /// The 15m close the buy-and-hold benchmark bought at.
+    first_traded_close: Option<f64>,
     funding: Option<FundingSource>,
     funding_interval_ms: i64,
     ticker: Ticker,
@@ -188,6 +192,9 @@ pub struct Engine {
     last_scan: Option<TimestampMs>,
     batch_has_m15: bool,
     pub equity: Vec<EquityPoint>,
+    /// Buy-and-hold benchmark at every point of `equity`: the starting balance spread in equal
+    /// weights over the symbols at their first 15m close of the trading window, held to the end.
+    pub benchmark: Vec<f64>,
     pub stats: RunStats,
     last_now: Option<TimestampMs>,
     tickers: Vec<Ticker>,
@@ -255,6 +262,8 @@ impl Engine {
                 price_scale: s.rules.price_scale(),
                 window: TickerWindow::new(),
                 closed_in_batch: false,
+                last_close: None,
+                first_traded_close: None,
                 funding: s.funding,
                 funding_interval_ms: s.funding_interval_ms.max(3_600_000),
             });
@@ -272,6 +281,7 @@ impl Engine {
             last_scan: None,
             batch_has_m15: false,
             equity: Vec::new(),
+            benchmark: Vec::new(),
             stats: RunStats::default(),
             last_now: None,
             tickers: Vec::new(),
@@ -308,6 +318,7 @@ impl Engine {
                 self.stats.candles_15m += 1;
                 self.batch_has_m15 = true;
                 s.closed_in_batch = true;
+                s.last_close = Some(candle.close).filter(|c| c.is_finite() && *c > 0.0);
                 self.market.walk_candle(&s.name, candle, candle.close_time + 1);
                 s.window.push(candle);
             }
@@ -355,10 +366,37 @@ impl Engine {
             equity: self.market.equity().to_f64().unwrap_or(0.0),
             open_positions: u32::try_from(self.market.open_count()).unwrap_or(u32::MAX),
         });
+        let point = self.benchmark_point();
+        self.benchmark.push(point);
         for s in &mut self.symbols {
             s.closed_in_batch = false;
         }
         Ok(())
+    }
+
+    /// The benchmark's value now; a symbol's first close in the trading window is its entry
+    /// (before it, its share is held as cash).
+    fn benchmark_point(&mut self) -> f64 {
+        let start = self.market.ledger.starting_balance.to_f64().unwrap_or(0.0);
+        if self.symbols.is_empty() {
+            return start;
+        }
+        let mut sum = 0.0;
+        for s in &mut self.symbols {
+            if s.first_traded_close.is_none() {
+                s.first_traded_close = s.last_close;
+            }
+            sum += match (s.first_traded_close, s.last_close) {
+                (Some(first), Some(last)) => last / first,
+                _ => 1.0,
+            };
+        }
+        start * sum / self.symbols.len() as f64
+    }
+
+    /// Per symbol: (name, first 15m close of the trading window, last 15m close seen).
+    pub fn price_span(&self) -> Vec<(String, Option<f64>, Option<f64>)> {
+        self.symbols.iter().map(|s| (s.name.clone(), s.first_traded_close, s.last_close)).collect()
     }
 
     fn settle_funding(&mut self, now: TimestampMs) -> Result<(), BacktestError> {

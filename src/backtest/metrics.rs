@@ -19,7 +19,8 @@ use rust_decimal::prelude::*;
 use serde::Serialize;
 
 use crate::backtest::account::{SimAccount, TradeRecord};
-use crate::backtest::engine::{EquityPoint, RunStats};
+use crate::backtest::breakdown::{self, Benchmark, DrawdownPeriod, Durations, GroupRow, Streaks};
+use crate::backtest::engine::{Engine, EquityPoint, RunStats};
 use crate::core::models::{Direction, TimestampMs};
 
 const DAY_MS: i64 = 86_400_000;
@@ -56,7 +57,13 @@ pub struct ReasonRow {
     pub trades: u64,
     /// Price PnL of those fills, before fees.
     pub gross_pnl: Decimal,
+    /// Entry + exit fees of the trades whose final close had this reason (the column sums to
+    /// `fees_paid`).
     pub fees: Decimal,
+    /// Exit fees of the fills with this reason.
+    pub fill_fees: Decimal,
+    /// Net PnL of the trades whose final close had this reason.
+    pub net_pnl: Decimal,
 }
 
 /// Counts of the replay.
@@ -102,6 +109,15 @@ pub struct Metrics {
     pub worst_trade: Option<TradeBrief>,
     pub per_symbol: Vec<SymbolRow>,
     pub per_exit_reason: Vec<ReasonRow>,
+    /// Long vs short.
+    pub per_direction: Vec<GroupRow>,
+    /// Per UTC month of the trades' final exits.
+    pub per_month: Vec<GroupRow>,
+    pub durations: Durations,
+    pub streaks: Streaks,
+    pub worst_drawdown: Option<DrawdownPeriod>,
+    /// Buy and hold of the traded symbols (set by [`compute_run`]; absent from [`compute`]).
+    pub benchmark: Option<Benchmark>,
     pub replay: ReplayCounts,
     pub definitions: BTreeMap<&'static str, &'static str>,
 }
@@ -242,12 +258,17 @@ pub fn compute(symbols: &[String], account: &SimAccount, equity: &[EquityPoint],
     let per_exit_reason = account
         .by_reason
         .iter()
-        .map(|(reason, s)| ReasonRow {
-            reason: reason.as_str().to_string(),
-            fills: s.fills,
-            trades: s.trades,
-            gross_pnl: money(s.gross_pnl),
-            fees: money(s.fees),
+        .map(|(reason, s)| {
+            let of_reason = trades.iter().filter(|t| t.exit_reason == *reason);
+            ReasonRow {
+                reason: reason.as_str().to_string(),
+                fills: s.fills,
+                trades: s.trades,
+                gross_pnl: money(s.gross_pnl),
+                fees: money(of_reason.clone().map(|t| t.fees).sum()),
+                fill_fees: money(s.fees),
+                net_pnl: money(of_reason.map(|t| t.net_pnl).sum()),
+            }
         })
         .collect();
     let in_market = equity.iter().filter(|p| p.open_positions > 0).count();
@@ -261,6 +282,17 @@ pub fn compute(symbols: &[String], account: &SimAccount, equity: &[EquityPoint],
         ("sharpe", "mean / sample std of daily returns (UTC days), risk-free 0, x sqrt(365)"),
         ("sortino", "mean / downside deviation sqrt(sum(min(r,0)^2)/n) of daily returns, x sqrt(365)"),
         ("exposure_pct", "share of 15m closes with at least one open position"),
+        (
+            "per_exit_reason",
+            "fills and fill_fees per exit fill; trades, fees (entry + exit) and net_pnl per final reason",
+        ),
+        ("per_month", "trades grouped by the UTC month of their final exit"),
+        ("durations", "entry fill to final exit, minutes"),
+        ("worst_drawdown", "the max drawdown's peak, trough and first return to the peak (UTC)"),
+        (
+            "benchmark",
+            "buy and hold, equal weights over the traded symbols, first to last 15m close of the window, no costs",
+        ),
         (
             "intra_candle_rule",
             "open, then the extreme against the position, then the extreme in its favour, then the close; stop before target",
@@ -295,6 +327,12 @@ pub fn compute(symbols: &[String], account: &SimAccount, equity: &[EquityPoint],
         worst_trade: worst.map(brief),
         per_symbol,
         per_exit_reason,
+        per_direction: breakdown::per_direction(trades),
+        per_month: breakdown::per_month(trades),
+        durations: breakdown::durations(trades),
+        streaks: breakdown::streaks(trades),
+        worst_drawdown: breakdown::worst_drawdown(start_f, equity),
+        benchmark: None,
         replay: ReplayCounts {
             candles: stats.candles,
             candles_15m: stats.candles_15m,
@@ -309,6 +347,15 @@ pub fn compute(symbols: &[String], account: &SimAccount, equity: &[EquityPoint],
         },
         definitions,
     }
+}
+
+/// [`compute`] over a finished engine, with the buy-and-hold benchmark of the closes it saw.
+pub fn compute_run(engine: &Engine) -> Metrics {
+    let symbols: Vec<String> = engine.symbol_names().map(str::to_string).collect();
+    let mut m = compute(&symbols, engine.account(), &engine.equity, &engine.stats);
+    let start = engine.account().starting_balance.to_f64().unwrap_or(0.0);
+    m.benchmark = breakdown::benchmark(start, &engine.benchmark, &engine.price_span());
+    m
 }
 
 #[cfg(test)]

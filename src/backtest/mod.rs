@@ -11,12 +11,13 @@
 //! - [`account`]: the ledger the reports are written from;
 //! - [`sim`]: the pure fill model (slippage, fees, funding, liquidation price);
 //! - [`symbols`]: symbol filters of the simulated market;
-//! - [`metrics`] and [`report`]: the summary, `trades.csv`, `metrics.json`, `report.html`.
+//! - [`metrics`], [`breakdown`] and [`report`]: the summary, `trades.csv`, `metrics.json`, `report.html`.
 //!
 //! Owns replay and reporting. It must not contain strategy logic: every decision comes from
 //! the trading core.
 
 pub mod account;
+pub mod breakdown;
 pub mod engine;
 pub mod feed;
 pub mod market;

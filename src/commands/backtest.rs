@@ -80,10 +80,10 @@ pub fn execute(ctx: &Context, args: &BacktestArgs) -> Result<(), CliError> {
         tracing::warn!("data: {note}");
     }
     let engine = &prepared.engine;
-    let symbols: Vec<String> = engine.symbol_names().map(str::to_string).collect();
-    let m = metrics::compute(&symbols, engine.account(), &engine.equity, &engine.stats);
+    let m = metrics::compute_run(engine);
     crate::cli::print_out(&report::summary_text(&m))?;
-    report::write_all(&out_dir, &m, &engine.equity, &engine.account().trades).map_err(to_cli)?;
+    let extras = report::ReportExtras { settings: Some(&ctx.settings), benchmark: &engine.benchmark };
+    report::write_all_with(&out_dir, &m, &engine.equity, &engine.account().trades, &extras).map_err(to_cli)?;
     crate::cli::print_out(&format!(
         "\nwrote {}, {} and {}\n",
         out_dir.join("trades.csv").display(),

@@ -1,18 +1,25 @@
 //! Output of a finished run: the console summary, `trades.csv`, `metrics.json` and a
-//! self-contained `report.html` (inline SVG charts drawn with plotters, the equity series as
-//! embedded JSON, no external resources). Outputs depend only on the run's data: no wall-clock
+//! self-contained `report.html`: summary cards, interactive equity-vs-benchmark and drawdown
+//! charts on a date axis ([`charts`], uPlot embedded in the file), the breakdown tables, the
+//! assumptions and the configuration used ([`tables`]), per-trade chart and list, and the
+//! equity series as embedded JSON; no external resources. Outputs depend only on the run's data: no wall-clock
 //! time, no hash-map order, so the same data and config give byte-identical files.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use plotters::prelude::*;
 use rust_decimal::prelude::*;
 
 use crate::backtest::account::TradeRecord;
-use crate::backtest::engine::{BacktestError, EquityPoint};
+use crate::backtest::engine::{BacktestError, Engine, EquityPoint};
 use crate::backtest::metrics::{Metrics, iso, money};
+use crate::config::Settings;
+
+pub mod charts;
+pub mod tables;
+
+use tables::esc;
 
 fn out_err(path: &Path) -> impl Fn(std::io::Error) -> BacktestError + '_ {
     move |source| BacktestError::Output { path: path.to_path_buf(), source }
@@ -167,129 +174,47 @@ pub fn summary_text(m: &Metrics) -> String {
     s
 }
 
-/// At most `max` points: the last point of each bucket for the line, the lowest drawdown of
-/// each bucket for the drawdown chart (so the worst trough survives the thinning).
-/// Chart points: (days since the first point, value).
-type Series = Vec<(f64, f64)>;
-
-fn thin(equity: &[EquityPoint], start: f64, max: usize) -> (Series, Series) {
-    let t0 = equity.first().map(|p| p.time).unwrap_or(0);
-    let day = |t: i64| (t - t0) as f64 / 86_400_000.0;
-    let bucket = equity.len().div_ceil(max.max(1)).max(1);
-    let mut line = Vec::new();
-    let mut dd = Vec::new();
-    let mut peak = start;
-    for chunk in equity.chunks(bucket) {
-        let mut worst = 0.0f64;
-        for p in chunk {
-            peak = peak.max(p.equity);
-            if peak > 0.0 {
-                worst = worst.min((p.equity - peak) / peak * 100.0);
-            }
-        }
-        if let Some(last) = chunk.last() {
-            line.push((day(last.time), last.equity));
-            dd.push((day(last.time), worst));
-        }
-    }
-    (line, dd)
+/// What the report shows beyond the metrics: the settings used and the benchmark curve.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportExtras<'a> {
+    /// Shown as TOML with the assumptions; `None` leaves them out.
+    pub settings: Option<&'a Settings>,
+    /// The buy-and-hold curve, one value per equity point ([`crate::backtest::Engine::benchmark`]).
+    pub benchmark: &'a [f64],
 }
 
-fn chart_err<E: std::fmt::Debug>(e: E) -> BacktestError {
-    BacktestError::Setup(format!("cannot draw chart: {e:?}"))
-}
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1240px;padding:0 16px;\
+color:#1f2328}table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #d0d7de;padding:4px 10px;\
+text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}pre{background:#f6f8fa;\
+padding:12px;overflow:auto}.cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}.card{border:1px solid \
+#d0d7de;border-radius:8px;padding:10px 16px;min-width:150px}.card .label{font-size:12px;color:#59636e;\
+text-transform:uppercase}.card .value{font-size:22px;font-weight:600}.pos{color:#1a7f37}.neg{color:#cf222e}\
+.loss{background:#ffebe9;border:1px solid #ff8182;border-radius:8px;padding:12px 16px}.note{color:#59636e;\
+max-width:900px}.assumptions{background:#fff8c5;border:1px solid #d4a72c;border-radius:8px;padding:4px 16px;\
+margin:20px 0}.chart{width:100%;min-height:120px}#report-status{color:#cf222e;font-weight:600}\
+#trades-wrap{max-height:600px;overflow:auto}";
 
-/// Removes the XML namespace attribute: inline SVG in HTML5 does not need it, and the page
-/// must not carry any URL.
-fn inline_svg(svg: String) -> String {
-    svg.replace(" xmlns=\"http://www.w3.org/2000/svg\"", "")
-        .replace(" xmlns:xlink=\"http://www.w3.org/1999/xlink\"", "")
-}
-
-fn line_chart(title: &str, points: &[(f64, f64)], color: RGBColor, area: bool) -> Result<String, BacktestError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (960, 320)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_err)?;
-        let x_max = points.last().map(|p| p.0).unwrap_or(1.0).max(1e-9);
-        let (mut lo, mut hi) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
-        if !(lo.is_finite() && hi.is_finite()) || lo > hi {
-            (lo, hi) = (0.0, 1.0);
-        }
-        if area {
-            hi = hi.max(0.0);
-        }
-        let pad = ((hi - lo) * 0.05).max(1e-6);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..x_max, (lo - pad)..(hi + pad))
-            .map_err(chart_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("days")
-            .x_labels(10)
-            .y_labels(8)
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(chart_err)?;
-        if area {
-            chart
-                .draw_series(AreaSeries::new(points.iter().copied(), 0.0, color.mix(0.35)).border_style(color))
-                .map_err(chart_err)?;
-        } else {
-            chart.draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2))).map_err(chart_err)?;
-        }
-        root.present().map_err(chart_err)?;
-    }
-    Ok(inline_svg(svg))
-}
-
-fn trade_bars(trades: &[TradeRecord]) -> Result<String, BacktestError> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (960, 280)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_err)?;
-        let pnl: Vec<f64> = trades.iter().map(|t| t.net_pnl.to_f64().unwrap_or(0.0)).collect();
-        let (lo, hi) = pnl.iter().fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-        let pad = ((hi - lo) * 0.05).max(1e-6);
-        let n = pnl.len().max(1) as f64;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Net PnL per trade (USDT)", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..n, (lo - pad)..(hi + pad))
-            .map_err(chart_err)?;
-        chart.configure_mesh().x_desc("trade #").light_line_style(RGBColor(235, 235, 235)).draw().map_err(chart_err)?;
-        chart
-            .draw_series(pnl.iter().enumerate().map(|(i, v)| {
-                let color = if *v >= 0.0 { RGBColor(46, 160, 67) } else { RGBColor(207, 34, 46) };
-                let x = i as f64;
-                Rectangle::new([(x + 0.1, 0.0), (x + 0.9, *v)], color.filled())
-            }))
-            .map_err(chart_err)?;
-        root.present().map_err(chart_err)?;
-    }
-    Ok(inline_svg(svg))
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+/// Builds the HTML report text without settings or benchmark.
+///
+/// # Errors
+/// A chart could not be drawn or the metrics not serialized.
+pub fn report_html(m: &Metrics, equity: &[EquityPoint], trades: &[TradeRecord]) -> Result<String, BacktestError> {
+    report_html_with(m, equity, trades, &ReportExtras::default())
 }
 
 /// Builds the HTML report text.
 ///
 /// # Errors
 /// A chart could not be drawn or the metrics not serialized.
-pub fn report_html(m: &Metrics, equity: &[EquityPoint], trades: &[TradeRecord]) -> Result<String, BacktestError> {
+pub fn report_html_with(
+    m: &Metrics,
+    equity: &[EquityPoint],
+    trades: &[TradeRecord],
+    extras: &ReportExtras<'_>,
+) -> Result<String, BacktestError> {
     let start = m.starting_balance.to_f64().unwrap_or(0.0);
-    let (line, dd) = thin(equity, start, 1500);
-    let equity_svg = line_chart("Equity (USDT)", &line, RGBColor(31, 111, 235), false)?;
-    let dd_svg = line_chart("Drawdown (%)", &dd, RGBColor(207, 34, 46), true)?;
-    let bars_svg = trade_bars(trades)?;
+    let (equity_svg, dd_svg) = charts::static_charts(equity, start)?;
+    let bars_svg = charts::trade_bars(trades)?;
     let metrics_json = serde_json::to_string_pretty(m).map_err(|e| BacktestError::Setup(e.to_string()))?;
     let mut series = String::with_capacity(equity.len() * 28 + 64);
     series.push_str("{\"columns\":[\"time_ms\",\"equity\"],\"data\":[");
@@ -300,57 +225,102 @@ pub fn report_html(m: &Metrics, equity: &[EquityPoint], trades: &[TradeRecord]) 
         let _ = write!(series, "[{},{}]", p.time, (p.equity * 1e4).round() / 1e4);
     }
     series.push_str("]}");
-    let mut h = String::with_capacity(series.len() + 200_000);
+    let mut h = String::with_capacity(series.len() + 300_000);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     let _ = writeln!(h, "<title>Kinetic Empire backtest {} – {}</title>", esc(&m.period_start), esc(&m.period_end));
-    h.push_str(
-        "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#1f2328}table{border-collapse:collapse;\
-         margin:8px 0 20px}td,th{border:1px solid #d0d7de;padding:4px 10px;text-align:right}th{background:#f6f8fa}\
-         td:first-child,th:first-child{text-align:left}pre{background:#f6f8fa;padding:12px;overflow:auto}</style>\n",
+    let _ = writeln!(h, "<style>{STYLE}</style>\n<style>{}</style>", charts::uplot_css());
+    h.push_str("</head>\n<body>\n<h1>Kinetic Empire backtest</h1>\n");
+    let _ = writeln!(
+        h,
+        "<p>{} → {} UTC ({:.1} days) · {} · starting balance {} USDT</p>",
+        esc(&m.period_start),
+        esc(&m.period_end),
+        m.days,
+        esc(&m.symbols.join(", ")),
+        m.starting_balance
     );
-    h.push_str("</head>\n<body>\n<h1>Kinetic Empire backtest</h1>\n<pre>");
-    h.push_str(&esc(&summary_text(m)));
-    h.push_str("</pre>\n<h2>Equity</h2>\n");
-    h.push_str(&equity_svg);
-    h.push_str("\n<h2>Drawdown</h2>\n");
-    h.push_str(&dd_svg);
-    h.push_str("\n<h2>Trades</h2>\n");
+    tables::cards(&mut h, m);
+    h.push_str("<p id=\"report-status\" data-errors=\"0\" data-charts=\"0\" hidden></p>\n");
+    let _ = writeln!(h, "<script>{}</script>", charts::ERROR_HOOK);
+    h.push_str(
+        "<h2>Equity against buy and hold</h2>\n<p class=\"note\">Drag across a chart to zoom in on a period, \
+         double-click to zoom out; hover for the values (UTC). The two charts move together.</p>\n\
+         <div id=\"equity-chart\" class=\"chart\"></div>\n<h2>Drawdown</h2>\n\
+         <div id=\"drawdown-chart\" class=\"chart\"></div>\n",
+    );
+    tables::tables(&mut h, m);
+    tables::assumptions(&mut h, m, extras.settings);
+    h.push_str("<h2>Trades</h2>\n");
     h.push_str(&bars_svg);
-    h.push_str("\n<table>\n<tr><th>#</th><th>symbol</th><th>dir</th><th>entry</th><th>exit</th><th>entry price</th><th>exit price</th><th>lev</th><th>net PnL</th><th>reason</th></tr>\n");
-    for (i, t) in trades.iter().enumerate() {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}x</td><td>{}</td><td>{}</td></tr>",
-            i + 1,
-            esc(&t.symbol),
-            t.direction,
-            iso(t.entry_time),
-            iso(t.exit_time),
-            money(t.entry_price),
-            money(t.exit_price),
-            t.leverage,
-            money(t.net_pnl).round_dp(4),
-            t.exit_reason.as_str()
+    h.push_str("\n<div id=\"trades-wrap\">\n");
+    tables::trade_list(&mut h, trades);
+    h.push_str("</div>\n<details>\n<summary>Static equity and drawdown charts (for print)</summary>\n");
+    h.push_str(&equity_svg);
+    h.push('\n');
+    h.push_str(&dd_svg);
+    h.push_str("\n</details>\n");
+    if let Some(settings) = extras.settings {
+        h.push_str(
+            "<details id=\"config\">\n<summary>Configuration used (TOML; credentials come from the environment \
+             and are never part of it)</summary>\n<pre>",
         );
+        h.push_str(&tables::config_toml(settings));
+        h.push_str("</pre>\n</details>\n");
     }
-    h.push_str("</table>\n<h2>Metrics</h2>\n<pre>");
+    h.push_str("<details>\n<summary>Console summary</summary>\n<pre>");
+    h.push_str(&esc(&summary_text(m)));
+    h.push_str("</pre>\n</details>\n<details>\n<summary>metrics.json</summary>\n<pre>");
     h.push_str(&esc(&metrics_json));
-    h.push_str("</pre>\n<script type=\"application/json\" id=\"equity-series\">");
+    h.push_str("</pre>\n</details>\n<script type=\"application/json\" id=\"equity-series\">");
     h.push_str(&series);
+    h.push_str("</script>\n<script type=\"application/json\" id=\"chart-data\">");
+    h.push_str(&charts::chart_data(equity, extras.benchmark, start, 2000));
+    h.push_str("</script>\n<script>");
+    h.push_str(charts::uplot_js());
+    h.push_str("</script>\n<script>");
+    h.push_str(charts::CHART_SCRIPT);
     h.push_str("</script>\n</body>\n</html>\n");
     Ok(h)
+}
+
+/// Writes `trades.csv`, `metrics.json` and `report.html` into `dir` (created if needed),
+/// without settings or benchmark in the report.
+///
+/// # Errors
+/// A file cannot be written.
+pub fn write_all(dir: &Path, m: &Metrics, equity: &[EquityPoint], trades: &[TradeRecord]) -> Result<(), BacktestError> {
+    write_all_with(dir, m, equity, trades, &ReportExtras::default())
 }
 
 /// Writes `trades.csv`, `metrics.json` and `report.html` into `dir` (created if needed).
 ///
 /// # Errors
 /// A file cannot be written.
-pub fn write_all(dir: &Path, m: &Metrics, equity: &[EquityPoint], trades: &[TradeRecord]) -> Result<(), BacktestError> {
+pub fn write_all_with(
+    dir: &Path,
+    m: &Metrics,
+    equity: &[EquityPoint],
+    trades: &[TradeRecord],
+    extras: &ReportExtras<'_>,
+) -> Result<(), BacktestError> {
     std::fs::create_dir_all(dir).map_err(out_err(dir))?;
     write_trades_csv(&dir.join("trades.csv"), trades)?;
     write_metrics_json(&dir.join("metrics.json"), m)?;
-    let html = report_html(m, equity, trades)?;
+    let html = report_html_with(m, equity, trades, extras)?;
     let path = dir.join("report.html");
     let mut f = std::fs::File::create(&path).map_err(out_err(&path))?;
     f.write_all(html.as_bytes()).map_err(out_err(&path))
+}
+
+/// The metrics of a finished engine ([`crate::backtest::metrics::compute_run`]) written with
+/// the settings used and the benchmark; returns them.
+///
+/// # Errors
+/// A file cannot be written.
+pub fn write_run(dir: &Path, engine: &Engine, settings: &Settings) -> Result<Metrics, BacktestError> {
+    let m = crate::backtest::metrics::compute_run(engine);
+    let extras = ReportExtras { settings: Some(settings), benchmark: &engine.benchmark };
+    write_all_with(dir, &m, &engine.equity, &engine.account().trades, &extras)?;
+    Ok(m)
 }
