@@ -225,3 +225,31 @@ fn a_level_that_found_nothing_left_is_not_done_after_a_partial_fill() {
     assert_eq!(p.ladder.remaining_qty, dec!(0.026));
     assert_eq!(p.ladder.stage, LadderStage::Tp1Done, "TP2 has not executed");
 }
+
+/// Account events sent while the user stream was down are lost: a reconnect makes the core read
+/// the account at once (the read then looks up any stop that vanished meanwhile), and the
+/// event reaches both the account and the market (stream health) channels.
+#[tokio::test]
+async fn a_user_stream_reconnect_reads_the_account_at_once() {
+    use kinetic::exchange::{EventSinks, StreamEvent};
+    let mut core = core_with_position();
+    let reconnect = ExchangeEvent::Stream(StreamEvent::Connected { stream: "user".into(), reconnect: true });
+    let actions = core.on_account_event(reconnect.clone(), T0 + 1_000);
+    assert!(actions.iter().any(|a| matches!(a, Action::Resync)), "{actions:?}");
+    // A first connection, or the market stream, is not a reason to read.
+    let first = ExchangeEvent::Stream(StreamEvent::Connected { stream: "user".into(), reconnect: false });
+    let market = ExchangeEvent::Stream(StreamEvent::Connected { stream: "market".into(), reconnect: true });
+    let mut fresh = core_with_position();
+    assert!(!fresh.on_account_event(first.clone(), T0).iter().any(|a| matches!(a, Action::Resync)));
+    assert!(!fresh.on_account_event(market.clone(), T0).iter().any(|a| matches!(a, Action::Resync)));
+
+    let (mtx, mut mrx) = tokio::sync::mpsc::channel(8);
+    let (atx, mut arx) = tokio::sync::mpsc::channel(8);
+    let sinks = EventSinks { market: mtx, account: atx };
+    sinks.send(reconnect.clone()).await.unwrap();
+    sinks.send(market.clone()).await.unwrap();
+    assert_eq!(arx.try_recv().ok(), Some(reconnect.clone()));
+    assert!(arx.try_recv().is_err(), "only the user stream's reconnect goes to the account channel");
+    assert_eq!(mrx.try_recv().ok(), Some(reconnect));
+    assert_eq!(mrx.try_recv().ok(), Some(market));
+}

@@ -532,6 +532,12 @@ pub enum ExchangeEvent {
 impl ExchangeEvent {
     /// Events of the account (user-data) stream: they travel on their own channel so an
     /// order's fill never queues behind market data.
+    /// The user-data stream came back after a disconnect: account events may have been lost.
+    pub fn is_user_reconnect(&self) -> bool {
+        matches!(self, ExchangeEvent::Stream(StreamEvent::Connected { stream, reconnect: true })
+            if stream == crate::exchange::binance::streams::USER_STREAM)
+    }
+
     pub fn is_account(&self) -> bool {
         matches!(
             self,
@@ -557,6 +563,13 @@ impl EventSinks {
     /// # Errors
     /// The receiver was dropped.
     pub async fn send(&self, ev: ExchangeEvent) -> Result<(), mpsc::error::SendError<ExchangeEvent>> {
+        if ev.is_user_reconnect() {
+            // The account side re-reads what it may have missed while disconnected; the market
+            // side (stream health) gets the event too.
+            if self.account.send(ev.clone()).await.is_err() {
+                tracing::debug!("account channel closed");
+            }
+        }
         if ev.is_account() { self.account.send(ev).await } else { self.market.send(ev).await }
     }
 }

@@ -78,6 +78,15 @@ impl TradingCore {
                 self.check_emergency(&mut out, now);
             }
             ExchangeEvent::MarginCall { symbols, .. } => tracing::warn!(?symbols, "MARGIN CALL from the exchange"),
+            ev if ev.is_user_reconnect() => {
+                // Fills, stop triggers and position changes sent while the stream was down are
+                // lost: read the account now rather than at the next periodic resync.
+                tracing::info!("user stream reconnected: reading the account for events it may have missed");
+                if self.resync_requested_at.is_none() {
+                    self.resync_requested_at = Some(now);
+                    out.push(Action::Resync);
+                }
+            }
             other => tracing::debug!(?other, "market event on the account channel ignored"),
         }
         out
