@@ -223,14 +223,7 @@ impl SimMarket {
     /// A mark price: the book first (stops, liquidation), the events it caused to the core,
     /// then the price itself to the core (emergency rule, ladder).
     pub fn mark(&mut self, symbol: &str, price: Decimal, now: TimestampMs) {
-        let update = MarkPriceUpdate {
-            symbol: symbol.to_string(),
-            mark_price: price,
-            index_price: None,
-            funding_rate: None,
-            next_funding_time: None,
-            event_time: now,
-        };
+        let update = MarkPriceUpdate::at(symbol, price, now);
         for ev in self.book.apply_mark(&update) {
             let actions = self.core.on_account_event(ev, now);
             self.run(actions, now);
@@ -308,14 +301,7 @@ impl SimMarket {
 
     fn set_entry_price(&mut self, symbol: &str, price: Decimal, now: TimestampMs) {
         if self.book.position(symbol, now).is_none() {
-            let update = MarkPriceUpdate {
-                symbol: symbol.to_string(),
-                mark_price: price,
-                index_price: None,
-                funding_rate: None,
-                next_funding_time: None,
-                event_time: now,
-            };
+            let update = MarkPriceUpdate::at(symbol, price, now);
             // Flat: a price moves nothing but the book's mark (a stale orphan stop at most).
             for ev in self.book.apply_mark(&update) {
                 let actions = self.core.on_account_event(ev, now);

@@ -465,6 +465,21 @@ pub struct MarkPriceUpdate {
     pub event_time: TimestampMs,
 }
 
+impl MarkPriceUpdate {
+    /// A bare mark price of `symbol` at `time` (no index price or funding announcement):
+    /// simulators and replays.
+    pub fn at(symbol: &str, mark_price: Decimal, time: TimestampMs) -> Self {
+        MarkPriceUpdate {
+            symbol: symbol.to_string(),
+            mark_price,
+            index_price: None,
+            funding_rate: None,
+            next_funding_time: None,
+            event_time: time,
+        }
+    }
+}
+
 /// Health change of one stream (for `/health`, `/metrics` and the hub).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum StreamEvent {

@@ -72,14 +72,7 @@ impl<M: Exchange> PaperExchange<M> {
 
     /// Sets a mark price directly (tests and replays); triggers stops like a stream update.
     pub async fn set_mark_price(&self, symbol: &str, price: Decimal, time: TimestampMs) {
-        let update = MarkPriceUpdate {
-            symbol: symbol.to_string(),
-            mark_price: price,
-            index_price: None,
-            funding_rate: None,
-            next_funding_time: None,
-            event_time: time,
-        };
+        let update = MarkPriceUpdate::at(symbol, price, time);
         self.apply_mark_update(update).await;
     }
 
