@@ -14,6 +14,7 @@ mod daemon;
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{CraftedMarket, now_ms};
@@ -101,6 +102,17 @@ fn no_duplicate_ids(fake: &FakeBinance) -> usize {
     n - ids.len()
 }
 
+/// Installs `m` on the fake, then kills and restarts the daemon: the scanner scans at start
+/// and at 15m closes, so the restart's first scan is what lists the new market (installing it
+/// into a running daemon would wait for the next 15m close, or race its start scan).
+fn install_and_restart(fake: &FakeBinance, m: &CraftedMarket, d: Daemon, dir: &Path, env: &[(&str, &str)]) -> Daemon {
+    install(fake, m);
+    d.kill9();
+    let d = spawn_with(fake, dir, "crash", false, env);
+    d.wait_status("live streams", streams_live);
+    d
+}
+
 #[test]
 fn kill_nine_anywhere_in_the_order_flow_then_restart_reconciles() {
     let points = [
@@ -126,8 +138,8 @@ fn kill_nine_anywhere_in_the_order_flow_then_restart_reconciles() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let mut restarts = 0;
-    // The scanner runs every 2 s: a market installed on the fake becomes a candidate at the
-    // next scan and, scoring 70, is entered at once.
+    // A market installed on the fake becomes a candidate at the restart's first scan and,
+    // scoring 70, is entered at once.
     let env = [
         ("KINETIC__SCANNER__INTERVAL_SECS", "2"),
         ("KINETIC__RISK__MAX_OPEN_POSITIONS", "10"),
@@ -144,12 +156,12 @@ fn kill_nine_anywhere_in_the_order_flow_then_restart_reconciles() {
             KillPoint::EntryInFlight | KillPoint::EntryFilledUnanswered => {
                 let execute_first = matches!(point, KillPoint::EntryFilledUnanswered);
                 fake.fail_next(1, FaultScope::MarketOrder, FaultAction::Hold { execute_first });
-                install(&fake, m);
+                d = install_and_restart(&fake, m, d, dir.path(), &env);
                 wait_logged(&d, "entry request held", || fake.held_requests() == 1);
             }
             KillPoint::StopInFlight => {
                 fake.fail_next(1, FaultScope::AlgoOrder, FaultAction::Hold { execute_first: false });
-                install(&fake, m);
+                d = install_and_restart(&fake, m, d, dir.path(), &env);
                 // Filled, and its stop request is held on the wire.
                 wait_logged(&d, "stop request held", || {
                     fake.held_requests() == 1
@@ -159,7 +171,7 @@ fn kill_nine_anywhere_in_the_order_flow_then_restart_reconciles() {
                 std::thread::sleep(Duration::from_millis(100));
             }
             KillPoint::TakeProfitUnanswered => {
-                install(&fake, m);
+                d = install_and_restart(&fake, m, d, dir.path(), &env);
                 wait_logged(&d, "entry protected", || {
                     fake.position(&m.symbol).is_some() && fake.unprotected_positions().is_empty()
                 });
