@@ -124,7 +124,7 @@ impl SimMarket {
         self.book.open_position_count()
     }
 
-    /// True when `symbol` is held or has a request of the core in flight.
+    /// True when `symbol` is held on the book or tracked by the core.
     pub fn holds(&self, symbol: &str) -> bool {
         self.book.direction(symbol).is_some() || self.core.manager().has_position(symbol)
     }
@@ -223,13 +223,17 @@ impl SimMarket {
     /// A mark price: the book first (stops, liquidation), the events it caused to the core,
     /// then the price itself to the core (emergency rule, ladder).
     pub fn mark(&mut self, symbol: &str, price: Decimal, now: TimestampMs) {
-        let update = MarkPriceUpdate::at(symbol, price, now);
-        for ev in self.book.apply_mark(&update) {
+        self.book_mark(symbol, price, now);
+        let actions = self.core.on_mark(symbol, price, now, now);
+        self.run(actions, now);
+    }
+
+    /// A price on the book, and the account events it caused (stops, liquidation) to the core.
+    fn book_mark(&mut self, symbol: &str, price: Decimal, now: TimestampMs) {
+        for ev in self.book.apply_mark(&MarkPriceUpdate::at(symbol, price, now)) {
             let actions = self.core.on_account_event(ev, now);
             self.run(actions, now);
         }
-        let actions = self.core.on_mark(symbol, price, now, now);
-        self.run(actions, now);
     }
 
     /// Walks one closed candle of a held symbol (see the module's intra-candle rule). A symbol
@@ -300,13 +304,9 @@ impl SimMarket {
     }
 
     fn set_entry_price(&mut self, symbol: &str, price: Decimal, now: TimestampMs) {
-        if self.book.position(symbol, now).is_none() {
-            let update = MarkPriceUpdate::at(symbol, price, now);
+        if self.book.direction(symbol).is_none() {
             // Flat: a price moves nothing but the book's mark (a stale orphan stop at most).
-            for ev in self.book.apply_mark(&update) {
-                let actions = self.core.on_account_event(ev, now);
-                self.run(actions, now);
-            }
+            self.book_mark(symbol, price, now);
         }
         self.core.observe_mark(symbol, price, now);
     }
