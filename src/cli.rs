@@ -74,6 +74,14 @@ pub struct RunArgs {
     /// Clear a latched emergency exit at start (the operator has reviewed what happened).
     #[arg(long)]
     pub clear_emergency: bool,
+    /// Offline demo: play candle files through the daemon instead of Binance's market data
+    /// (with --dry-run; no network). Without DIR, the sample built into the binary. Exits 0
+    /// when the data ends; the journal is `<storage.dry_run_path>-replay.db`, fresh each time.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, requires = "dry_run")]
+    pub replay: Option<Option<PathBuf>>,
+    /// Replay speed in times real time (120: a 15m candle every 7.5 s) [default: 120].
+    #[arg(long, value_name = "N", requires = "replay", allow_negative_numbers = true)]
+    pub speed: Option<f64>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -19,6 +19,7 @@ pub mod data;
 pub mod exchange;
 pub mod manager;
 pub mod notify;
+pub mod replay;
 pub mod research;
 pub mod scanner;
 pub mod shutdown;

@@ -26,6 +26,9 @@ pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(9);
 /// # Errors
 /// Start-up failures: journal, HTTP bind, exchange unreachable, hedge mode (exit 1).
 pub fn execute(ctx: &Context, args: &RunArgs) -> Result<(), CliError> {
+    if let Some(dir) = &args.replay {
+        return replay(ctx, args, dir.as_ref());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,6 +58,49 @@ pub fn execute(ctx: &Context, args: &RunArgs) -> Result<(), CliError> {
             crate::commands::check_key::enforce(&key, &ctx.settings.exchange)?;
             run_checked(&ctx.settings, Arc::new(live), false, args.clear_emergency, Some(key.status()), cancel).await
         }
+    })
+}
+
+/// `kinetic run --dry-run --replay [DIR] [--speed N]`: the daemon on the paper exchange over
+/// a [`ReplayMarket`](crate::replay::ReplayMarket) instead of Binance's public data.
+fn replay(ctx: &Context, args: &RunArgs, dir: Option<&std::path::PathBuf>) -> Result<(), CliError> {
+    let usage = |e: crate::replay::ReplayError| CliError::Usage(e.to_string());
+    let speed = crate::replay::check_speed(args.speed.unwrap_or(crate::replay::DEFAULT_SPEED)).map_err(usage)?;
+    let data = crate::replay::ReplayData::load(dir, ctx.settings.backtest.flat_funding_rate_pct).map_err(usage)?;
+    let mut settings = ctx.settings.clone();
+    settings.storage.dry_run_path = crate::replay::journal_path(&ctx.settings.storage.dry_run_path);
+    crate::replay::reset_journal(&settings.storage.dry_run_path).map_err(|e| {
+        CliError::Fatal(format!(
+            "cannot remove the previous replay journal {}: {e}",
+            settings.storage.dry_run_path.display()
+        ))
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        crate::shutdown::cancel_on_signal(cancel.clone());
+        let intervals = data.intervals.clone();
+        let market = Arc::new(crate::replay::ReplayMarket::new(data, speed, cancel.clone()));
+        let paper = Arc::new(crate::exchange::paper::PaperExchange::new(Arc::clone(&market), &settings.paper));
+        paper.set_funding_intervals(intervals);
+        run_with(&settings, Arc::clone(&paper), true, args.clear_emergency, cancel).await?;
+        if let (Ok(b), Ok(open)) = (paper.balance().await, paper.positions().await) {
+            let (fees, funding) = paper.costs();
+            tracing::info!(
+                finished = market.finished(),
+                equity = %b.equity.round_dp(2),
+                wallet = %b.wallet_balance.round_dp(2),
+                fees = %fees.round_dp(2),
+                funding = %funding.round_dp(2),
+                open_positions = open.len(),
+                journal = %settings.storage.dry_run_path.display(),
+                "replay over"
+            );
+        }
+        Ok(())
     })
 }
 
