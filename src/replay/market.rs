@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn a_rising_candle_visits_its_low_first_a_falling_one_its_high() {
         let up = candle(0, 100.0, 110.0, 95.0, 105.0);
-        let third = (M15_MS / 3) as i64;
+        let third = M15_MS / 3;
         assert_eq!(walk_price(&up, 0), 100.0);
         assert!((walk_price(&up, third) - 95.0).abs() < 1e-9);
         assert!((walk_price(&up, 2 * third) - 110.0).abs() < 1e-9);
