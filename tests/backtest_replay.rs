@@ -152,6 +152,10 @@ fn report_has_a_price_chart_per_traded_symbol() {
         assert_eq!(c["t"].as_array().unwrap().len(), 28 * 24);
     }
     assert!(html.contains("1h closes (UTC)"));
+    // The console summary puts the buy-and-hold return beside the strategy's.
+    let summary = report::summary_text(&m);
+    let b = m.benchmark.as_ref().unwrap();
+    assert!(summary.contains(&format!("buy and hold       {:.2} %", b.return_pct)), "{summary}");
 }
 
 /// A symbol that `funding-info.json` lists with a 4 h interval pays funding twice as often as

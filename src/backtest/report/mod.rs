@@ -118,6 +118,13 @@ pub fn summary_text(m: &Metrics) -> String {
         m.total_return_pct,
         opt(m.annualized_return_pct, 2)
     );
+    if let Some(b) = &m.benchmark {
+        let _ = writeln!(
+            s,
+            "  buy and hold       {:.2} % (the symbols in equal weights, held through the window, no costs)",
+            b.return_pct
+        );
+    }
     let _ = writeln!(
         s,
         "  trades             {} ({} wins, {} losses, win rate {:.1} %), profit factor {}",
@@ -161,16 +168,24 @@ pub fn summary_text(m: &Metrics) -> String {
             r.funding.round_dp(2)
         );
     }
-    let _ = writeln!(s, "\n  {:<14} {:>7} {:>7} {:>14} {:>11}", "exit reason", "fills", "trades", "gross PnL", "fees");
+    // Trades under the reason of their final close (entry + exit fees, net PnL), then every
+    // exit fill with that reason (a partial take-profit is a fill of a trade closed later).
+    let _ = writeln!(
+        s,
+        "\n  {:<14} {:>7} {:>11} {:>12} {:>7} {:>14} {:>10}",
+        "exit reason", "trades", "fees", "net PnL", "fills", "fill gross", "fill fees"
+    );
     for r in &m.per_exit_reason {
         let _ = writeln!(
             s,
-            "  {:<14} {:>7} {:>7} {:>14} {:>11}",
+            "  {:<14} {:>7} {:>11} {:>12} {:>7} {:>14} {:>10}",
             r.reason,
-            r.fills,
             r.trades,
+            r.fees.round_dp(2),
+            r.net_pnl.round_dp(2),
+            r.fills,
             r.gross_pnl.round_dp(2),
-            r.fees.round_dp(2)
+            r.fill_fees.round_dp(2)
         );
     }
     s
