@@ -46,7 +46,8 @@ pub enum Command {
     Run(RunArgs),
     /// Replay historical candles through the same strategy code and report the results.
     Backtest(BacktestArgs),
-    /// Download historical klines from Binance's public REST API into data files.
+    /// Download historical klines from Binance's public REST API, or its public archive
+    /// (--source dumps), into data files.
     DownloadData(DownloadArgs),
     /// Show indicators per timeframe and the score breakdown for one symbol.
     Analyze(AnalyzeArgs),
@@ -98,6 +99,16 @@ pub struct BacktestArgs {
     pub no_progress: bool,
 }
 
+/// Where `download-data` gets candles from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DownloadSource {
+    /// The REST API (`/fapi/v1/klines`), the last `--days` days into one file per series.
+    #[default]
+    Rest,
+    /// Binance's public archive (`exchange.dumps_url`): one zip per month or day, checksummed.
+    Dumps,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DownloadArgs {
     /// Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.
@@ -106,9 +117,21 @@ pub struct DownloadArgs {
     /// Comma-separated intervals.
     #[arg(long, value_delimiter = ',', default_value = "15m,1h,4h", value_name = "I,J")]
     pub intervals: Vec<String>,
-    /// How many days back from now.
-    #[arg(long, default_value_t = 30)]
-    pub days: u32,
+    /// `rest`: the last --days days from the REST API; `dumps`: Binance's monthly or daily
+    /// archives from --from to --to, saved as downloaded (for long histories).
+    #[arg(long, value_enum, default_value = "rest")]
+    pub source: DownloadSource,
+    /// How many days back from now (--source rest) [default: 30].
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// First archive (--source dumps): a month YYYY-MM (monthly archives) or a day YYYY-MM-DD
+    /// (daily archives).
+    #[arg(long, value_name = "YYYY-MM[-DD]")]
+    pub from: Option<String>,
+    /// Last archive, inclusive, of the same form as --from (--source dumps) [default: the last
+    /// month published, or yesterday].
+    #[arg(long, value_name = "YYYY-MM[-DD]")]
+    pub to: Option<String>,
     /// Output folder [default: backtest.data_dir].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
