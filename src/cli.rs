@@ -198,6 +198,18 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
+    // RUST_LOG, when the flag does not override it, is checked as the flag is: a bare word
+    // that is not a level would otherwise hide every line without a word.
+    let rust_log = match cli.log_level {
+        Some(_) => None,
+        None => match rust_log_filter(std::env::var_os("RUST_LOG")) {
+            Ok(filter) => filter,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr().lock(), "error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     // A backtest drives the daemon's trading core thousands of times: its per-order lines
     // would drown the summary, so they show only when asked for (`--log-level` / RUST_LOG).
     // Research commands run it thousands of times more: only its errors.
@@ -205,9 +217,8 @@ pub fn main_entry() -> ExitCode {
         Command::Backtest(_) => Some("info,kinetic::manager=warn"),
         Command::Sweep(_) | Command::WalkForward(_) | Command::CheckLookahead(_) => Some("info,kinetic::manager=error"),
         _ => None,
-    }
-    .filter(|_| std::env::var_os("RUST_LOG").is_none());
-    let level = cli.log_level.clone().or_else(|| quiet_core.map(str::to_string));
+    };
+    let level = cli.log_level.clone().or(rust_log).or_else(|| quiet_core.map(str::to_string));
     telemetry::init(cli.log_format, level.as_deref());
     let env: HashMap<String, String> = std::env::vars().collect();
     match run(cli, env) {
@@ -218,6 +229,23 @@ pub fn main_entry() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// The `RUST_LOG` filter, checked like `--log-level` ([`telemetry::parse_log_level`]); `None`
+/// when it is unset or blank.
+///
+/// # Errors
+/// The message names the variable, its value and the allowed form.
+pub fn rust_log_filter(value: Option<std::ffi::OsString>) -> Result<Option<String>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let text =
+        value.into_string().map_err(|_| "RUST_LOG is not valid UTF-8; unset it or use --log-level".to_string())?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    telemetry::parse_log_level(&text)
+        .map(Some)
+        .map_err(|e| format!("RUST_LOG=`{text}` is not a log filter: {e} (or unset it and use --log-level)"))
 }
 
 /// Writes command output to stdout. A reader that went away (`kinetic backtest | head`) is not
