@@ -46,7 +46,8 @@ pub enum Command {
     Run(RunArgs),
     /// Replay historical candles through the same strategy code and report the results.
     Backtest(BacktestArgs),
-    /// Download historical klines from Binance's public REST API into data files.
+    /// Download historical klines from Binance's public REST API, or its public archive
+    /// (--source dumps), into data files.
     DownloadData(DownloadArgs),
     /// Show indicators per timeframe and the score breakdown for one symbol.
     Analyze(AnalyzeArgs),
@@ -106,6 +107,16 @@ pub struct BacktestArgs {
     pub no_progress: bool,
 }
 
+/// Where `download-data` gets candles from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DownloadSource {
+    /// The REST API (`/fapi/v1/klines`), the last `--days` days into one file per series.
+    #[default]
+    Rest,
+    /// Binance's public archive (`exchange.dumps_url`): one zip per month or day, checksummed.
+    Dumps,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DownloadArgs {
     /// Comma-separated symbols, e.g. BTCUSDT,ETHUSDT.
@@ -114,9 +125,21 @@ pub struct DownloadArgs {
     /// Comma-separated intervals.
     #[arg(long, value_delimiter = ',', default_value = "15m,1h,4h", value_name = "I,J")]
     pub intervals: Vec<String>,
-    /// How many days back from now.
-    #[arg(long, default_value_t = 30)]
-    pub days: u32,
+    /// `rest`: the last --days days from the REST API; `dumps`: Binance's monthly or daily
+    /// archives from --from to --to, saved as downloaded (for long histories).
+    #[arg(long, value_enum, default_value = "rest")]
+    pub source: DownloadSource,
+    /// How many days back from now (--source rest) [default: 30].
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// First archive (--source dumps): a month YYYY-MM (monthly archives) or a day YYYY-MM-DD
+    /// (daily archives).
+    #[arg(long, value_name = "YYYY-MM[-DD]")]
+    pub from: Option<String>,
+    /// Last archive, inclusive, of the same form as --from (--source dumps) [default: the last
+    /// month published, or yesterday].
+    #[arg(long, value_name = "YYYY-MM[-DD]")]
+    pub to: Option<String>,
     /// Output folder [default: backtest.data_dir].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -183,6 +206,18 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
+    // RUST_LOG, when the flag does not override it, is checked as the flag is: a bare word
+    // that is not a level would otherwise hide every line without a word.
+    let rust_log = match cli.log_level {
+        Some(_) => None,
+        None => match rust_log_filter(std::env::var_os("RUST_LOG")) {
+            Ok(filter) => filter,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr().lock(), "error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     // A backtest drives the daemon's trading core thousands of times: its per-order lines
     // would drown the summary, so they show only when asked for (`--log-level` / RUST_LOG).
     // Research commands run it thousands of times more: only its errors.
@@ -190,9 +225,8 @@ pub fn main_entry() -> ExitCode {
         Command::Backtest(_) => Some("info,kinetic::manager=warn"),
         Command::Sweep(_) | Command::WalkForward(_) | Command::CheckLookahead(_) => Some("info,kinetic::manager=error"),
         _ => None,
-    }
-    .filter(|_| std::env::var_os("RUST_LOG").is_none());
-    let level = cli.log_level.clone().or_else(|| quiet_core.map(str::to_string));
+    };
+    let level = cli.log_level.clone().or(rust_log).or_else(|| quiet_core.map(str::to_string));
     telemetry::init(cli.log_format, level.as_deref());
     let env: HashMap<String, String> = std::env::vars().collect();
     match run(cli, env) {
@@ -203,6 +237,23 @@ pub fn main_entry() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// The `RUST_LOG` filter, checked like `--log-level` ([`telemetry::parse_log_level`]); `None`
+/// when it is unset or blank.
+///
+/// # Errors
+/// The message names the variable, its value and the allowed form.
+pub fn rust_log_filter(value: Option<std::ffi::OsString>) -> Result<Option<String>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let text =
+        value.into_string().map_err(|_| "RUST_LOG is not valid UTF-8; unset it or use --log-level".to_string())?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    telemetry::parse_log_level(&text)
+        .map(Some)
+        .map_err(|e| format!("RUST_LOG=`{text}` is not a log filter: {e} (or unset it and use --log-level)"))
 }
 
 /// Writes command output to stdout. A reader that went away (`kinetic backtest | head`) is not

@@ -1,5 +1,5 @@
 //! Logging set-up: `tracing` with human-readable or JSON output, level from `--log-level`
-//! or `RUST_LOG`. Logs go to stderr so stdout stays clean for command output (`--json`).
+//! or `RUST_LOG` (both checked by [`parse_log_level`] before they get here). Logs go to stderr so stdout stays clean for command output (`--json`).
 
 use std::io::IsTerminal;
 

@@ -36,6 +36,7 @@ fn backtest_writes_summary_and_files() {
         "max drawdown",
         "Sharpe",
         "exit reason",
+        "buy and hold",
     ] {
         assert!(stdout.contains(needle), "summary lacks `{needle}`:\n{stdout}");
     }

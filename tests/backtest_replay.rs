@@ -110,6 +110,54 @@ fn report_is_self_contained_and_holds_the_equity_series() {
     assert_eq!(data[0][0].as_i64().unwrap(), engine.equity[0].time);
 }
 
+/// `kinetic backtest` keeps each symbol's close at every full UTC hour of the window (the 1h
+/// closes), and the report charts them for each traded symbol with every entry and exit fill.
+#[test]
+fn report_has_a_price_chart_per_traded_symbol() {
+    let syms = ["BTCUSDT", "ETHUSDT"];
+    let engine = run(&syms);
+    assert_eq!(engine.close_history.len(), 2);
+    let h1 = load_candles(&sample(), "BTCUSDT", Timeframe::H1).unwrap();
+    for h in &engine.close_history {
+        // 28 days of hourly closes, each the 1h candle's close at that hour.
+        assert_eq!(h.closes.len(), 28 * 24, "{}", h.symbol);
+        assert!(h.closes.iter().all(|(t, _)| t % 3_600_000 == 0 && *t > FROM && *t <= TO));
+        if h.symbol == "BTCUSDT" {
+            for (t, close) in &h.closes {
+                let c = h1.iter().find(|c| c.close_time + 1 == *t).unwrap();
+                assert_eq!(c.close, *close);
+            }
+        }
+    }
+    let settings = Settings::defaults().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let m = report::write_run(d.path(), &engine, &settings).unwrap();
+    let html = std::fs::read_to_string(d.path().join("report.html")).unwrap();
+    let traded: Vec<&str> = m.per_symbol.iter().filter(|r| r.trades > 0).map(|r| r.symbol.as_str()).collect();
+    assert!(!traded.is_empty());
+    assert_eq!(html.matches("class=\"chart price-chart\"").count(), traded.len());
+    let start = html.find("<script type=\"application/json\" id=\"price-data\">").unwrap();
+    let body = &html[start..];
+    let v: serde_json::Value =
+        serde_json::from_str(&body[body.find('>').unwrap() + 1..body.find("</script>").unwrap()]).unwrap();
+    assert_eq!(v["step"], "1h");
+    let charted = v["symbols"].as_array().unwrap();
+    assert_eq!(charted.len(), traded.len());
+    for c in charted {
+        let symbol = c["symbol"].as_str().unwrap();
+        let trades: Vec<_> = engine.account().trades.iter().filter(|t| t.symbol == symbol).collect();
+        let fills: usize = trades.iter().map(|t| 1 + t.exits.len()).sum();
+        assert_eq!(c["marks"].as_array().unwrap().len(), fills, "{symbol}: one marker per entry and exit fill");
+        assert_eq!(c["trades"].as_array().unwrap().len(), trades.len());
+        assert_eq!(c["t"].as_array().unwrap().len(), 28 * 24);
+    }
+    assert!(html.contains("1h closes (UTC)"));
+    // The console summary puts the buy-and-hold return beside the strategy's.
+    let summary = report::summary_text(&m);
+    let b = m.benchmark.as_ref().unwrap();
+    assert!(summary.contains(&format!("buy and hold       {:.2} %", b.return_pct)), "{summary}");
+}
+
 /// A symbol that `funding-info.json` lists with a 4 h interval pays funding twice as often as
 /// at the default 8 h: the backtest follows the symbol's own schedule.
 #[test]

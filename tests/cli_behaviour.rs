@@ -1,6 +1,6 @@
 //! The command line as a user meets it (issue 14, item 7), through the real binary: config
 //! errors that list the allowed values and suggest the nearest key, a validated
-//! `--log-level`, a `check-config` whose output is itself a valid config file with the URLs in
+//! `--log-level` and `RUST_LOG`, a `check-config` whose output is itself a valid config file with the URLs in
 //! effect, no panic when the reader of stdout goes away, and no colour codes off a terminal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -82,6 +82,27 @@ fn log_level_is_validated() {
         let out = kinetic(dir.path(), &["--log-level", ok, "check-config"], &[]);
         assert_eq!(out.status.code(), Some(0), "{ok}: {}", stderr(&out));
     }
+}
+
+/// RUST_LOG is checked as `--log-level` is when the flag does not override it.
+#[test]
+fn rust_log_is_validated_like_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kinetic(dir.path(), &["check-config"], &[("RUST_LOG", "verbose")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("RUST_LOG=`verbose`") && err.contains("trace, debug, info, warn, error"), "{err}");
+    assert!(err.contains("TARGET=LEVEL"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing runs after a bad RUST_LOG");
+    let out = kinetic(dir.path(), &["check-config"], &[("RUST_LOG", "kinetic=loud")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for ok in ["debug", "info,kinetic::tasks=trace", "", " "] {
+        let out = kinetic(dir.path(), &["check-config"], &[("RUST_LOG", ok)]);
+        assert_eq!(out.status.code(), Some(0), "RUST_LOG={ok:?}: {}", stderr(&out));
+    }
+    // The flag overrides the variable, which is then not read.
+    let out = kinetic(dir.path(), &["--log-level", "warn", "check-config"], &[("RUST_LOG", "verbose")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
 #[test]

@@ -24,7 +24,9 @@
 //!    checks, sizing, the entry order) with the price = the open of its next 15m candle,
 //!    where the entry fills (slippage, taker fee) and its stop is placed. A symbol whose next
 //!    candle does not start at T + 1 ms (a gap, the end of data) is not entered;
-//! 6. an equity point (wallet + unrealized PnL at the last closes) is recorded.
+//! 6. an equity point (wallet + unrealized PnL at the last closes) is recorded, and, when
+//!    [`Engine::keep_close_history`] asked for it, each symbol's close at every full UTC hour
+//!    (the report's price charts).
 //!
 //! Fast path: a candidate whose score is below `strategy.min_confidence` is not handed to
 //! the core (which would refuse it for exactly that reason); it is counted under the same
@@ -52,6 +54,8 @@ use crate::scanner::market_scanner::prefilter;
 
 /// 24 h of 15m candles.
 pub const TICKER_WINDOW: usize = 96;
+
+const HOUR_MS: i64 = 3_600_000;
 
 /// A symbol to replay.
 pub struct SymbolSpec {
@@ -154,6 +158,15 @@ struct SymbolState {
     ticker: Ticker,
 }
 
+/// A symbol's hourly closes over the trading window: the 15m close at each full UTC hour
+/// (= the 1h close), kept only when [`Engine::keep_close_history`] asked for them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CloseHistory {
+    pub symbol: String,
+    /// (the close time + 1 ms, i.e. the full hour, close price), in time order.
+    pub closes: Vec<(TimestampMs, f64)>,
+}
+
 /// One point of the equity curve.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EquityPoint {
@@ -195,6 +208,10 @@ pub struct Engine {
     /// Buy-and-hold benchmark at every point of `equity`: the starting balance spread in equal
     /// weights over the symbols at their first 15m close of the trading window, held to the end.
     pub benchmark: Vec<f64>,
+    /// Per symbol (in the engine's order), its hourly closes; empty unless
+    /// [`Engine::keep_close_history`] was called (a sweep runs thousands of engines and needs
+    /// none).
+    pub close_history: Vec<CloseHistory>,
     pub stats: RunStats,
     last_now: Option<TimestampMs>,
     tickers: Vec<Ticker>,
@@ -282,10 +299,20 @@ impl Engine {
             batch_has_m15: false,
             equity: Vec::new(),
             benchmark: Vec::new(),
+            close_history: Vec::new(),
             stats: RunStats::default(),
             last_now: None,
             tickers: Vec::new(),
         })
+    }
+
+    /// Records each symbol's close at every full UTC hour of the trading window from now on
+    /// ([`Engine::close_history`]), for the report's price charts: 24 points a day per symbol.
+    pub fn keep_close_history(&mut self) {
+        if self.close_history.is_empty() {
+            self.close_history =
+                self.symbols.iter().map(|s| CloseHistory { symbol: s.name.clone(), closes: Vec::new() }).collect();
+        }
     }
 
     /// The core and the simulated account.
@@ -368,7 +395,14 @@ impl Engine {
         });
         let point = self.benchmark_point();
         self.benchmark.push(point);
-        for s in &mut self.symbols {
+        let full_hour = now.rem_euclid(HOUR_MS) == 0;
+        for (i, s) in self.symbols.iter_mut().enumerate() {
+            if full_hour
+                && s.closed_in_batch
+                && let (Some(close), Some(h)) = (s.last_close, self.close_history.get_mut(i))
+            {
+                h.closes.push((now, close));
+            }
             s.closed_in_batch = false;
         }
         Ok(())

@@ -35,7 +35,7 @@ use crate::config::Settings;
 use crate::core::models::{Candle, Timeframe, TimestampMs};
 use crate::data::{self, DataDir, SeriesFiles, SeriesQuality};
 
-pub use engine::{BacktestError, Engine, EquityPoint, RunStats, SymbolSpec};
+pub use engine::{BacktestError, CloseHistory, Engine, EquityPoint, RunStats, SymbolSpec};
 pub use feed::{CandleSource, Feed, FileCandleSource, MemorySource};
 pub use metrics::Metrics;
 
@@ -162,7 +162,9 @@ pub fn prepare(settings: &Settings, opts: &BacktestOptions) -> Result<Prepared, 
         });
     }
     let trade_from = opts.from.or_else(|| feed.peek_close_time().map(|t| t + 1)).unwrap_or(0);
-    let engine = Engine::new(settings, specs, trade_from)?;
+    let mut engine = Engine::new(settings, specs, trade_from)?;
+    // `kinetic backtest` writes a report with a price chart per traded symbol.
+    engine.keep_close_history();
     Ok(Prepared { feed, engine, bytes_read: counter, total_bytes, data_quality, series: all_series })
 }
 

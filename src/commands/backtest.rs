@@ -82,7 +82,11 @@ pub fn execute(ctx: &Context, args: &BacktestArgs) -> Result<(), CliError> {
     let engine = &prepared.engine;
     let m = metrics::compute_run(engine);
     crate::cli::print_out(&report::summary_text(&m))?;
-    let extras = report::ReportExtras { settings: Some(&ctx.settings), benchmark: &engine.benchmark };
+    let extras = report::ReportExtras {
+        settings: Some(&ctx.settings),
+        benchmark: &engine.benchmark,
+        close_history: &engine.close_history,
+    };
     report::write_all_with(&out_dir, &m, &engine.equity, &engine.account().trades, &extras).map_err(to_cli)?;
     crate::cli::print_out(&format!(
         "\nwrote {}, {} and {}\n",

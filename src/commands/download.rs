@@ -2,18 +2,22 @@
 //! (`DIR/<SYMBOL>-<interval>.csv`, DESIGN.md §4). Pages `/fapi/v1/klines` 1500 candles at a time
 //! through the Binance client (so its queue, weight budget and retries apply), resumes where an
 //! existing file ends and writes closed candles only. No credentials are used or needed.
+//! `--source dumps` fetches Binance's archives instead ([`crate::commands::download_dumps`]).
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cli::{CliError, Context, DownloadArgs};
+use crate::cli::{CliError, Context, DownloadArgs, DownloadSource};
 use crate::core::models::{Candle, Timeframe, TimestampMs};
 use crate::data::{self, HEADER};
 use crate::exchange::Exchange;
 use crate::exchange::binance::{BinanceClient, KLINES_PAGE_LIMIT};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// `--days` when not given.
+pub const DEFAULT_DAYS: u32 = 30;
 
 /// What one symbol/interval download did.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +39,16 @@ pub struct SeriesReport {
 pub fn execute(ctx: &Context, args: &DownloadArgs) -> Result<(), CliError> {
     let symbols = parse_symbols(&args.symbols)?;
     let intervals = parse_intervals(&args.intervals)?;
-    if args.days == 0 {
+    if args.source == DownloadSource::Dumps {
+        return crate::commands::download_dumps::execute(ctx, args, &symbols, &intervals);
+    }
+    if args.from.is_some() || args.to.is_some() {
+        return Err(CliError::Usage(
+            "--from/--to choose archives with --source dumps; --source rest (the default) takes --days".into(),
+        ));
+    }
+    let days = args.days.unwrap_or(DEFAULT_DAYS);
+    if days == 0 {
         return Err(CliError::Usage("--days must be at least 1".into()));
     }
     let out = args.out.clone().unwrap_or_else(|| ctx.settings.backtest.data_dir.clone());
@@ -44,7 +57,7 @@ pub fn execute(ctx: &Context, args: &DownloadArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
-    let reports = runtime.block_on(download(&client, &out, &symbols, &intervals, args.days))?;
+    let reports = runtime.block_on(download(&client, &out, &symbols, &intervals, days))?;
     let mut text = String::new();
     for r in &reports {
         text.push_str(&format!(

@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod backtest;
 pub mod check_key;
 pub mod download;
+pub mod download_dumps;
 pub mod lookahead;
 pub mod run;
 pub mod sweep;

@@ -158,6 +158,8 @@ pub struct ExchangeSettings {
     pub spot_rest_url: String,
     /// Refuse to start when the API key can withdraw or has no IP allow-list.
     pub refuse_unsafe_key: bool,
+    /// Binance's public data archive (data.binance.vision): `download-data --source dumps`.
+    pub dumps_url: String,
 }
 
 /// Binance's testnet (demo trading) REST base URL.

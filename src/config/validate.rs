@@ -33,6 +33,7 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
         ("exchange.rest_url", &e.rest_url, ["http://", "https://"]),
         ("exchange.ws_url", &e.ws_url, ["ws://", "wss://"]),
         ("exchange.spot_rest_url", &e.spot_rest_url, ["http://", "https://"]),
+        ("exchange.dumps_url", &e.dumps_url, ["http://", "https://"]),
     ] {
         if !schemes.iter().any(|p| url.starts_with(p)) || url::Url::parse(url).is_err() {
             return Err(invalid(key, url, &format!("a URL starting with {} or {}", schemes[0], schemes[1])));

@@ -39,7 +39,7 @@ impl Period {
     }
 
     /// Whether two periods share any time.
-    fn overlaps(self, other: Period) -> bool {
+    pub fn overlaps(self, other: Period) -> bool {
         match (self, other) {
             (Period::Whole, _) | (_, Period::Whole) => true,
             (Period::Month { year, month }, Period::Day { year: y, month: m, .. })

@@ -10,6 +10,7 @@
 //! - [`reader`]: streaming a series row by row, with its gaps and duplicates recorded;
 //! - [`zip`]: the single CSV inside a dump archive.
 
+pub mod dumps;
 pub mod files;
 pub mod reader;
 mod zip;

@@ -29,6 +29,7 @@ pub fn settings(fake: &FakeBinance) -> ExchangeSettings {
         weight_slowdown_pct: 80.0,
         spot_rest_url: fake.rest_url(),
         refuse_unsafe_key: false,
+        dumps_url: "http://127.0.0.1:9".into(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Output of a finished run: the console summary, `trades.csv`, `metrics.json` and a
 //! self-contained `report.html`: summary cards, interactive equity-vs-benchmark and drawdown
-//! charts on a date axis ([`charts`], uPlot embedded in the file), the breakdown tables, the
+//! charts on a date axis ([`charts`], uPlot embedded in the file), a price chart per traded
+//! symbol with its entries and exits ([`prices`]), the breakdown tables, the
 //! assumptions and the configuration used ([`tables`]), per-trade chart and list, and the
 //! equity series as embedded JSON; no external resources. Outputs depend only on the run's data: no wall-clock
 //! time, no hash-map order, so the same data and config give byte-identical files.
@@ -12,11 +13,12 @@ use std::path::Path;
 use rust_decimal::prelude::*;
 
 use crate::backtest::account::TradeRecord;
-use crate::backtest::engine::{BacktestError, Engine, EquityPoint};
+use crate::backtest::engine::{BacktestError, CloseHistory, Engine, EquityPoint};
 use crate::backtest::metrics::{Metrics, iso, money};
 use crate::config::Settings;
 
 pub mod charts;
+pub mod prices;
 pub mod tables;
 
 use tables::esc;
@@ -116,6 +118,13 @@ pub fn summary_text(m: &Metrics) -> String {
         m.total_return_pct,
         opt(m.annualized_return_pct, 2)
     );
+    if let Some(b) = &m.benchmark {
+        let _ = writeln!(
+            s,
+            "  buy and hold       {:.2} % (the symbols in equal weights, held through the window, no costs)",
+            b.return_pct
+        );
+    }
     let _ = writeln!(
         s,
         "  trades             {} ({} wins, {} losses, win rate {:.1} %), profit factor {}",
@@ -159,28 +168,40 @@ pub fn summary_text(m: &Metrics) -> String {
             r.funding.round_dp(2)
         );
     }
-    let _ = writeln!(s, "\n  {:<14} {:>7} {:>7} {:>14} {:>11}", "exit reason", "fills", "trades", "gross PnL", "fees");
+    // Trades under the reason of their final close (entry + exit fees, net PnL), then every
+    // exit fill with that reason (a partial take-profit is a fill of a trade closed later).
+    let _ = writeln!(
+        s,
+        "\n  {:<14} {:>7} {:>11} {:>12} {:>7} {:>14} {:>10}",
+        "exit reason", "trades", "fees", "net PnL", "fills", "fill gross", "fill fees"
+    );
     for r in &m.per_exit_reason {
         let _ = writeln!(
             s,
-            "  {:<14} {:>7} {:>7} {:>14} {:>11}",
+            "  {:<14} {:>7} {:>11} {:>12} {:>7} {:>14} {:>10}",
             r.reason,
-            r.fills,
             r.trades,
+            r.fees.round_dp(2),
+            r.net_pnl.round_dp(2),
+            r.fills,
             r.gross_pnl.round_dp(2),
-            r.fees.round_dp(2)
+            r.fill_fees.round_dp(2)
         );
     }
     s
 }
 
-/// What the report shows beyond the metrics: the settings used and the benchmark curve.
+/// What the report shows beyond the metrics: the settings used, the benchmark curve and the
+/// closes for the price charts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReportExtras<'a> {
     /// Shown as TOML with the assumptions; `None` leaves them out.
     pub settings: Option<&'a Settings>,
     /// The buy-and-hold curve, one value per equity point ([`crate::backtest::Engine::benchmark`]).
     pub benchmark: &'a [f64],
+    /// Hourly closes per symbol ([`crate::backtest::Engine::close_history`]); without them the
+    /// report has no price charts.
+    pub close_history: &'a [CloseHistory],
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1240px;padding:0 16px;\
@@ -229,7 +250,7 @@ pub fn report_html_with(
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     let _ = writeln!(h, "<title>Kinetic Empire backtest {} – {}</title>", esc(&m.period_start), esc(&m.period_end));
-    let _ = writeln!(h, "<style>{STYLE}</style>\n<style>{}</style>", charts::uplot_css());
+    let _ = writeln!(h, "<style>{STYLE}{}</style>\n<style>{}</style>", prices::style(), charts::uplot_css());
     h.push_str("</head>\n<body>\n<h1>Kinetic Empire backtest</h1>\n");
     let _ = writeln!(
         h,
@@ -249,6 +270,8 @@ pub fn report_html_with(
          <div id=\"equity-chart\" class=\"chart\"></div>\n<h2>Drawdown</h2>\n\
          <div id=\"drawdown-chart\" class=\"chart\"></div>\n",
     );
+    let price_charts = prices::price_charts(trades, extras.close_history, prices::MAX_PRICE_POINTS);
+    prices::section(&mut h, &price_charts, trades);
     tables::tables(&mut h, m);
     tables::assumptions(&mut h, m, extras.settings);
     h.push_str("<h2>Trades</h2>\n");
@@ -280,6 +303,10 @@ pub fn report_html_with(
     h.push_str(charts::uplot_js());
     h.push_str("</script>\n<script>");
     h.push_str(charts::CHART_SCRIPT);
+    h.push_str("</script>\n<script type=\"application/json\" id=\"price-data\">");
+    h.push_str(&price_charts.json);
+    h.push_str("</script>\n<script>");
+    h.push_str(&prices::script());
     h.push_str("</script>\n</body>\n</html>\n");
     Ok(h)
 }
@@ -320,7 +347,8 @@ pub fn write_all_with(
 /// A file cannot be written.
 pub fn write_run(dir: &Path, engine: &Engine, settings: &Settings) -> Result<Metrics, BacktestError> {
     let m = crate::backtest::metrics::compute_run(engine);
-    let extras = ReportExtras { settings: Some(settings), benchmark: &engine.benchmark };
+    let extras =
+        ReportExtras { settings: Some(settings), benchmark: &engine.benchmark, close_history: &engine.close_history };
     write_all_with(dir, &m, &engine.equity, &engine.account().trades, &extras)?;
     Ok(m)
 }

@@ -725,6 +725,7 @@ mod tests {
             weight_slowdown_pct: 80.0,
             spot_rest_url: "http://127.0.0.1:9".into(),
             refuse_unsafe_key: false,
+            dumps_url: "http://127.0.0.1:9".into(),
         }
     }
 
