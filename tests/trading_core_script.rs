@@ -253,3 +253,101 @@ async fn a_user_stream_reconnect_reads_the_account_at_once() {
     assert_eq!(mrx.try_recv().ok(), Some(reconnect));
     assert_eq!(mrx.try_recv().ok(), Some(market));
 }
+
+/// A stop that triggers while its cancel is in flight (the chaos run found it): the cancel
+/// "succeeds" (Binance answers -2011 for a stop already triggered, which the client takes as
+/// gone), the fill event is lost with the user stream, and the next account read shows the
+/// position gone. The core must look that stop up by client id so the journal gets its
+/// execution — not only the stops still resting.
+#[test]
+fn a_stop_that_fired_while_being_cancelled_is_looked_up_when_the_position_vanishes() {
+    use kinetic::manager::commands::AccountSnapshot;
+    use kinetic::store::OrderIntent;
+    let mut core = core_with_position();
+    // TP1 fills; the stop is resized: a new one is placed, then the old one cancelled.
+    let cmds = sends(&core.on_mark("BTCUSDT", dec!(61000), T0 + 1, T0 + 1));
+    assert_eq!(close_qty(&cmds[0]).1, ExitReason::TakeProfit1);
+    let out = core.on_outcome(
+        Outcome {
+            id: cmds[0].id,
+            symbol: "BTCUSDT".into(),
+            result: OrderResult::Close(Ok(report(&cmds[0], dec!(0.040), dec!(61000)))),
+        },
+        T0 + 2,
+    );
+    let place = sends(&out);
+    let Some(OrderRequest::PlaceStop(req)) = place.first().map(|c| c.request.clone()) else {
+        panic!("expected the resized stop: {place:?}")
+    };
+    assert_eq!(req.qty, dec!(0.060));
+    let placed = StopOrder {
+        symbol: "BTCUSDT".into(),
+        algo_id: 2,
+        client_id: req.client_id.clone(),
+        side: Side::Sell,
+        qty: req.qty,
+        trigger_price: req.trigger_price,
+        reduce_only: true,
+        status: StopStatus::New,
+        update_time: T0 + 3,
+    };
+    let out = core.on_outcome(
+        Outcome { id: place[0].id, symbol: "BTCUSDT".into(), result: OrderResult::StopPlaced(Ok(placed)) },
+        T0 + 3,
+    );
+    let cancel = sends(&out);
+    assert_eq!(cancel.first().map(|c| c.request.clone()), Some(OrderRequest::CancelStop { algo_id: 1 }));
+    // Stop 1 had triggered meanwhile: the cancel comes back Ok all the same.
+    let out = core.on_outcome(
+        Outcome { id: cancel[0].id, symbol: "BTCUSDT".into(), result: OrderResult::StopCancelled(Ok(())) },
+        T0 + 4,
+    );
+    assert!(sends(&out).is_empty(), "{out:?}");
+    // The account read: no position, no stops (stop 2 expired with nothing to reduce).
+    let out = core.on_snapshot(
+        AccountSnapshot { requested_at: T0 + 5, balance: None, positions: Some(vec![]), stops: Some(vec![]) },
+        T0 + 6,
+    );
+    assert!(core.manager().position("BTCUSDT").is_none(), "booked closed");
+    // Every stop that may have closed it is looked up, one at a time.
+    let mut looked_up = Vec::new();
+    let mut next = sends(&out);
+    let mut t = T0 + 7;
+    while let Some(cmd) = next.first().cloned() {
+        let OrderRequest::LookupOrder { client_order_id } = &cmd.request else { panic!("{cmd:?}") };
+        looked_up.push(client_order_id.clone());
+        let result = if client_order_id == "ke-s-0-1" {
+            // The exchange has stop 1's execution: it closed the remaining 0.060.
+            Ok(Some(OrderReport {
+                symbol: "BTCUSDT".into(),
+                client_order_id: client_order_id.clone(),
+                order_id: 9,
+                side: Side::Sell,
+                status: OrderStatus::Filled,
+                orig_qty: dec!(0.100),
+                executed_qty: dec!(0.060),
+                avg_price: dec!(58190),
+                reduce_only: true,
+                update_time: T0 + 4,
+            }))
+        } else {
+            Ok(None)
+        };
+        let out =
+            core.on_outcome(Outcome { id: cmd.id, symbol: "BTCUSDT".into(), result: OrderResult::Lookup(result) }, t);
+        if client_order_id == "ke-s-0-1" {
+            let journaled = out.iter().any(|a| {
+                matches!(a, Action::Journal(Record::Order(o)) if o.client_order_id == "ke-s-0-1"
+                    && o.filled_qty == dec!(0.060) && o.intent == OrderIntent::ProtectiveStop)
+            });
+            assert!(journaled, "the stop's execution is journaled: {out:?}");
+        }
+        next = sends(&out);
+        t += 1;
+        assert!(looked_up.len() < 5, "lookups do not repeat: {looked_up:?}");
+    }
+    looked_up.sort();
+    let mut expected = vec!["ke-s-0-1".to_string(), req.client_id.clone()];
+    expected.sort();
+    assert_eq!(looked_up, expected);
+}

@@ -207,7 +207,9 @@ impl TradingCore {
             self.apply_reconcile(&mut out, &known, &holdings, false, now);
         }
         self.check_emergency(&mut out, now);
-        let symbols = self.held_symbols();
+        // Held symbols, and those whose stops may have executed unseen: looked up at once.
+        let mut symbols = self.held_symbols();
+        symbols.extend(self.stop_lookups.keys().cloned());
         for s in symbols {
             self.step_symbol(&mut out, &s, now);
         }

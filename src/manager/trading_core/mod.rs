@@ -54,6 +54,8 @@ pub const STOP_FILL_GRACE_MS: i64 = 10_000;
 pub const RESYNC_EVERY_TICKS: u64 = 12;
 /// A mark older than this is not acted on for exits (the stop on the exchange still is).
 pub const MARK_STALE_MS: i64 = 30_000;
+/// How long a cancelled stop stays a candidate for a fill we did not see.
+pub const CANCELLED_STOP_MEMORY_MS: i64 = 600_000;
 
 /// A request in flight for one symbol.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +112,10 @@ pub struct TradingCore {
     stop_lookups: BTreeMap<String, BTreeMap<String, u8>>,
     /// Attempts so far of the lookups in flight.
     lookup_attempts: BTreeMap<String, u8>,
+    /// Stops we cancelled lately, per symbol (client id, when). A cancel also succeeds when
+    /// the stop had already triggered; if the position then turns out smaller than ours, these
+    /// are looked up with the resting ones.
+    cancelled_stops: BTreeMap<String, Vec<(String, TimestampMs)>>,
     emergency_flatten: bool,
     /// Our market orders' client ids with their fees seen so far (fills may come before or
     /// after the REST answer).
@@ -168,6 +174,7 @@ impl TradingCore {
             needs_read: BTreeSet::new(),
             stop_lookups: BTreeMap::new(),
             lookup_attempts: BTreeMap::new(),
+            cancelled_stops: BTreeMap::new(),
             emergency_flatten: false,
             own_orders: VecDeque::new(),
             entries_enabled: true,

@@ -51,7 +51,9 @@ impl TradingCore {
             (OrderRequest::PlaceStop(_), OrderResult::StopPlaced(r)) => self.on_stop_placed(&mut out, symbol, r, now),
             (OrderRequest::CancelStop { algo_id }, OrderResult::StopCancelled(r)) => match r {
                 Ok(()) => {
-                    self.stops.remove(&algo_id);
+                    if let Some(s) = self.stops.remove(&algo_id) {
+                        self.remember_cancelled(&s, now);
+                    }
                 }
                 Err(e) => {
                     retry_next_tick = true;
@@ -60,7 +62,18 @@ impl TradingCore {
             },
             (OrderRequest::CancelAll, OrderResult::AllCancelled(r)) => match r {
                 // Stops that came to rest after it was sent (a placement in flight) stay.
-                Ok(()) => self.stops.retain(|_, s| s.symbol != symbol || s.update_time > flight.since),
+                Ok(()) => {
+                    let gone: Vec<StopOrder> = self
+                        .stops
+                        .values()
+                        .filter(|s| s.symbol == symbol && s.update_time <= flight.since)
+                        .cloned()
+                        .collect();
+                    for s in gone {
+                        self.stops.remove(&s.algo_id);
+                        self.remember_cancelled(&s, now);
+                    }
+                }
                 Err(e) => {
                     retry_next_tick = true;
                     tracing::warn!(%symbol, error = %e, "cancel-all failed; the audit retries");
@@ -83,7 +96,10 @@ impl TradingCore {
                         self.stop_lookups.entry(symbol.to_string()).or_default().insert(client_order_id, attempt);
                     }
                 }
-                Ok(_) => {
+                Ok(r) => {
+                    // Not found, or final without an execution (cancelled, expired): nothing
+                    // to record.
+                    tracing::debug!(%symbol, %client_order_id, status = ?r.map(|o| o.status), "stop lookup: no execution");
                     self.lookup_attempts.remove(&client_order_id);
                 }
                 Err(e) => {
@@ -111,6 +127,13 @@ impl TradingCore {
             self.step_symbol(&mut out, symbol, now);
         }
         out
+    }
+
+    /// Keeps a cancelled stop's client id for a while (see `cancelled_stops`).
+    fn remember_cancelled(&mut self, stop: &StopOrder, now: TimestampMs) {
+        let list = self.cancelled_stops.entry(stop.symbol.clone()).or_default();
+        list.retain(|(_, at)| now - *at <= CANCELLED_STOP_MEMORY_MS);
+        list.push((stop.client_id.clone(), now));
     }
 
     /// Makes the exchange's position of `symbol` the truth for what we track.
@@ -169,9 +192,12 @@ impl TradingCore {
                 ExitReason::StopLoss
             });
             let price = self.mark(symbol).unwrap_or(mp.ladder.stop);
-            // Our stops on the symbol may have executed: look their execution up.
-            let ids: BTreeSet<String> =
+            // Our stops on the symbol may have executed: look their execution up — the resting
+            // ones and those cancelled lately (a cancel also "succeeds" on a stop that had
+            // already triggered, and its fill event may have been lost with the user stream).
+            let mut ids: BTreeSet<String> =
                 self.stops.values().filter(|s| s.symbol == symbol).map(|s| s.client_id.clone()).collect();
+            ids.extend(self.cancelled_stops.remove(symbol).unwrap_or_default().into_iter().map(|(id, _)| id));
             if !ids.is_empty() {
                 self.stop_lookups.entry(symbol.to_string()).or_default().extend(ids.into_iter().map(|id| (id, 0)));
             }
