@@ -10,7 +10,7 @@
 //! shutdown new entries stop; requests in flight finish (or time out) within the grace
 //! period and their outcomes are journaled; positions keep their exchange-side stops.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -39,6 +39,9 @@ use crate::tasks::status;
 
 /// How long shutdown waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+/// A signal that arrives while the market streams are not live (start-up, a reconnect) is
+/// held this long (exchange time) for them to come back, then dropped.
+pub const SIGNAL_HOLD_MS: i64 = 60_000;
 
 /// Channels the task listens on.
 pub struct ManagerInputs {
@@ -82,6 +85,8 @@ pub struct ManagerTask<E> {
     ticks: u64,
     signals_handled: u64,
     mark_time: i64,
+    /// Signals waiting for live market data: the latest per symbol, with when it came.
+    held_signals: BTreeMap<String, (Analysis, i64)>,
 }
 
 impl<E: Exchange> ManagerTask<E> {
@@ -130,6 +135,7 @@ impl<E: Exchange> ManagerTask<E> {
             ticks: 0,
             signals_handled: 0,
             mark_time: 0,
+            held_signals: BTreeMap::new(),
         }
     }
 
@@ -185,20 +191,15 @@ impl<E: Exchange> ManagerTask<E> {
                 }
                 Some(a) = inputs.signals.recv() => {
                     force_publish = true;
-                    // The entry's reference price is the symbol's latest mark, held or not.
-                    let (live, mark) = match self.hub.read() {
-                        Ok(h) => (h.streams_live(), h.mark(&a.symbol)),
-                        Err(_) => (false, None),
-                    };
-                    if let Some((price, at)) = mark {
-                        self.core.observe_mark(&a.symbol, price, at);
-                    }
                     self.signals_handled += 1;
-                    self.core.on_signal(&a, live, self.ex.now_ms())
+                    self.on_signal(a)
                 }
             };
-            // Force exits that waited for a symbol to become idle go out as soon as it is.
             let mut actions = actions;
+            if !self.held_signals.is_empty() {
+                actions.extend(self.release_held_signals());
+            }
+            // Force exits that waited for a symbol to become idle go out as soon as it is.
             actions.extend(self.control.retry_exits(&mut self.core, self.ex.now_ms()));
             // A step that sent requests is published at once (/status shows them in flight).
             force_publish |= actions.iter().any(|a| matches!(a, Action::Send(_)));
@@ -207,6 +208,54 @@ impl<E: Exchange> ManagerTask<E> {
             self.after_step(force_publish);
         }
         self.shutdown().await;
+    }
+
+    /// A complete analysis: evaluated at once when the market streams are live, else held
+    /// (the latest per symbol) until they are, for at most [`SIGNAL_HOLD_MS`]. A signal of a
+    /// 15m close that arrives during a reconnect, or before the streams are up at start, is
+    /// not lost for the whole candle; one that waited longer is dropped (fail closed).
+    fn on_signal(&mut self, a: Analysis) -> Vec<Action> {
+        let live = self.hub.read().map(|h| h.streams_live()).unwrap_or(false);
+        if !live {
+            tracing::info!(symbol = %a.symbol, hold_secs = SIGNAL_HOLD_MS / 1000,
+                "signal held: the market streams are not live");
+            self.held_signals.insert(a.symbol.clone(), (a, self.ex.now_ms()));
+            return Vec::new();
+        }
+        self.evaluate_signal(&a)
+    }
+
+    /// Evaluates a signal on live data; the entry's reference price is the symbol's latest
+    /// mark, held or not.
+    fn evaluate_signal(&mut self, a: &Analysis) -> Vec<Action> {
+        let (live, mark) = match self.hub.read() {
+            Ok(h) => (h.streams_live(), h.mark(&a.symbol)),
+            Err(_) => (false, None),
+        };
+        if let Some((price, at)) = mark {
+            self.core.observe_mark(&a.symbol, price, at);
+        }
+        self.core.on_signal(a, live, self.ex.now_ms())
+    }
+
+    /// Held signals once the streams are live again (those that waited too long are dropped).
+    fn release_held_signals(&mut self) -> Vec<Action> {
+        let now = self.ex.now_ms();
+        let live = self.hub.read().map(|h| h.streams_live()).unwrap_or(false);
+        let mut out = Vec::new();
+        let held = std::mem::take(&mut self.held_signals);
+        for (symbol, (a, since)) in held {
+            if now - since > SIGNAL_HOLD_MS {
+                tracing::warn!(%symbol, waited_secs = (now - since) / 1000,
+                    "signal dropped: the market streams did not come back in time");
+            } else if live {
+                tracing::info!(%symbol, waited_ms = now - since, "held signal evaluated: the market streams are live");
+                out.extend(self.evaluate_signal(&a));
+            } else {
+                self.held_signals.insert(symbol, (a, since));
+            }
+        }
+        out
     }
 
     /// `kinetic_orders_rejected_total{code}`: every request the exchange (or the client)
