@@ -167,15 +167,7 @@ fn refuse_overlaps(out: &Path, symbol: &str, tf: Timeframe, periods: &[DumpPerio
 /// to do), as the daemon explains its own.
 fn transport_text(e: reqwest::Error, url: &str) -> String {
     use crate::exchange::{ExchangeError, TransportStage};
-    let stage = if e.is_connect() {
-        TransportStage::Connect
-    } else if e.is_timeout() {
-        TransportStage::Timeout
-    } else if e.is_builder() {
-        TransportStage::Setup
-    } else {
-        TransportStage::Response
-    };
+    let stage = TransportStage::of(&e);
     let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
     let err = ExchangeError::Transport { host, stage, source: std::sync::Arc::new(e.without_url()) };
     // The diagnosis names the exchange's URL key; here the archive's is the one to check.

@@ -29,10 +29,7 @@ pub fn execute(ctx: &Context, args: &RunArgs) -> Result<(), CliError> {
     if let Some(dir) = &args.replay {
         return replay(ctx, args, dir.as_ref());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
+    let rt = runtime()?;
     rt.block_on(async {
         let cancel = CancellationToken::new();
         crate::shutdown::cancel_on_signal(cancel.clone());
@@ -75,10 +72,7 @@ fn replay(ctx: &Context, args: &RunArgs, dir: Option<&std::path::PathBuf>) -> Re
             settings.storage.dry_run_path.display()
         ))
     })?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
+    let rt = runtime()?;
     rt.block_on(async {
         let cancel = CancellationToken::new();
         crate::shutdown::cancel_on_signal(cancel.clone());
@@ -102,6 +96,13 @@ fn replay(ctx: &Context, args: &RunArgs, dir: Option<&std::path::PathBuf>) -> Re
         }
         Ok(())
     })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))
 }
 
 fn open_journal(path: &Path) -> Result<Journal, CliError> {

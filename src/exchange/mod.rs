@@ -71,6 +71,22 @@ pub enum TransportStage {
     Response,
 }
 
+impl TransportStage {
+    /// How far the request behind a reqwest error got (a connect timeout is a connect error:
+    /// nothing was sent).
+    pub fn of(e: &reqwest::Error) -> TransportStage {
+        if e.is_connect() {
+            TransportStage::Connect
+        } else if e.is_timeout() {
+            TransportStage::Timeout
+        } else if e.is_builder() {
+            TransportStage::Setup
+        } else {
+            TransportStage::Response
+        }
+    }
+}
+
 impl fmt::Display for TransportStage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

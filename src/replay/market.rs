@@ -98,28 +98,6 @@ impl ReplayMarket {
         self.0.finished.load(Ordering::SeqCst)
     }
 
-    /// Klines as `GET /fapi/v1/klines` gives them, of what has closed by now.
-    pub fn closed_klines(
-        &self,
-        symbol: &str,
-        tf: Timeframe,
-        start: Option<TimestampMs>,
-        end: Option<TimestampMs>,
-        limit: u16,
-    ) -> ExResult<Vec<Candle>> {
-        self.0.closed_klines(symbol, tf, start, end, limit)
-    }
-
-    /// The 24 h tickers at the last published close.
-    pub fn tickers_now(&self) -> Vec<Ticker> {
-        self.0.tickers_now()
-    }
-
-    /// The marks of every symbol trading at `t`.
-    pub fn marks_at(&self, t: TimestampMs) -> Vec<MarkPriceUpdate> {
-        self.0.marks_at(t)
-    }
-
     fn refuse<T>(&self) -> ExResult<T> {
         Err(ExchangeError::Refused("a replay has no account: the paper exchange answers account calls".into()))
     }
@@ -309,7 +287,7 @@ impl Exchange for ReplayMarket {
             .collect())
     }
     async fn tickers(&self) -> ExResult<Vec<Ticker>> {
-        Ok(self.tickers_now())
+        Ok(self.0.tickers_now())
     }
     async fn klines(
         &self,
@@ -319,7 +297,7 @@ impl Exchange for ReplayMarket {
         end: Option<TimestampMs>,
         limit: u16,
     ) -> ExResult<Vec<Candle>> {
-        self.closed_klines(symbol, timeframe, start, end, limit)
+        self.0.closed_klines(symbol, timeframe, start, end, limit)
     }
     async fn locked_symbols(&self) -> ExResult<BTreeSet<String>> {
         self.refuse()
@@ -415,23 +393,23 @@ mod tests {
         let data = ReplayData::sample(0.01).unwrap();
         let start = data.start;
         let market = ReplayMarket::new(data, 100.0, CancellationToken::new());
-        let h4 = market.closed_klines("BTCUSDT", Timeframe::H4, None, None, 200).unwrap();
+        let h4 = market.0.closed_klines("BTCUSDT", Timeframe::H4, None, None, 200).unwrap();
         assert_eq!(h4.len(), 200);
         assert!(h4.iter().all(|c| c.close_time < start));
         assert_eq!(h4.last().unwrap().close_time, start - 1, "the last 4h candle before the start");
-        let m15 = market.closed_klines("BTCUSDT", Timeframe::M15, Some(start - 4 * M15_MS), None, 1000).unwrap();
+        let m15 = market.0.closed_klines("BTCUSDT", Timeframe::M15, Some(start - 4 * M15_MS), None, 1000).unwrap();
         assert_eq!(m15.len(), 4, "from a start time: up to what has closed");
-        let one = market.closed_klines("BTCUSDT", Timeframe::M15, None, Some(start - 3 * M15_MS), 2).unwrap();
+        let one = market.0.closed_klines("BTCUSDT", Timeframe::M15, None, Some(start - 3 * M15_MS), 2).unwrap();
         assert_eq!(one.iter().map(|c| c.open_time).collect::<Vec<_>>(), [start - 4 * M15_MS, start - 3 * M15_MS]);
         assert!(matches!(
-            market.closed_klines("NOPEUSDT", Timeframe::M15, None, None, 5),
+            market.0.closed_klines("NOPEUSDT", Timeframe::M15, None, None, 5),
             Err(ExchangeError::Api { code: -1121, .. })
         ));
-        let tickers = market.tickers_now();
+        let tickers = market.0.tickers_now();
         assert_eq!(tickers.len(), 5);
         let btc = tickers.iter().find(|t| t.symbol == "BTCUSDT").unwrap();
         assert_eq!(btc.event_time, start - 1);
-        let last = market.closed_klines("BTCUSDT", Timeframe::M15, None, None, 96).unwrap();
+        let last = market.0.closed_klines("BTCUSDT", Timeframe::M15, None, None, 96).unwrap();
         assert_eq!(btc.last_price, last[95].close);
         assert!((btc.price_change_pct - (last[95].close - last[0].open) / last[0].open * 100.0).abs() < 1e-9);
     }
@@ -442,7 +420,7 @@ mod tests {
         let start = data.start;
         let btc = data.symbols.iter().find(|s| s.symbol == "BTCUSDT").unwrap().clone();
         let market = ReplayMarket::new(data, 100.0, CancellationToken::new());
-        let marks = market.marks_at(start + 1_000);
+        let marks = market.0.marks_at(start + 1_000);
         assert_eq!(marks.len(), 5);
         let m = marks.iter().find(|m| m.symbol == "BTCUSDT").unwrap();
         let next = (start / 28_800_000 + 1) * 28_800_000;

@@ -472,16 +472,7 @@ impl RestClient {
     /// Classifies a reqwest error by how far the request got. The URL (which holds the query
     /// and its signature) is stripped; only the host is kept.
     fn transport(&self, e: reqwest::Error) -> ExchangeError {
-        // A connect timeout is a connect error: nothing was sent.
-        let stage = if e.is_connect() {
-            TransportStage::Connect
-        } else if e.is_timeout() {
-            TransportStage::Timeout
-        } else if e.is_builder() {
-            TransportStage::Setup
-        } else {
-            TransportStage::Response
-        };
+        let stage = TransportStage::of(&e);
         ExchangeError::Transport { host: self.host.clone(), stage, source: Arc::new(e.without_url()) }
     }
 }
