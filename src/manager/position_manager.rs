@@ -212,7 +212,10 @@ impl PositionManager {
         };
         if taken && tf == Timeframe::M15 {
             let keep = self.scanner.volume_lookback.saturating_add(1);
-            let recent = self.recent_15m.entry(symbol.to_string()).or_default();
+            if !self.recent_15m.contains_key(symbol) {
+                self.recent_15m.insert(symbol.to_string(), VecDeque::new());
+            }
+            let Some(recent) = self.recent_15m.get_mut(symbol) else { return taken };
             recent.push_back(*candle);
             while recent.len() > keep {
                 recent.pop_front();

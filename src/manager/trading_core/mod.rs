@@ -210,8 +210,15 @@ impl TradingCore {
     /// Takes in the latest mark of a symbol we do not hold (the reference price of an entry
     /// being evaluated); nothing else happens.
     pub fn observe_mark(&mut self, symbol: &str, price: Decimal, at: TimestampMs) {
-        if price > Decimal::ZERO {
-            self.marks.insert(symbol.to_string(), (price, at));
+        if price <= Decimal::ZERO {
+            return;
+        }
+        // Every candle of a symbol not held comes through here: no key allocation once known.
+        match self.marks.get_mut(symbol) {
+            Some(m) => *m = (price, at),
+            None => {
+                self.marks.insert(symbol.to_string(), (price, at));
+            }
         }
     }
 
