@@ -15,7 +15,7 @@ impl TradingCore {
     // --------------------------------------------------------------------------- emergency
 
     pub(super) fn check_emergency(&mut self, out: &mut Vec<Action>, now: TimestampMs) {
-        let (upnl, _) = self.exposure();
+        let upnl = self.unrealized_pnl();
         let equity = self.account.wallet_balance + upnl;
         let has_positions = !self.exchange.is_empty() || self.pm.open_count() > 0;
         let was_latched = self.pm.emergency().is_some();
@@ -158,7 +158,7 @@ impl TradingCore {
     }
 
     pub fn equity_snapshot(&self, now: TimestampMs) -> crate::store::EquitySnapshot {
-        let (upnl, _) = self.exposure();
+        let upnl = self.unrealized_pnl();
         crate::store::EquitySnapshot {
             time: now,
             wallet_balance: self.account.wallet_balance,

@@ -205,7 +205,8 @@ impl TradingCore {
     /// Fees of our order `cid` seen on the account stream so far; later fills are added to
     /// the position directly.
     pub(super) fn settle_own(&mut self, cid: &str) -> Decimal {
-        match self.own_orders.iter_mut().find(|(id, _, _)| id == cid) {
+        // Client ids are unique and the newest are at the back: search from there.
+        match self.own_orders.iter_mut().rev().find(|(id, _, _)| id == cid) {
             Some((_, fee, settled)) => {
                 *settled = true;
                 *fee

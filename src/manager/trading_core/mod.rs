@@ -265,24 +265,38 @@ impl TradingCore {
     /// Unrealized PnL and open notional over every position the exchange reports, tracked or
     /// not (tracked positions the exchange has not reported yet count at our size).
     pub fn exposure(&self) -> (Decimal, Decimal) {
+        self.exposure_with(true)
+    }
+
+    /// The unrealized PnL of [`TradingCore::exposure`] alone (the emergency rule at every mark
+    /// needs no notional).
+    pub fn unrealized_pnl(&self) -> Decimal {
+        self.exposure_with(false).0
+    }
+
+    fn exposure_with(&self, with_notional: bool) -> (Decimal, Decimal) {
         let mut upnl = Decimal::ZERO;
         let mut notional = Decimal::ZERO;
         for p in self.exchange.values() {
             let px = self.mark(&p.symbol).unwrap_or(p.mark_price);
             upnl += (px - p.entry_price) * p.qty * p.direction.sign();
-            notional += (px * p.qty).abs();
+            if with_notional {
+                notional += (px * p.qty).abs();
+            }
         }
         for m in self.pm.positions().filter(|m| !self.exchange.contains_key(&m.position.symbol)) {
             let px = self.mark(&m.position.symbol).unwrap_or(m.position.entry_price);
             upnl += (px - m.position.entry_price) * m.ladder.remaining_qty * m.position.direction.sign();
-            notional += (px * m.ladder.remaining_qty).abs();
+            if with_notional {
+                notional += (px * m.ladder.remaining_qty).abs();
+            }
         }
         (upnl, notional)
     }
 
     /// Wallet balance + unrealized PnL.
     pub fn equity(&self) -> Decimal {
-        self.account.wallet_balance + self.exposure().0
+        self.account.wallet_balance + self.unrealized_pnl()
     }
 
     // --------------------------------------------------------------------------- set-up
