@@ -28,6 +28,11 @@ pub trait CandleSource {
     /// # Errors
     /// I/O and format errors of the underlying file.
     fn next_candle(&mut self) -> Result<Option<Candle>, DataError>;
+
+    /// Passes over the leading candles that open before `from` where the source can do so
+    /// without handing them out one by one; the feed drops whatever is left before `from`
+    /// itself. The default does nothing.
+    fn skip_before(&mut self, _from: TimestampMs) {}
 }
 
 /// The files of one series (one file, or a Binance dump per month or day), read row by row
@@ -105,6 +110,13 @@ impl CandleSource for MemorySource {
         self.pos += 1;
         Ok(c)
     }
+
+    /// Every run of a sweep starts its window years into some series (a 1h file from 2019):
+    /// stepping over them here saves copying each through the feed.
+    fn skip_before(&mut self, from: TimestampMs) {
+        let rest = self.candles.get(self.pos..).unwrap_or_default();
+        self.pos += rest.iter().take_while(|c| c.open_time < from).count();
+    }
 }
 
 /// Rank of a timeframe at equal close times: higher timeframes first.
@@ -152,7 +164,8 @@ impl Feed {
     ///
     /// # Errors
     /// Reading the first rows failed.
-    pub fn add(&mut self, symbol: usize, tf: Timeframe, source: Box<dyn CandleSource>) -> Result<(), DataError> {
+    pub fn add(&mut self, symbol: usize, tf: Timeframe, mut source: Box<dyn CandleSource>) -> Result<(), DataError> {
+        source.skip_before(self.from);
         let idx = self.streams.len();
         self.streams.push(Stream { symbol, tf, source, head: None });
         if tf == Timeframe::M15 {
