@@ -94,6 +94,8 @@ impl SimMarket {
         core.set_symbols(infos);
         core.set_balance(&book.balance(), now);
         core.keep_closed_trades();
+        // The executor below drops journal records; the core need not build them.
+        core.discard_journal();
         Ok(SimMarket {
             core,
             book,

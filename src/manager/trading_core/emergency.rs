@@ -112,6 +112,9 @@ impl TradingCore {
     }
 
     pub(super) fn push_risk_state(&mut self, out: &mut Vec<Action>) {
+        if !self.journal_records {
+            return;
+        }
         let since = self.pm.emergency().map(|l| l.since);
         if self.last_risk_state.as_ref().is_some_and(|(book, latch)| *book == self.pm.risk && *latch == since) {
             return;
@@ -152,7 +155,9 @@ impl TradingCore {
         }
         if now - self.last_equity_record >= 60_000 {
             self.last_equity_record = now;
-            out.push(Action::Journal(Record::Equity(self.equity_snapshot(now))));
+            if self.journal_records {
+                out.push(Action::Journal(Record::Equity(self.equity_snapshot(now))));
+            }
         }
         out
     }

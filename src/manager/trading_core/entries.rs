@@ -61,7 +61,9 @@ impl TradingCore {
         if self.paused && decision.outcome.is_ok() {
             decision.outcome = Err(PAUSED_REASON.to_string());
         }
-        if let Some(r) = records::signal(&decision, self.settings.strategy.min_confidence) {
+        if !self.journal_records {
+            records::log_signal(&decision, self.settings.strategy.min_confidence);
+        } else if let Some(r) = records::signal(&decision, self.settings.strategy.min_confidence) {
             out.push(Action::Journal(r));
         }
         self.push_risk_state(&mut out);

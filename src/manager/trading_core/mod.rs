@@ -124,6 +124,8 @@ pub struct TradingCore {
     /// The risk book and latch as last journaled.
     last_risk_state: Option<(RiskBook, Option<TimestampMs>)>,
     last_equity_record: TimestampMs,
+    /// Whether the caller keeps the journal; see [`TradingCore::discard_journal`].
+    journal_records: bool,
     /// Finished trades kept for the caller (the backtest's trade list); off in the daemon.
     closed_log: Option<Vec<ClosedTrade>>,
     /// The last entry evaluation (why a signal was or was not taken).
@@ -178,6 +180,7 @@ impl TradingCore {
             resync_requested_at: None,
             last_risk_state: None,
             last_equity_record: 0,
+            journal_records: true,
             closed_log: None,
             last_decision: None,
             limits: LossLimits::of(&settings.risk),
@@ -224,6 +227,13 @@ impl TradingCore {
 
     pub fn mark(&self, symbol: &str) -> Option<Decimal> {
         self.marks.get(symbol).map(|m| m.0)
+    }
+
+    /// The caller drops every journal record (a backtest): the costly ones that change with
+    /// every decision or mark (signal breakdowns, the risk state, equity points) are not built.
+    /// Decisions, orders and logs are unchanged; the live daemon never calls this.
+    pub fn discard_journal(&mut self) {
+        self.journal_records = false;
     }
 
     /// Keeps every finished trade for [`TradingCore::take_closed`] (the backtest's trade list).
