@@ -79,39 +79,6 @@ pub struct AccountView {
     pub updated_at: TimestampMs,
 }
 
-/// Lookups in a map keyed by symbol for keys asked in ascending order (as the other maps
-/// iterate): the cursor walks the map once alongside the caller instead of searching it from
-/// the root for every key. A key at or below one already walked past is searched normally, so
-/// the answer is `map.get(key)` whatever the order.
-struct AscendingLookup<'a, V> {
-    map: &'a BTreeMap<String, V>,
-    rest: std::iter::Peekable<std::collections::btree_map::Iter<'a, String, V>>,
-    passed: Option<&'a str>,
-}
-
-impl<'a, V> AscendingLookup<'a, V> {
-    fn new(map: &'a BTreeMap<String, V>) -> Self {
-        AscendingLookup { map, rest: map.iter().peekable(), passed: None }
-    }
-
-    fn get(&mut self, key: &str) -> Option<&'a V> {
-        if self.passed.is_some_and(|p| key <= p) {
-            return self.map.get(key);
-        }
-        while let Some(&(k, v)) = self.rest.peek() {
-            match k.as_str().cmp(key) {
-                std::cmp::Ordering::Less => {
-                    self.passed = Some(k.as_str());
-                    self.rest.next();
-                }
-                std::cmp::Ordering::Equal => return Some(v),
-                std::cmp::Ordering::Greater => return None,
-            }
-        }
-        None
-    }
-}
-
 /// The trading core. See the module documentation.
 pub struct TradingCore {
     settings: Settings,
@@ -320,20 +287,15 @@ impl TradingCore {
     fn exposure_with(&self, with_notional: bool) -> (Decimal, Decimal) {
         let mut upnl = Decimal::ZERO;
         let mut notional = Decimal::ZERO;
-        // This runs at every mark: the positions come in symbol order, so their marks are
-        // found by walking the (sorted) mark map alongside instead of searching it each time.
-        let mut marks = AscendingLookup::new(&self.marks);
         for p in self.exchange.values() {
-            let px = marks.get(&p.symbol).map(|m| m.0).unwrap_or(p.mark_price);
+            let px = self.mark(&p.symbol).unwrap_or(p.mark_price);
             upnl += (px - p.entry_price) * p.qty * p.direction.sign();
             if with_notional {
                 notional += (px * p.qty).abs();
             }
         }
-        let mut marks = AscendingLookup::new(&self.marks);
-        let mut on_exchange = AscendingLookup::new(&self.exchange);
-        for m in self.pm.positions().filter(|m| on_exchange.get(&m.position.symbol).is_none()) {
-            let px = marks.get(&m.position.symbol).map(|m| m.0).unwrap_or(m.position.entry_price);
+        for m in self.pm.positions().filter(|m| !self.exchange.contains_key(&m.position.symbol)) {
+            let px = self.mark(&m.position.symbol).unwrap_or(m.position.entry_price);
             upnl += (px - m.position.entry_price) * m.ladder.remaining_qty * m.position.direction.sign();
             if with_notional {
                 notional += (px * m.ladder.remaining_qty).abs();
@@ -453,24 +415,5 @@ impl TradingCore {
     /// A symbol may get a new (non-urgent) request.
     pub(super) fn idle(&self, symbol: &str) -> bool {
         !self.in_flight.contains_key(symbol) && !self.urgent.contains_key(symbol)
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ascending_lookup_answers_as_get_in_any_order() {
-        let map: BTreeMap<String, u32> =
-            ["ADA", "BTC", "ETH", "SOL", "XRP"].iter().zip(1..).map(|(k, v)| (k.to_string(), v)).collect();
-        let keys = ["AAA", "ADA", "BTC", "BTC", "DOGE", "ETH", "SOL", "ZZZ", "BTC", "ETH", "A", "XRP", "XRPX"];
-        for start in 0..keys.len() {
-            let mut cursor = AscendingLookup::new(&map);
-            for k in keys.iter().cycle().skip(start).take(2 * keys.len()) {
-                assert_eq!(cursor.get(k), map.get(*k), "{k}");
-            }
-        }
     }
 }
