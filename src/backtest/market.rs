@@ -42,7 +42,7 @@ use crate::backtest::symbols::SymbolRules;
 use crate::config::Settings;
 use crate::core::models::{Candle, Direction, TimestampMs};
 use crate::exchange::sim_book::SimBook;
-use crate::exchange::{ExchangeEvent, MarkPriceUpdate, SymbolInfo};
+use crate::exchange::{ExchangeEvent, SymbolInfo};
 use crate::manager::commands::{AccountSnapshot, Action, OrderRequest, OrderResult, Outcome};
 use crate::manager::exit_ladder::ExitReason;
 use crate::manager::position_manager::{Analysis, EntryDecision, EntryPlan};
@@ -94,6 +94,8 @@ impl SimMarket {
         core.set_symbols(infos);
         core.set_balance(&book.balance(), now);
         core.keep_closed_trades();
+        // The executor below drops journal records; the core need not build them.
+        core.discard_journal();
         Ok(SimMarket {
             core,
             book,
@@ -230,7 +232,7 @@ impl SimMarket {
 
     /// A price on the book, and the account events it caused (stops, liquidation) to the core.
     fn book_mark(&mut self, symbol: &str, price: Decimal, now: TimestampMs) {
-        for ev in self.book.apply_mark(&MarkPriceUpdate::at(symbol, price, now)) {
+        for ev in self.book.apply_mark_price(symbol, price, now) {
             let actions = self.core.on_account_event(ev, now);
             self.run(actions, now);
         }
@@ -274,14 +276,13 @@ impl SimMarket {
         }
         let up = to > from;
         let between = |l: &Decimal| if up { *l > from && *l < to } else { *l < from && *l > to };
-        let mut levels: Vec<Decimal> = Vec::with_capacity(8);
-        if let Some(m) = self.core.manager().position(symbol) {
-            let l = &m.ladder;
-            levels.extend([l.stop, l.tp1_price, l.tp2_price, l.trail_start_price]);
-        }
-        levels.extend(self.book.stop_triggers(symbol));
-        levels.extend(self.book.liquidation_price(symbol));
-        let candidates = levels.into_iter().filter(between);
+        let ladder = self.core.manager().position(symbol).map(|m| &m.ladder);
+        let levels = ladder
+            .into_iter()
+            .flat_map(|l| [l.stop, l.tp1_price, l.tp2_price, l.trail_start_price])
+            .chain(self.book.stop_triggers(symbol))
+            .chain(self.book.liquidation_price(symbol));
+        let candidates = levels.filter(between);
         if up { candidates.min() } else { candidates.max() }
     }
 

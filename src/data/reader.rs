@@ -214,3 +214,236 @@ pub fn read_series(series: &SeriesFiles) -> Result<(Vec<Candle>, SeriesQuality),
     let quality = reader.quality().borrow().clone();
     Ok((out, quality))
 }
+
+/// Rows handed over from the reading thread per batch (a few pages of candles: the thread stays
+/// ahead of the replay while memory stays a few hundred kB per series).
+const PREFETCH_BATCH: usize = 512;
+/// Batches in flight per series.
+const PREFETCH_BATCHES: usize = 2;
+
+/// One step of a series as [`SeriesReader`] saw it on the reading thread, in file order.
+enum Ahead {
+    Candle(Candle),
+    /// A repeated row skipped on the way to the next candle.
+    Duplicate(TimestampMs),
+    /// Missing candles found on the way to the next candle.
+    Gap(TimestampMs, TimestampMs),
+    End,
+    Failed(DataError),
+}
+
+/// A series read by a [`SeriesReader`] on its own thread, a few batches ahead of the caller, so
+/// decompressing and parsing the files overlap the replay on another core. What the caller sees
+/// is exactly what the [`SeriesReader`] would have given it: the same candles, an error at the
+/// same row, and the quality record (gaps, duplicates, range) up to the candle last handed out,
+/// never the rows read ahead. The bytes counter moves a batch at a time.
+pub struct PrefetchReader {
+    rx: std::sync::mpsc::Receiver<(Vec<Ahead>, u64)>,
+    batch: std::vec::IntoIter<Ahead>,
+    counter: Rc<Cell<u64>>,
+    quality: Rc<RefCell<SeriesQuality>>,
+    /// The series' first file, to name a reading thread that stopped without a word.
+    origin: PathBuf,
+    finished: bool,
+}
+
+impl PrefetchReader {
+    /// Starts the reading thread; `None` when no thread can be started (the caller then reads
+    /// the series in place).
+    pub fn spawn(series: &SeriesFiles, counter: Rc<Cell<u64>>) -> Option<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_BATCHES);
+        let owned = series.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("read {} {}", series.symbol, series.timeframe))
+            .spawn(move || read_ahead(&owned, &tx));
+        if started.is_err() {
+            return None;
+        }
+        Some(PrefetchReader {
+            rx,
+            batch: Vec::new().into_iter(),
+            counter,
+            quality: Rc::new(RefCell::new(SeriesQuality::new(&series.symbol, series.timeframe))),
+            origin: series.files.first().cloned().unwrap_or_default(),
+            finished: false,
+        })
+    }
+
+    /// What was handed out so far; complete once [`PrefetchReader::next_candle`] returned `None`.
+    pub fn quality(&self) -> Rc<RefCell<SeriesQuality>> {
+        Rc::clone(&self.quality)
+    }
+
+    /// The next candle, `None` after the last file (and after an error).
+    ///
+    /// # Errors
+    /// As [`SeriesReader::next_candle`], at the same row; an I/O error if the reading thread
+    /// stopped without finishing.
+    pub fn next_candle(&mut self) -> Result<Option<Candle>, DataError> {
+        loop {
+            if self.finished {
+                return Ok(None);
+            }
+            let Some(item) = self.batch.next() else {
+                match self.rx.recv() {
+                    Ok((items, bytes)) => {
+                        self.counter.set(self.counter.get() + bytes);
+                        self.batch = items.into_iter();
+                        continue;
+                    }
+                    Err(_) => {
+                        self.finished = true;
+                        return Err(DataError::Io {
+                            path: self.origin.clone(),
+                            source: std::io::Error::other("the thread reading this file stopped"),
+                        });
+                    }
+                }
+            };
+            match item {
+                Ahead::Duplicate(t) => self.quality.borrow_mut().duplicates.push(t),
+                Ahead::Gap(from, to) => self.quality.borrow_mut().gaps.push((from, to)),
+                Ahead::Candle(c) => {
+                    let mut q = self.quality.borrow_mut();
+                    q.first_open.get_or_insert(c.open_time);
+                    q.last_close = Some(c.close_time);
+                    q.candles += 1;
+                    return Ok(Some(c));
+                }
+                Ahead::End => {
+                    self.finished = true;
+                    return Ok(None);
+                }
+                Ahead::Failed(e) => {
+                    self.finished = true;
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// The reading thread: runs a [`SeriesReader`] and sends what each of its steps found (the
+/// gaps and duplicates it recorded on the way, then the candle, the end or the error) until
+/// the series ends or the receiver is gone.
+fn read_ahead(series: &SeriesFiles, tx: &std::sync::mpsc::SyncSender<(Vec<Ahead>, u64)>) {
+    let counter = Rc::new(Cell::new(0u64));
+    let mut reader = SeriesReader::new(series, Rc::clone(&counter));
+    let quality = reader.quality();
+    let (mut duplicates, mut gaps, mut sent_bytes) = (0usize, 0usize, 0u64);
+    let mut batch = Vec::with_capacity(PREFETCH_BATCH);
+    loop {
+        let step = reader.next_candle();
+        {
+            let q = quality.borrow();
+            batch.extend(q.duplicates.iter().skip(duplicates).map(|t| Ahead::Duplicate(*t)));
+            batch.extend(q.gaps.iter().skip(gaps).map(|(a, b)| Ahead::Gap(*a, *b)));
+            duplicates = q.duplicates.len();
+            gaps = q.gaps.len();
+        }
+        let last = match step {
+            Ok(Some(c)) => {
+                batch.push(Ahead::Candle(c));
+                false
+            }
+            Ok(None) => {
+                batch.push(Ahead::End);
+                true
+            }
+            Err(e) => {
+                batch.push(Ahead::Failed(e));
+                true
+            }
+        };
+        if last || batch.len() >= PREFETCH_BATCH {
+            let bytes = counter.get() - sent_bytes;
+            sent_bytes = counter.get();
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(PREFETCH_BATCH));
+            if tx.send((full, bytes)).is_err() || last {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::data::{HEADER, format_row};
+    use std::io::Write;
+
+    fn candle(open_time: TimestampMs) -> Candle {
+        Candle {
+            open_time,
+            close_time: open_time + 899_999,
+            open: 10.0,
+            high: 11.0,
+            low: 9.0,
+            close: 10.5,
+            volume: 1.0,
+            quote_volume: 0.0,
+            trades: 0,
+            taker_buy_volume: 0.0,
+            taker_buy_quote_volume: 0.0,
+        }
+    }
+
+    /// Two files of one series with gaps and repeated rows across batch boundaries, the
+    /// second ending in `tail`.
+    fn series(dir: &Path, tail: &str) -> SeriesFiles {
+        let step = 900_000;
+        let mut files = Vec::new();
+        for (f, range) in [(0, 0..1_300i64), (1, 1_300..2_000)] {
+            let path = dir.join(format!("X-15m-2025-0{}.csv.gz", f + 1));
+            let mut w = flate2::write::GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::fast());
+            writeln!(w, "{HEADER}").unwrap();
+            for i in range {
+                if i % 97 == 5 {
+                    continue; // a gap
+                }
+                writeln!(w, "{}", format_row(&candle(i * step))).unwrap();
+                if i % 131 == 7 {
+                    writeln!(w, "{}", format_row(&candle(i * step))).unwrap(); // a repeat
+                }
+            }
+            if f == 1 {
+                write!(w, "{tail}").unwrap();
+            }
+            w.finish().unwrap();
+            files.push(path);
+        }
+        SeriesFiles { symbol: "X".into(), timeframe: Timeframe::M15, files }
+    }
+
+    /// Reads `n` steps from both readers and compares candles, errors and quality after each.
+    fn same_steps(series: &SeriesFiles, n: usize) {
+        let mut plain = SeriesReader::new(series, Rc::new(Cell::new(0)));
+        let mut ahead = PrefetchReader::spawn(series, Rc::new(Cell::new(0))).unwrap();
+        for step in 0..n {
+            let (a, b) = (plain.next_candle(), ahead.next_candle());
+            match (&a, &b) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y, "step {step}"),
+                (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string(), "step {step}"),
+                _ => panic!("step {step}: {a:?} vs {b:?}"),
+            }
+            assert_eq!(*plain.quality().borrow(), *ahead.quality().borrow(), "step {step}");
+            if a.is_err() || matches!(a, Ok(None)) {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn read_ahead_hands_out_what_the_plain_reader_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let clean = series(dir.path(), "");
+        same_steps(&clean, 10_000);
+        // Stopping early: the quality record covers only what was handed out.
+        same_steps(&clean, 700);
+        let dir = tempfile::tempdir().unwrap();
+        same_steps(&series(dir.path(), "1,2,3\n"), 10_000);
+        let dir = tempfile::tempdir().unwrap();
+        same_steps(&series(dir.path(), &format!("{}\n", format_row(&candle(0)))), 10_000);
+    }
+}

@@ -105,8 +105,8 @@ impl SimBook {
     /// A price for `symbol` until its first mark arrives (a ticker's or a candle's last price);
     /// triggers nothing.
     pub fn seed_mark(&mut self, symbol: &str, price: Decimal) {
-        if price > Decimal::ZERO {
-            self.marks.entry(symbol.to_string()).or_insert(price);
+        if price > Decimal::ZERO && !self.marks.contains_key(symbol) {
+            self.marks.insert(symbol.to_string(), price);
         }
     }
 
@@ -437,7 +437,7 @@ impl SimBook {
             return out;
         }
         let symbol = u.symbol.as_str();
-        self.marks.insert(symbol.to_string(), u.mark_price);
+        self.set_mark(symbol, u.mark_price);
         if let (Some(next), Some(rate)) = (u.next_funding_time, u.funding_rate) {
             let previous = self.funding.insert(symbol.to_string(), (next, rate));
             if let Some((prev_time, prev_rate)) = previous
@@ -451,26 +451,54 @@ impl SimBook {
                 }
             }
         }
-        if let (Some(p), Some(liq)) = (self.positions.get(symbol), self.liquidation_price(symbol))
-            && sim::is_adverse_beyond(p.direction, u.mark_price, liq)
-        {
-            self.liquidate(symbol, u.event_time, &mut out);
+        self.trigger_at_mark(symbol, u.mark_price, u.event_time, &mut out);
+        out
+    }
+
+    /// A mark price without funding information (the backtest's candle walk): the same
+    /// liquidation and stop triggers as [`SimBook::apply_mark`], without building an update.
+    pub fn apply_mark_price(&mut self, symbol: &str, price: Decimal, time: TimestampMs) -> Vec<ExchangeEvent> {
+        let mut out = Vec::new();
+        if price <= Decimal::ZERO {
             return out;
+        }
+        self.set_mark(symbol, price);
+        self.trigger_at_mark(symbol, price, time, &mut out);
+        out
+    }
+
+    /// Stores the latest mark (allocating the key only for a symbol's first mark).
+    fn set_mark(&mut self, symbol: &str, price: Decimal) {
+        match self.marks.get_mut(symbol) {
+            Some(m) => *m = price,
+            None => {
+                self.marks.insert(symbol.to_string(), price);
+            }
+        }
+    }
+
+    /// Liquidation, else the resting stops of `symbol` that `mark` reaches.
+    fn trigger_at_mark(&mut self, symbol: &str, mark: Decimal, time: TimestampMs, out: &mut Vec<ExchangeEvent>) {
+        if let (Some(p), Some(liq)) = (self.positions.get(symbol), self.liquidation_price(symbol))
+            && sim::is_adverse_beyond(p.direction, mark, liq)
+        {
+            self.liquidate(symbol, time, out);
+            return;
         }
         let triggered: Vec<i64> = self
             .stops
             .values()
             .filter(|s| s.symbol == symbol && s.status.is_resting())
             .filter(|s| match s.side {
-                Side::Sell => u.mark_price <= s.trigger_price,
-                Side::Buy => u.mark_price >= s.trigger_price,
+                Side::Sell => mark <= s.trigger_price,
+                Side::Buy => mark >= s.trigger_price,
             })
             .map(|s| s.algo_id)
             .collect();
         for id in triggered {
             let Some(mut stop) = self.stops.remove(&id) else { continue };
             stop.status = StopStatus::Triggered;
-            stop.update_time = u.event_time;
+            stop.update_time = time;
             out.push(ExchangeEvent::StopUpdate(stop.clone()));
             let req = MarketOrderRequest {
                 symbol: stop.symbol.clone(),
@@ -479,7 +507,7 @@ impl SimBook {
                 reduce_only: true,
                 client_order_id: format!("{}-x", stop.client_id),
             };
-            match self.market(&req, u.event_time) {
+            match self.market(&req, time) {
                 Ok((_, events)) => {
                     stop.status = StopStatus::Finished;
                     out.extend(events);
@@ -488,7 +516,6 @@ impl SimBook {
             }
             out.push(ExchangeEvent::StopUpdate(stop));
         }
-        out
     }
 
     /// Cancels the symbol's stops and closes its whole position at the bankruptcy price (no

@@ -121,6 +121,15 @@ pub struct ManagedPosition {
 
 impl ManagedPosition {
     /// Copies the ladder's state into the position record (for the journal and `/status`).
+    /// The position after its ladder saw `price`: peak PnL and the ladder's state.
+    fn after_price(&mut self, price: Decimal) {
+        let pnl_now = (price - self.position.entry_price) * self.ladder.remaining_qty * self.position.direction.sign();
+        if pnl_now > self.position.peak_pnl {
+            self.position.peak_pnl = pnl_now;
+        }
+        self.sync_from_ladder();
+    }
+
     fn sync_from_ladder(&mut self) {
         self.position.qty = self.ladder.remaining_qty;
         self.position.stop_loss = self.ladder.stop;
@@ -212,10 +221,20 @@ impl PositionManager {
         };
         if taken && tf == Timeframe::M15 {
             let keep = self.scanner.volume_lookback.saturating_add(1);
-            let recent = self.recent_15m.entry(symbol.to_string()).or_default();
-            recent.push_back(*candle);
-            while recent.len() > keep {
-                recent.pop_front();
+            let push = |recent: &mut VecDeque<Candle>| {
+                recent.push_back(*candle);
+                while recent.len() > keep {
+                    recent.pop_front();
+                }
+            };
+            // The key is allocated only at a symbol's first candle.
+            match self.recent_15m.get_mut(symbol) {
+                Some(recent) => push(recent),
+                None => {
+                    let mut recent = VecDeque::new();
+                    push(&mut recent);
+                    self.recent_15m.insert(symbol.to_string(), recent);
+                }
             }
         }
         taken
@@ -436,12 +455,18 @@ impl PositionManager {
             return Vec::new();
         };
         let actions = mp.ladder.on_price(price);
-        let pnl_now = (price - mp.position.entry_price) * mp.ladder.remaining_qty * mp.position.direction.sign();
-        if pnl_now > mp.position.peak_pnl {
-            mp.position.peak_pnl = pnl_now;
-        }
-        mp.sync_from_ladder();
+        mp.after_price(price);
         actions
+    }
+
+    /// [`PositionManager::on_price`] for a caller that already ran the ladder at `price` on
+    /// a copy (to see whether it acts) and found no action: takes the copy's state (best
+    /// price, trailing stop) instead of running the ladder a second time.
+    pub fn on_quiet_price(&mut self, symbol: &str, ladder: ExitLadder, price: Decimal) {
+        if let Some(mp) = self.positions.get_mut(symbol) {
+            mp.ladder = ladder;
+            mp.after_price(price);
+        }
     }
 
     /// Books an executed close of `qty` at `price`. Returns the finished trade once nothing

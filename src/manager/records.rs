@@ -97,6 +97,19 @@ pub fn fill(f: &Fill) -> JournalFill {
     }
 }
 
+/// The log line of [`signal`] (its risk verdicts), for a caller that keeps no journal.
+pub fn log_signal(d: &EntryDecision, min_confidence: u8) {
+    let (Some(total), Some(direction)) = (d.score_total, d.direction) else { return };
+    if total < min_confidence {
+        return;
+    }
+    if let Some(r) = &d.risk {
+        tracing::info!(symbol = %d.symbol, score = total, direction = direction.as_str(), passed = r.passed(),
+            checks = %r.checks.iter().map(|c| format!("{}={}", c.name, if c.passed {"pass"} else {"FAIL"})).collect::<Vec<_>>().join(" "),
+            "signal with risk verdicts");
+    }
+}
+
 /// The signal and its five risk verdicts, for decisions at or above `min_confidence`.
 pub fn signal(d: &EntryDecision, min_confidence: u8) -> Option<Record> {
     let (Some(total), Some(direction)) = (d.score_total, d.direction) else { return None };
@@ -111,11 +124,7 @@ pub fn signal(d: &EntryDecision, min_confidence: u8) -> Option<Record> {
         Ok(p) => (p.signal.entry_price, p.signal.stop_loss, p.signal.take_profit),
         Err(_) => (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO),
     };
-    if let Some(r) = &d.risk {
-        tracing::info!(symbol = %d.symbol, score = total, direction = direction.as_str(), passed = r.passed(),
-            checks = %r.checks.iter().map(|c| format!("{}={}", c.name, if c.passed {"pass"} else {"FAIL"})).collect::<Vec<_>>().join(" "),
-            "signal with risk verdicts");
-    }
+    log_signal(d, min_confidence);
     Some(Record::Signal {
         signal: SignalRecord {
             time: d.time,

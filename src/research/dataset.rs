@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
+use rayon::prelude::*;
 
 use crate::backtest::metrics::{self, Metrics};
 use crate::backtest::{self, SymbolCandles, SymbolExtras, feed};
 use crate::config::{self, ConfigSources, ENV_PREFIX, Settings};
-use crate::core::models::{Timeframe, TimestampMs};
+use crate::core::models::{Candle, Timeframe, TimestampMs};
 use crate::data::{self, funding::FundingIntervals};
 use crate::research::ResearchError;
 use crate::research::space::ParamValue;
@@ -56,25 +57,30 @@ impl Dataset {
         let names = backtest::select_symbols(dir, symbols)?;
         let intervals =
             FundingIntervals::load(dir).map_err(|e| ResearchError::Data(format!("funding intervals: {e}")))?;
+        // The files are decompressed and parsed on every core; errors are reported in the
+        // order a one-by-one read would meet them (symbol, then 15m, 1h, 4h).
+        let jobs: Vec<(&String, Timeframe)> =
+            names.iter().flat_map(|n| [Timeframe::M15, Timeframe::H1, Timeframe::H4].map(|tf| (n, tf))).collect();
+        let loaded: Vec<Result<Arc<[Candle]>, ResearchError>> = jobs
+            .par_iter()
+            .map(|(name, tf)| {
+                data::load_candles(dir, name, *tf).map(Arc::from).map_err(|e| ResearchError::Data(e.to_string()))
+            })
+            .collect();
+        let mut loaded = loaded.into_iter();
+        let mut next = || loaded.next().unwrap_or_else(|| Err(ResearchError::Data("candle files not loaded".into())));
         let mut candles = Vec::with_capacity(names.len());
         let mut extras = Vec::with_capacity(names.len());
-        for name in names {
-            let load =
-                |tf| data::load_candles(dir, &name, tf).map(Arc::from).map_err(|e| ResearchError::Data(e.to_string()));
-            candles.push(SymbolCandles {
-                m15: load(Timeframe::M15)?,
-                h1: load(Timeframe::H1)?,
-                h4: load(Timeframe::H4)?,
-                symbol: name.clone(),
-            });
-            let funding = match feed::funding_path(dir, &name) {
+        for name in &names {
+            candles.push(SymbolCandles { m15: next()?, h1: next()?, h4: next()?, symbol: name.clone() });
+            let funding = match feed::funding_path(dir, name) {
                 Some(p) => {
                     let text = read_text(&p)?;
                     Some((p, text))
                 }
                 None => None,
             };
-            extras.push(SymbolExtras { funding, funding_interval_ms: intervals.interval_ms(&name), first_price: None });
+            extras.push(SymbolExtras { funding, funding_interval_ms: intervals.interval_ms(name), first_price: None });
         }
         Ok(Dataset { candles, extras })
     }

@@ -102,7 +102,8 @@ impl TradingCore {
         if let Some(f) = &fill {
             out.push(Action::Journal(Record::Fill(records::fill(f))));
         }
-        let own = self.own_orders.iter().position(|(id, _, _)| *id == report.client_order_id);
+        // Client ids are unique and the newest are at the back: search from there.
+        let own = self.own_orders.iter().rposition(|(id, _, _)| *id == report.client_order_id);
         if let Some(i) = own {
             // Our market order: its REST answer books it; the fill brings the real commission.
             if let (Some(f), Some((_, fee, settled))) = (&fill, self.own_orders.get_mut(i)) {

@@ -15,7 +15,7 @@ impl TradingCore {
     // --------------------------------------------------------------------------- emergency
 
     pub(super) fn check_emergency(&mut self, out: &mut Vec<Action>, now: TimestampMs) {
-        let (upnl, _) = self.exposure();
+        let upnl = self.unrealized_pnl();
         let equity = self.account.wallet_balance + upnl;
         let has_positions = !self.exchange.is_empty() || self.pm.open_count() > 0;
         let was_latched = self.pm.emergency().is_some();
@@ -112,6 +112,9 @@ impl TradingCore {
     }
 
     pub(super) fn push_risk_state(&mut self, out: &mut Vec<Action>) {
+        if !self.journal_records {
+            return;
+        }
         let since = self.pm.emergency().map(|l| l.since);
         if self.last_risk_state.as_ref().is_some_and(|(book, latch)| *book == self.pm.risk && *latch == since) {
             return;
@@ -152,13 +155,15 @@ impl TradingCore {
         }
         if now - self.last_equity_record >= 60_000 {
             self.last_equity_record = now;
-            out.push(Action::Journal(Record::Equity(self.equity_snapshot(now))));
+            if self.journal_records {
+                out.push(Action::Journal(Record::Equity(self.equity_snapshot(now))));
+            }
         }
         out
     }
 
     pub fn equity_snapshot(&self, now: TimestampMs) -> crate::store::EquitySnapshot {
-        let (upnl, _) = self.exposure();
+        let upnl = self.unrealized_pnl();
         crate::store::EquitySnapshot {
             time: now,
             wallet_balance: self.account.wallet_balance,

@@ -61,7 +61,9 @@ impl TradingCore {
         if self.paused && decision.outcome.is_ok() {
             decision.outcome = Err(PAUSED_REASON.to_string());
         }
-        if let Some(r) = records::signal(&decision, self.settings.strategy.min_confidence) {
+        if !self.journal_records {
+            records::log_signal(&decision, self.settings.strategy.min_confidence);
+        } else if let Some(r) = records::signal(&decision, self.settings.strategy.min_confidence) {
             out.push(Action::Journal(r));
         }
         self.push_risk_state(&mut out);
@@ -205,7 +207,8 @@ impl TradingCore {
     /// Fees of our order `cid` seen on the account stream so far; later fills are added to
     /// the position directly.
     pub(super) fn settle_own(&mut self, cid: &str) -> Decimal {
-        match self.own_orders.iter_mut().find(|(id, _, _)| id == cid) {
+        // Client ids are unique and the newest are at the back: search from there.
+        match self.own_orders.iter_mut().rev().find(|(id, _, _)| id == cid) {
             Some((_, fee, settled)) => {
                 *settled = true;
                 *fee

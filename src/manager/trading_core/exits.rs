@@ -84,8 +84,9 @@ impl TradingCore {
         let Some(mp) = self.pm.position(symbol) else { return false };
         // Most prices move nothing but the best price: find out on a copy of the ladder
         // before copying the whole position for a possible restore.
-        if mp.ladder.clone().on_price(price).is_empty() {
-            self.pm.on_price(symbol, price);
+        let mut ladder = mp.ladder.clone();
+        if ladder.on_price(price).is_empty() {
+            self.pm.on_quiet_price(symbol, ladder, price);
             return false;
         }
         let before = mp.clone();

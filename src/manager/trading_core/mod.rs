@@ -130,6 +130,8 @@ pub struct TradingCore {
     /// The risk book and latch as last journaled.
     last_risk_state: Option<(RiskBook, Option<TimestampMs>)>,
     last_equity_record: TimestampMs,
+    /// Whether the caller keeps the journal; see [`TradingCore::discard_journal`].
+    journal_records: bool,
     /// Finished trades kept for the caller (the backtest's trade list); off in the daemon.
     closed_log: Option<Vec<ClosedTrade>>,
     /// The last entry evaluation (why a signal was or was not taken).
@@ -185,6 +187,7 @@ impl TradingCore {
             resync_requested_at: None,
             last_risk_state: None,
             last_equity_record: 0,
+            journal_records: true,
             closed_log: None,
             last_decision: None,
             limits: LossLimits::of(&settings.risk),
@@ -217,13 +220,27 @@ impl TradingCore {
     /// Takes in the latest mark of a symbol we do not hold (the reference price of an entry
     /// being evaluated); nothing else happens.
     pub fn observe_mark(&mut self, symbol: &str, price: Decimal, at: TimestampMs) {
-        if price > Decimal::ZERO {
-            self.marks.insert(symbol.to_string(), (price, at));
+        if price <= Decimal::ZERO {
+            return;
+        }
+        // Every candle of a symbol not held comes through here: no key allocation once known.
+        match self.marks.get_mut(symbol) {
+            Some(m) => *m = (price, at),
+            None => {
+                self.marks.insert(symbol.to_string(), (price, at));
+            }
         }
     }
 
     pub fn mark(&self, symbol: &str) -> Option<Decimal> {
         self.marks.get(symbol).map(|m| m.0)
+    }
+
+    /// The caller drops every journal record (a backtest): the costly ones that change with
+    /// every decision or mark (signal breakdowns, the risk state, equity points) are not built.
+    /// Decisions, orders and logs are unchanged; the live daemon never calls this.
+    pub fn discard_journal(&mut self) {
+        self.journal_records = false;
     }
 
     /// Keeps every finished trade for [`TradingCore::take_closed`] (the backtest's trade list).
@@ -265,24 +282,38 @@ impl TradingCore {
     /// Unrealized PnL and open notional over every position the exchange reports, tracked or
     /// not (tracked positions the exchange has not reported yet count at our size).
     pub fn exposure(&self) -> (Decimal, Decimal) {
+        self.exposure_with(true)
+    }
+
+    /// The unrealized PnL of [`TradingCore::exposure`] alone (the emergency rule at every mark
+    /// needs no notional).
+    pub fn unrealized_pnl(&self) -> Decimal {
+        self.exposure_with(false).0
+    }
+
+    fn exposure_with(&self, with_notional: bool) -> (Decimal, Decimal) {
         let mut upnl = Decimal::ZERO;
         let mut notional = Decimal::ZERO;
         for p in self.exchange.values() {
             let px = self.mark(&p.symbol).unwrap_or(p.mark_price);
             upnl += (px - p.entry_price) * p.qty * p.direction.sign();
-            notional += (px * p.qty).abs();
+            if with_notional {
+                notional += (px * p.qty).abs();
+            }
         }
         for m in self.pm.positions().filter(|m| !self.exchange.contains_key(&m.position.symbol)) {
             let px = self.mark(&m.position.symbol).unwrap_or(m.position.entry_price);
             upnl += (px - m.position.entry_price) * m.ladder.remaining_qty * m.position.direction.sign();
-            notional += (px * m.ladder.remaining_qty).abs();
+            if with_notional {
+                notional += (px * m.ladder.remaining_qty).abs();
+            }
         }
         (upnl, notional)
     }
 
     /// Wallet balance + unrealized PnL.
     pub fn equity(&self) -> Decimal {
-        self.account.wallet_balance + self.exposure().0
+        self.account.wallet_balance + self.unrealized_pnl()
     }
 
     // --------------------------------------------------------------------------- set-up

@@ -26,6 +26,9 @@ impl TradingCore {
         {
             return;
         }
+        if self.protection_in_order(symbol) {
+            return;
+        }
         let held: Vec<HeldPosition> = self
             .pm
             .position(symbol)
@@ -79,6 +82,29 @@ impl TradingCore {
                 }
                 self.send(out, &symbol, OrderRequest::CancelStop { algo_id }, false, now);
             }
+        }
+    }
+
+    /// True when the audit below has nothing to repair for `symbol` and nothing to ask: the
+    /// position's one stop rests at its size and price, or neither a position (ours or the
+    /// exchange's) nor a stop exists. Checked without building the audit's inputs, because
+    /// this is the answer at almost every mark and the audit runs at every one of them;
+    /// anything else goes to the full audit.
+    fn protection_in_order(&self, symbol: &str) -> bool {
+        let mut mine = self.stops.values().filter(|s| s.symbol == symbol);
+        let first = mine.next();
+        if mine.next().is_some() {
+            return false;
+        }
+        let held = self.pm.position(symbol).filter(|m| m.ladder.remaining_qty > Decimal::ZERO);
+        match (held, first) {
+            (Some(m), Some(stop)) => {
+                stop.side == m.position.direction.exit_side()
+                    && stop.qty == m.ladder.remaining_qty
+                    && stop.trigger_price == m.ladder.stop
+            }
+            (None, None) => !self.exchange.contains_key(symbol),
+            _ => false,
         }
     }
 
