@@ -108,11 +108,11 @@ async fn chaos_run_loses_nothing() {
 
     // Sampler (every 200 ms, on the exchange's state): a position must have a resting stop
     // from one monitor tick after its entry on. The stop request leaves right after the fill;
-    // under chaos that request itself may meet a 2 s latency spike and 5xx answers retried
-    // after the client's 1 s / 2 s / 4 s backoff, so the bound is a tick (1 s) + the slowest
-    // injected request (2 s) + two retries (1 s + 2 s; the schedule was 1 s / 2 s when this
-    // bound was 4 s; a passing run here took 3.8 s). The longest time to
-    // protection observed is reported.
+    // under chaos that request itself may meet a 2 s latency spike and 5xx answers, retried
+    // after 250 ms / 500 ms / 1 s (protective stops retry four times sooner than other calls;
+    // with the common 1 s / 2 s / 4 s, three 5xx in a row once left a position bare for 7.8 s).
+    // The bound: a tick (1 s) + the slowest injected request (2 s) + three retries (1.75 s),
+    // rounded up for a loaded machine. The longest time to protection observed is reported.
     const PROTECT_WITHIN: Duration = Duration::from_secs(6);
     let stop_sampler = Arc::new(AtomicBool::new(false));
     let unprotected = Arc::new(AtomicU64::new(0));

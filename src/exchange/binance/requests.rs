@@ -76,6 +76,7 @@ pub fn stop_market(req: &StopRequest) -> Call {
         .param("reduceOnly", "true")
         .param("clientAlgoId", req.client_id.clone())
         .no_retry()
+        .urgent()
 }
 
 /// Checks a trailing stop's callback rate (0.1–20 %, one decimal) and activation price.
@@ -119,7 +120,8 @@ pub fn trailing_stop(req: &TrailingStopRequest) -> ExResult<Call> {
         .param("workingType", "MARK_PRICE")
         .param("reduceOnly", "true")
         .param("clientAlgoId", req.client_id.clone())
-        .no_retry())
+        .no_retry()
+        .urgent())
 }
 
 /// `GET /fapi/v1/algoOrder` by client algo id.
@@ -257,6 +259,10 @@ mod tests {
         // Order placement is never retried blindly; look-ups and cancels are.
         for (call, _) in cases.iter().take(2).chain(cases.get(3..6).into_iter().flatten()) {
             assert_eq!(call.retry, super::super::rest::Retry::Never, "{}", call.path);
+        }
+        // Protective stops (and only they) are retried sooner.
+        for (i, (call, want)) in cases.iter().enumerate() {
+            assert_eq!(call.urgent, (3..6).contains(&i), "{want}");
         }
     }
 

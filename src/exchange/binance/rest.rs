@@ -65,11 +65,34 @@ pub struct Call {
     pub weight: u32,
     pub retry: Retry,
     pub host: Host,
+    /// A protective stop: retried four times sooner than other calls (a position without its
+    /// stop is the state to leave first).
+    pub urgent: bool,
 }
 
 impl Call {
     pub fn new(method: Method, path: &'static str, security: Security, weight: u32) -> Self {
-        Call { method, path, params: Vec::new(), security, weight, retry: Retry::Safe, host: Host::Futures }
+        Call {
+            method,
+            path,
+            params: Vec::new(),
+            security,
+            weight,
+            retry: Retry::Safe,
+            host: Host::Futures,
+            urgent: false,
+        }
+    }
+
+    /// Retries this call after a quarter of the usual delay (250 ms, 500 ms, 1 s in production).
+    pub fn urgent(mut self) -> Self {
+        self.urgent = true;
+        self
+    }
+
+    /// The wait before retry number `retry + 1` with the client's `base` delay.
+    pub fn retry_delay(&self, base: Duration, retry: u32) -> Duration {
+        retry_delay(if self.urgent { base / 4 } else { base }, retry)
     }
 
     /// Sends the call to the spot host instead.
@@ -315,7 +338,7 @@ impl RestClient {
             }
             // After a 429 the queue already holds every request until the pause ends.
             if !matches!(e, ExchangeError::RateLimited { .. }) {
-                let delay = retry_delay(self.cfg.retry_base, retries);
+                let delay = call.retry_delay(self.cfg.retry_base, retries);
                 tracing::warn!(
                     path = call.path,
                     retry = retries + 1,
@@ -552,6 +575,16 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(300));
         c.banned_until.store(c.now_ms() + 60_000, Ordering::Relaxed);
         assert!(matches!(c.acquire(1).await, Err(ExchangeError::Banned { .. })));
+    }
+
+    #[test]
+    fn protective_stops_retry_four_times_sooner() {
+        let base = Duration::from_secs(1);
+        let stop = Call::new(Method::POST, "/fapi/v1/algoOrder", Security::Signed, 0).no_retry().urgent();
+        let read = Call::new(Method::GET, "/fapi/v3/account", Security::Signed, 5);
+        let ms = |c: &Call| (0..3).map(|r| c.retry_delay(base, r).as_millis()).collect::<Vec<_>>();
+        assert_eq!(ms(&stop), [250, 500, 1000]);
+        assert_eq!(ms(&read), [1000, 2000, 4000]);
     }
 
     #[test]
