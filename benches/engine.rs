@@ -8,8 +8,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "common/probe.rs"]
+mod probe;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,25 +19,22 @@ use common::{CraftedMarket, ScriptedMarket, now_ms};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::config::{ConfigSources, load};
-use kinetic::core::models::{Candle, Direction, Ticker, Timeframe, TimestampMs};
+use kinetic::core::models::{Direction, Timeframe};
 use kinetic::exchange::paper::PaperExchange;
-use kinetic::exchange::{
-    AccountBalance, EventSinks, ExResult, Exchange, ExchangeEvent, ExchangePosition, ExchangeStats, MarginType,
-    MarketOrderRequest, OrderReport, StopOrder, StopRequest, StreamControl, SymbolInfo,
-};
+use kinetic::exchange::{ExchangeEvent, MarketOrderRequest, StopRequest};
 use kinetic::store::Journal;
 use kinetic::tasks::{Engine, EngineHandles};
+use probe::{Hooks, Probe};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use tokio_util::sync::CancellationToken;
 
-/// Delegates to the paper exchange and reports the instant each order call starts.
-struct Probe {
-    inner: PaperExchange<ScriptedMarket>,
+/// Reports the instant each order call starts.
+struct SentAt {
     sent: Mutex<Option<std::sync::mpsc::Sender<Instant>>>,
 }
 
-impl Probe {
+impl SentAt {
     fn mark_sent(&self) {
         if let Some(tx) = self.sent.lock().unwrap().as_ref() {
             let _ = tx.send(Instant::now());
@@ -43,72 +42,13 @@ impl Probe {
     }
 }
 
-impl Exchange for Probe {
-    fn is_paper(&self) -> bool {
-        true
-    }
-    async fn symbols(&self) -> ExResult<Vec<SymbolInfo>> {
-        self.inner.symbols().await
-    }
-    async fn tickers(&self) -> ExResult<Vec<Ticker>> {
-        self.inner.tickers().await
-    }
-    async fn klines(
-        &self,
-        s: &str,
-        tf: Timeframe,
-        a: Option<TimestampMs>,
-        b: Option<TimestampMs>,
-        l: u16,
-    ) -> ExResult<Vec<Candle>> {
-        self.inner.klines(s, tf, a, b, l).await
-    }
-    async fn locked_symbols(&self) -> ExResult<BTreeSet<String>> {
-        self.inner.locked_symbols().await
-    }
-    async fn hedge_mode(&self) -> ExResult<bool> {
-        self.inner.hedge_mode().await
-    }
-    async fn balance(&self) -> ExResult<AccountBalance> {
-        self.inner.balance().await
-    }
-    async fn positions(&self) -> ExResult<Vec<ExchangePosition>> {
-        self.inner.positions().await
-    }
-    async fn open_orders(&self) -> ExResult<Vec<OrderReport>> {
-        self.inner.open_orders().await
-    }
-    async fn open_stops(&self) -> ExResult<Vec<StopOrder>> {
-        self.inner.open_stops().await
-    }
-    async fn prepare_symbol(&self, s: &str, m: MarginType, l: u32) -> ExResult<()> {
-        self.inner.prepare_symbol(s, m, l).await
-    }
-    async fn place_market(&self, r: &MarketOrderRequest) -> ExResult<OrderReport> {
+impl Hooks for SentAt {
+    fn market(&self, _req: &MarketOrderRequest) -> bool {
         self.mark_sent();
-        self.inner.place_market(r).await
+        false
     }
-    async fn query_order(&self, s: &str, c: &str) -> ExResult<Option<OrderReport>> {
-        self.inner.query_order(s, c).await
-    }
-    async fn place_stop(&self, r: &StopRequest) -> ExResult<StopOrder> {
+    fn stop_placed(&self, _req: &StopRequest) {
         self.mark_sent();
-        self.inner.place_stop(r).await
-    }
-    async fn cancel_stop(&self, s: &str, id: i64) -> ExResult<()> {
-        self.inner.cancel_stop(s, id).await
-    }
-    async fn cancel_all(&self, s: &str) -> ExResult<()> {
-        self.inner.cancel_all(s).await
-    }
-    async fn start_streams(&self, e: EventSinks, c: CancellationToken) -> ExResult<StreamControl> {
-        self.inner.start_streams(e, c).await
-    }
-    fn stats(&self) -> ExchangeStats {
-        self.inner.stats()
-    }
-    fn now_ms(&self) -> TimestampMs {
-        self.inner.now_ms()
     }
 }
 
@@ -128,8 +68,10 @@ fn reaction(c: &mut Criterion) {
     let settings = load(&ConfigSources { file: None, env }).unwrap();
     let m = CraftedMarket::new("BENCHUSDT", Direction::Long, 100.0, 0.2, now_ms());
     let market = Arc::new(ScriptedMarket::new(&[&m]));
-    let probe =
-        Arc::new(Probe { inner: PaperExchange::new(Arc::clone(&market), &settings.paper), sent: Mutex::new(None) });
+    let probe = Arc::new(Probe {
+        inner: PaperExchange::new(Arc::clone(&market), &settings.paper),
+        hooks: SentAt { sent: Mutex::new(None) },
+    });
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(&dir.path().join("bench.db")).unwrap();
     let status = Arc::new(RwLock::new(StatusSnapshot::default()));
@@ -155,7 +97,7 @@ fn reaction(c: &mut Criterion) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let (tx, rx) = std::sync::mpsc::channel::<Instant>();
-    *probe.sent.lock().unwrap() = Some(tx);
+    *probe.hooks.sent.lock().unwrap() = Some(tx);
     let mut price = Decimal::from_f64(103.2).unwrap();
     let tick = Decimal::new(5, 2);
     c.bench_function("engine: mark price message -> order call (trailing stop move)", |b| {

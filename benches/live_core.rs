@@ -16,8 +16,10 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "common/probe.rs"]
+mod probe;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -26,14 +28,12 @@ use common::{CraftedMarket, ScriptedMarket, now_ms};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kinetic::api::{Metrics, PositionStatus, StatusSnapshot};
 use kinetic::config::{ConfigSources, load};
-use kinetic::core::models::{Candle, Direction, LadderStage, Ticker, Timeframe, TimestampMs};
+use kinetic::core::models::{Direction, LadderStage, Timeframe};
 use kinetic::exchange::paper::PaperExchange;
-use kinetic::exchange::{
-    AccountBalance, EventSinks, ExResult, Exchange, ExchangeEvent, ExchangePosition, ExchangeStats, MarginType,
-    MarketOrderRequest, OrderReport, StopOrder, StopRequest, StreamControl, SymbolInfo,
-};
+use kinetic::exchange::{ExchangeEvent, MarketOrderRequest, StopRequest};
 use kinetic::store::Journal;
 use kinetic::tasks::{Engine, EngineHandles};
+use probe::{Hooks, Probe};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -50,16 +50,14 @@ enum Seen {
     CancelDone,
 }
 
-/// Delegates to the paper exchange; reports A's stop calls; once `hang` is set, B's market
-/// orders never return.
-struct Probe {
-    inner: PaperExchange<ScriptedMarket>,
+/// Reports A's stop calls; once `hang` is set, B's market orders never return.
+struct HangB {
     seen: Mutex<Option<std::sync::mpsc::Sender<Seen>>>,
     hang: AtomicBool,
     hung: AtomicU64,
 }
 
-impl Probe {
+impl HangB {
     fn report(&self, symbol: &str, s: Seen) {
         if symbol == A
             && let Some(tx) = self.seen.lock().unwrap().as_ref()
@@ -69,78 +67,19 @@ impl Probe {
     }
 }
 
-impl Exchange for Probe {
-    fn is_paper(&self) -> bool {
-        true
-    }
-    async fn symbols(&self) -> ExResult<Vec<SymbolInfo>> {
-        self.inner.symbols().await
-    }
-    async fn tickers(&self) -> ExResult<Vec<Ticker>> {
-        self.inner.tickers().await
-    }
-    async fn klines(
-        &self,
-        s: &str,
-        tf: Timeframe,
-        a: Option<TimestampMs>,
-        b: Option<TimestampMs>,
-        l: u16,
-    ) -> ExResult<Vec<Candle>> {
-        self.inner.klines(s, tf, a, b, l).await
-    }
-    async fn locked_symbols(&self) -> ExResult<BTreeSet<String>> {
-        self.inner.locked_symbols().await
-    }
-    async fn hedge_mode(&self) -> ExResult<bool> {
-        self.inner.hedge_mode().await
-    }
-    async fn balance(&self) -> ExResult<AccountBalance> {
-        self.inner.balance().await
-    }
-    async fn positions(&self) -> ExResult<Vec<ExchangePosition>> {
-        self.inner.positions().await
-    }
-    async fn open_orders(&self) -> ExResult<Vec<OrderReport>> {
-        self.inner.open_orders().await
-    }
-    async fn open_stops(&self) -> ExResult<Vec<StopOrder>> {
-        self.inner.open_stops().await
-    }
-    async fn prepare_symbol(&self, s: &str, m: MarginType, l: u32) -> ExResult<()> {
-        self.inner.prepare_symbol(s, m, l).await
-    }
-    async fn place_market(&self, r: &MarketOrderRequest) -> ExResult<OrderReport> {
-        if r.symbol == B && self.hang.load(Ordering::SeqCst) {
+impl Hooks for HangB {
+    fn market(&self, req: &MarketOrderRequest) -> bool {
+        let hang = req.symbol == B && self.hang.load(Ordering::SeqCst);
+        if hang {
             self.hung.fetch_add(1, Ordering::SeqCst);
-            // Never answered: the request stays in flight for the rest of the run.
-            std::future::pending::<()>().await;
         }
-        self.inner.place_market(r).await
+        hang
     }
-    async fn query_order(&self, s: &str, c: &str) -> ExResult<Option<OrderReport>> {
-        self.inner.query_order(s, c).await
+    fn stop_placed(&self, req: &StopRequest) {
+        self.report(&req.symbol, Seen::StopPlaced(Instant::now()));
     }
-    async fn place_stop(&self, r: &StopRequest) -> ExResult<StopOrder> {
-        self.report(&r.symbol, Seen::StopPlaced(Instant::now()));
-        self.inner.place_stop(r).await
-    }
-    async fn cancel_stop(&self, s: &str, id: i64) -> ExResult<()> {
-        let r = self.inner.cancel_stop(s, id).await;
-        self.report(s, Seen::CancelDone);
-        r
-    }
-    async fn cancel_all(&self, s: &str) -> ExResult<()> {
-        self.inner.cancel_all(s).await
-    }
-    async fn start_streams(&self, e: EventSinks, c: CancellationToken) -> ExResult<StreamControl> {
-        self.inner.start_streams(e, c).await
-    }
-    fn stats(&self) -> ExchangeStats {
-        self.inner.stats()
-    }
-    fn now_ms(&self) -> TimestampMs {
-        self.inner.now_ms()
+    fn stop_cancelled(&self, symbol: &str) {
+        self.report(symbol, Seen::CancelDone);
     }
 }
 
@@ -174,9 +113,7 @@ fn reaction_while_another_symbol_hangs(c: &mut Criterion) {
     let market = Arc::new(ScriptedMarket::new(&[&ma, &mb]));
     let probe = Arc::new(Probe {
         inner: PaperExchange::new(Arc::clone(&market), &settings.paper),
-        seen: Mutex::new(None),
-        hang: AtomicBool::new(false),
-        hung: AtomicU64::new(0),
+        hooks: HangB { seen: Mutex::new(None), hang: AtomicBool::new(false), hung: AtomicU64::new(0) },
     });
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(&dir.path().join("bench.db")).unwrap();
@@ -211,13 +148,13 @@ fn reaction_while_another_symbol_hangs(c: &mut Criterion) {
     }
     wait("A trailing", &status, |s| position(s, A).is_some_and(|p| p.stage == LadderStage::Trailing));
     // B's first take-profit close hangs forever.
-    probe.hang.store(true, Ordering::SeqCst);
+    probe.hooks.hang.store(true, Ordering::SeqCst);
     rt.block_on(market.push_mark(B, Decimal::from_f64(101.6).unwrap()));
     // (The status snapshot may lag here: it is published at most every 250 ms unless forced.)
-    wait("B's close in flight", &status, |_| probe.hung.load(Ordering::SeqCst) == 1);
+    wait("B's close in flight", &status, |_| probe.hooks.hung.load(Ordering::SeqCst) == 1);
 
     let (tx, rx) = std::sync::mpsc::channel::<Seen>();
-    *probe.seen.lock().unwrap() = Some(tx);
+    *probe.hooks.seen.lock().unwrap() = Some(tx);
     let mut price = Decimal::from_f64(103.2).unwrap();
     let tick = Decimal::new(5, 2);
     let samples = Mutex::new(Vec::<Duration>::new());
@@ -249,7 +186,7 @@ fn reaction_while_another_symbol_hangs(c: &mut Criterion) {
         });
     });
     // B's close was in flight the whole time: it never returned.
-    assert_eq!(probe.hung.load(Ordering::SeqCst), 1);
+    assert_eq!(probe.hooks.hung.load(Ordering::SeqCst), 1);
     assert!(position(&status.read().unwrap(), B).is_some_and(|p| p.order_in_flight));
     let mut all = samples.into_inner().unwrap();
     all.sort();
