@@ -180,77 +180,132 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn validate_leverage_tiers(tiers: &[LeverageTier], min_confidence: u8) -> Result<(), ConfigError> {
-    let key = "risk.leverage_tiers";
+/// The rules every confidence-tier table shares: at least one tier, the first at or below
+/// `strategy.min_confidence`, confidences in 1..=100 and strictly ascending; `each` checks one
+/// tier's own values; `falls` names the value (key suffix, value, rule) that decreases from the
+/// previous tier, if any.
+fn validate_tiers<T>(
+    key: &str,
+    tiers: &[T],
+    min_confidence: u8,
+    confidence: impl Fn(&T) -> u8,
+    each: impl Fn(&str, &T) -> Result<(), ConfigError>,
+    falls: impl Fn(&T, &T) -> Option<(&'static str, String, &'static str)>,
+) -> Result<(), ConfigError> {
     let first = tiers.first().ok_or_else(|| invalid(key, "[]", "at least one tier"))?;
-    if first.min_confidence > min_confidence {
+    if confidence(first) > min_confidence {
         return Err(invalid(
             key,
-            format!("first tier starts at {}", first.min_confidence),
+            format!("first tier starts at {}", confidence(first)),
             &format!("a first tier at or below strategy.min_confidence ({min_confidence})"),
         ));
     }
     for (i, t) in tiers.iter().enumerate() {
-        int_range(&format!("{key}[{i}].min_confidence"), t.min_confidence, 1, 100)?;
-        int_range(&format!("{key}[{i}].leverage"), t.leverage, 1, 125)?;
-        int_range(&format!("{key}[{i}].high_volatility_leverage"), t.high_volatility_leverage, 1, 125)?;
-        if t.high_volatility_leverage > t.leverage {
-            return Err(invalid(
-                &format!("{key}[{i}].high_volatility_leverage"),
-                t.high_volatility_leverage,
-                &format!("at most the tier's leverage ({})", t.leverage),
-            ));
-        }
+        let at = format!("{key}[{i}]");
+        int_range(&format!("{at}.min_confidence"), confidence(t), 1, 100)?;
+        each(&at, t)?;
         if let Some(prev) = i.checked_sub(1).and_then(|j| tiers.get(j)) {
-            if t.min_confidence <= prev.min_confidence {
-                return Err(invalid(
-                    &format!("{key}[{i}].min_confidence"),
-                    t.min_confidence,
-                    "strictly ascending tiers",
-                ));
+            if confidence(t) <= confidence(prev) {
+                return Err(invalid(&format!("{at}.min_confidence"), confidence(t), "strictly ascending tiers"));
             }
-            if t.leverage < prev.leverage || t.high_volatility_leverage < prev.high_volatility_leverage {
-                return Err(invalid(
-                    &format!("{key}[{i}].leverage"),
-                    t.leverage,
-                    "non-decreasing leverage as confidence rises",
-                ));
+            if let Some((field, value, rule)) = falls(prev, t) {
+                return Err(invalid(&format!("{at}.{field}"), value, rule));
             }
         }
     }
     Ok(())
 }
 
+fn validate_leverage_tiers(tiers: &[LeverageTier], min_confidence: u8) -> Result<(), ConfigError> {
+    validate_tiers(
+        "risk.leverage_tiers",
+        tiers,
+        min_confidence,
+        |t| t.min_confidence,
+        |at, t| {
+            int_range(&format!("{at}.leverage"), t.leverage, 1, 125)?;
+            int_range(&format!("{at}.high_volatility_leverage"), t.high_volatility_leverage, 1, 125)?;
+            if t.high_volatility_leverage > t.leverage {
+                return Err(invalid(
+                    &format!("{at}.high_volatility_leverage"),
+                    t.high_volatility_leverage,
+                    &format!("at most the tier's leverage ({})", t.leverage),
+                ));
+            }
+            Ok(())
+        },
+        |prev, t| {
+            (t.leverage < prev.leverage || t.high_volatility_leverage < prev.high_volatility_leverage)
+                .then(|| ("leverage", t.leverage.to_string(), "non-decreasing leverage as confidence rises"))
+        },
+    )
+}
+
 fn validate_sizing_tiers(tiers: &[SizingTier], min_confidence: u8) -> Result<(), ConfigError> {
-    let key = "risk.sizing_tiers";
-    let first = tiers.first().ok_or_else(|| invalid(key, "[]", "at least one tier"))?;
-    if first.min_confidence > min_confidence {
-        return Err(invalid(
-            key,
-            format!("first tier starts at {}", first.min_confidence),
-            &format!("a first tier at or below strategy.min_confidence ({min_confidence})"),
-        ));
+    validate_tiers(
+        "risk.sizing_tiers",
+        tiers,
+        min_confidence,
+        |t| t.min_confidence,
+        |at, t| {
+            pct_range(&format!("{at}.risk_pct"), t.risk_pct, 0.0, 10.0, false)?;
+            pct_range(&format!("{at}.max_notional_pct"), t.max_notional_pct, 0.0, 100.0, false)
+        },
+        |prev, t| {
+            (t.risk_pct < prev.risk_pct || t.max_notional_pct < prev.max_notional_pct)
+                .then(|| ("risk_pct", t.risk_pct.to_string(), "non-decreasing risk and cap as confidence rises"))
+        },
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn lev(min_confidence: u8, leverage: u32, high_volatility_leverage: u32) -> LeverageTier {
+        LeverageTier { min_confidence, leverage, high_volatility_leverage }
     }
-    for (i, t) in tiers.iter().enumerate() {
-        int_range(&format!("{key}[{i}].min_confidence"), t.min_confidence, 1, 100)?;
-        pct_range(&format!("{key}[{i}].risk_pct"), t.risk_pct, 0.0, 10.0, false)?;
-        pct_range(&format!("{key}[{i}].max_notional_pct"), t.max_notional_pct, 0.0, 100.0, false)?;
-        if let Some(prev) = i.checked_sub(1).and_then(|j| tiers.get(j)) {
-            if t.min_confidence <= prev.min_confidence {
-                return Err(invalid(
-                    &format!("{key}[{i}].min_confidence"),
-                    t.min_confidence,
-                    "strictly ascending tiers",
-                ));
-            }
-            if t.risk_pct < prev.risk_pct || t.max_notional_pct < prev.max_notional_pct {
-                return Err(invalid(
-                    &format!("{key}[{i}].risk_pct"),
-                    t.risk_pct,
-                    "non-decreasing risk and cap as confidence rises",
-                ));
-            }
-        }
+
+    fn size(min_confidence: u8, risk_pct: f64, max_notional_pct: f64) -> SizingTier {
+        SizingTier { min_confidence, risk_pct, max_notional_pct }
     }
-    Ok(())
+
+    fn err(r: Result<(), ConfigError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn leverage_tiers_are_checked_tier_by_tier_and_against_the_previous() {
+        assert!(validate_leverage_tiers(&[lev(60, 5, 3), lev(75, 10, 5)], 60).is_ok());
+        assert!(err(validate_leverage_tiers(&[], 60)).contains("at least one tier"));
+        assert!(
+            err(validate_leverage_tiers(&[lev(70, 5, 3)], 60)).contains("at or below strategy.min_confidence (60)")
+        );
+        let e = err(validate_leverage_tiers(&[lev(60, 5, 3), lev(75, 200, 5)], 60));
+        assert!(e.contains("risk.leverage_tiers[1].leverage"), "{e}");
+        let e = err(validate_leverage_tiers(&[lev(60, 5, 6)], 60));
+        assert!(e.contains("[0].high_volatility_leverage") && e.contains("at most the tier's leverage (5)"), "{e}");
+        let e = err(validate_leverage_tiers(&[lev(60, 5, 3), lev(60, 10, 5)], 60));
+        assert!(e.contains("[1].min_confidence") && e.contains("strictly ascending"), "{e}");
+        let e = err(validate_leverage_tiers(&[lev(60, 10, 5), lev(75, 5, 3)], 60));
+        assert!(e.contains("[1].leverage") && e.contains("non-decreasing leverage"), "{e}");
+        let e = err(validate_leverage_tiers(&[lev(60, 10, 5), lev(75, 10, 4)], 60));
+        assert!(e.contains("[1].leverage") && e.contains("non-decreasing leverage"), "{e}");
+    }
+
+    #[test]
+    fn sizing_tiers_are_checked_tier_by_tier_and_against_the_previous() {
+        assert!(validate_sizing_tiers(&[size(60, 1.0, 10.0), size(80, 2.0, 20.0)], 60).is_ok());
+        assert!(err(validate_sizing_tiers(&[], 60)).contains("at least one tier"));
+        assert!(err(validate_sizing_tiers(&[size(61, 1.0, 10.0)], 60)).contains("first tier starts at 61"));
+        let e = err(validate_sizing_tiers(&[size(60, 11.0, 10.0)], 60));
+        assert!(e.contains("risk.sizing_tiers[0].risk_pct"), "{e}");
+        let e = err(validate_sizing_tiers(&[size(60, 1.0, 10.0), size(101, 2.0, 20.0)], 60));
+        assert!(e.contains("[1].min_confidence"), "{e}");
+        let e = err(validate_sizing_tiers(&[size(60, 2.0, 10.0), size(80, 1.5, 20.0)], 60));
+        assert!(e.contains("[1].risk_pct") && e.contains("non-decreasing risk and cap"), "{e}");
+        let e = err(validate_sizing_tiers(&[size(60, 1.0, 20.0), size(80, 2.0, 10.0)], 60));
+        assert!(e.contains("[1].risk_pct") && e.contains("non-decreasing risk and cap"), "{e}");
+    }
 }
