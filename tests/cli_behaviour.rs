@@ -4,6 +4,9 @@
 //! effect, no panic when the reader of stdout goes away, and no colour codes off a terminal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+#[path = "support/canned.rs"]
+mod canned;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -216,30 +219,11 @@ fn no_colour_codes_off_a_terminal() {
 /// `download-data` for a symbol the exchange does not list is bad input (exit 2), not a fault.
 #[test]
 fn download_of_an_unknown_symbol_is_exit_2() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let mut request = Vec::new();
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match std::io::Read::read(&mut s, &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let request = String::from_utf8_lossy(&request);
-            let (status, body) = if request.starts_with("GET /fapi/v1/time") {
-                ("200 OK", "{\"serverTime\":1770000000000}".to_string())
-            } else {
-                ("400 Bad Request", "{\"code\":-1121,\"msg\":\"Invalid symbol.\"}".to_string())
-            };
-            let _ = std::io::Write::write_all(
-                &mut s,
-                format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-                    .as_bytes(),
-            );
+    let port = canned::serve(|request| {
+        if request.starts_with("GET /fapi/v1/time") {
+            ("200 OK", "{\"serverTime\":1770000000000}".to_string())
+        } else {
+            ("400 Bad Request", "{\"code\":-1121,\"msg\":\"Invalid symbol.\"}".to_string())
         }
     });
     let dir = tempfile::tempdir().unwrap();

@@ -91,29 +91,8 @@ fn key_and_secret_never_appear_in_any_output() {
         outputs.push(("check-config stderr".into(), String::from_utf8_lossy(&out.stderr).into_owned()));
     }
     // A failing start: the exchange refuses the key (error path, exit 1, not retried).
-    let refusing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let refusing_port = refusing.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in refusing.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let mut request = Vec::new();
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match std::io::Read::read(&mut s, &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let body = "{\"code\":-2015,\"msg\":\"Invalid API-key, IP, or permissions for action.\"}";
-            let _ = std::io::Write::write_all(
-                &mut s,
-                format!(
-                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
+    let refusing_port = support::canned::serve(|_| {
+        ("401 Unauthorized", "{\"code\":-2015,\"msg\":\"Invalid API-key, IP, or permissions for action.\"}".to_string())
     });
     let out = Command::new(env!("CARGO_BIN_EXE_kinetic"))
         .args(["--log-level", "trace", "run"])
