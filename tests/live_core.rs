@@ -25,9 +25,6 @@ use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::config::{ConfigSources, Settings, load};
 use kinetic::core::liveness::Liveness;
 use kinetic::core::models::LadderStage;
-use kinetic::exchange::binance::BinanceClient;
-use kinetic::store::Journal;
-use kinetic::tasks::{Engine, EngineHandles};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use support::fake_binance::{FakeBinance, FakeConfig, FaultAction, FaultScope, SymbolSpec};
@@ -79,18 +76,16 @@ async fn start(extra: &[(&str, &str)], with_sol: bool) -> Daemon {
         fake.set_position(SOL, dec!(-20), dec!(150));
     }
     let settings = settings_for(&fake, extra);
-    let client = BinanceClient::new(&settings.exchange, Some(credentials())).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&dir.path().join("live.db")).unwrap();
-    let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-    let metrics = Metrics::default();
-    let handles = EngineHandles::new(Arc::clone(&status), metrics.clone());
-    let liveness = Arc::clone(&handles.liveness);
-    let engine = Engine::new(Arc::new(client), settings, journal, handles, false).unwrap();
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move { engine.run(c, false).await.unwrap() });
-    let d = Daemon { fake, status, liveness, metrics, cancel, task, _dir: dir };
+    let e = common::start_live_engine(settings, credentials());
+    let d = Daemon {
+        fake,
+        status: e.status,
+        liveness: e.liveness,
+        metrics: e.metrics,
+        cancel: e.cancel,
+        task: e.task,
+        _dir: e.dir,
+    };
     let n = if with_sol { 2 } else { 1 };
     d.wait("positions adopted with their stops", 20, |f, s| {
         s.positions.len() == n && f.open_algo_orders().len() == n && f.unprotected_positions().is_empty()

@@ -26,10 +26,7 @@ use daemon::{credentials, install};
 use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::config::{ConfigSources, load};
 use kinetic::core::models::{Direction, Timeframe};
-use kinetic::exchange::binance::BinanceClient;
 use kinetic::notify::deliver::signature;
-use kinetic::store::Journal;
-use kinetic::tasks::{Engine, EngineHandles};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use rust_decimal_macros::dec;
@@ -115,17 +112,8 @@ async fn start(fake: Arc<FakeBinance>, extra: &[(&str, &str)]) -> Live {
         env.insert((*k).to_string(), (*v).to_string());
     }
     let settings = load(&ConfigSources { file: None, env }).unwrap();
-    let client = BinanceClient::new(&settings.exchange, Some(credentials())).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&dir.path().join("live.db")).unwrap();
-    let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-    let metrics = Metrics::default();
-    let handles = EngineHandles::new(Arc::clone(&status), metrics.clone());
-    let engine = Engine::new(Arc::new(client), settings, journal, handles, false).unwrap();
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move { engine.run(c, false).await.unwrap() });
-    Live { fake, status, metrics, cancel, task, _dir: dir }
+    let e = common::start_live_engine(settings, credentials());
+    Live { fake, status: e.status, metrics: e.metrics, cancel: e.cancel, task: e.task, _dir: e.dir }
 }
 
 impl Live {

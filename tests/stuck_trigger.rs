@@ -22,9 +22,6 @@ use std::time::{Duration, Instant};
 use daemon::credentials;
 use kinetic::api::{Metrics, StatusSnapshot};
 use kinetic::config::{ConfigSources, load};
-use kinetic::exchange::binance::BinanceClient;
-use kinetic::store::Journal;
-use kinetic::tasks::{Engine, EngineHandles};
 use rust_decimal_macros::dec;
 use support::fake_binance::{FakeBinance, FakeConfig, Route};
 use tokio_util::sync::CancellationToken;
@@ -64,17 +61,8 @@ async fn start(action: &str) -> Run {
         env.insert(k.into(), v);
     }
     let settings = load(&ConfigSources { file: None, env }).unwrap();
-    let client = BinanceClient::new(&settings.exchange, Some(credentials())).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&dir.path().join("live.db")).unwrap();
-    let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-    let metrics = Metrics::default();
-    let handles = EngineHandles::new(Arc::clone(&status), metrics.clone());
-    let engine = Engine::new(Arc::new(client), settings, journal, handles, false).unwrap();
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move { engine.run(c, false).await.unwrap() });
-    let run = Run { fake, status, metrics, cancel, task, _dir: dir };
+    let e = common::start_live_engine(settings, credentials());
+    let run = Run { fake, status: e.status, metrics: e.metrics, cancel: e.cancel, task: e.task, _dir: e.dir };
     run.wait("position adopted and protected", 20, |f| {
         f.open_algo_orders().len() == 1 && f.unprotected_positions().is_empty()
     })

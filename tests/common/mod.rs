@@ -290,3 +290,33 @@ impl Exchange for ScriptedMarket {
         }
     }
 }
+
+/// The live engine run in-process on the real Binance client (pointed at a fake server by
+/// `settings`), with its journal in a private folder.
+pub struct LiveEngine {
+    pub status: std::sync::Arc<std::sync::RwLock<kinetic::api::StatusSnapshot>>,
+    pub metrics: kinetic::api::Metrics,
+    pub liveness: std::sync::Arc<kinetic::core::liveness::Liveness>,
+    pub cancel: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    pub journal_path: std::path::PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts [`LiveEngine`] with `credentials`; the engine task panics if start-up fails.
+pub fn start_live_engine(settings: kinetic::config::Settings, credentials: kinetic::config::Credentials) -> LiveEngine {
+    use std::sync::{Arc, RwLock};
+    let client = kinetic::exchange::binance::BinanceClient::new(&settings.exchange, Some(credentials)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let journal_path = dir.path().join("live.db");
+    let journal = kinetic::store::Journal::open(&journal_path).unwrap();
+    let status = Arc::new(RwLock::new(kinetic::api::StatusSnapshot::default()));
+    let metrics = kinetic::api::Metrics::default();
+    let handles = kinetic::tasks::EngineHandles::new(Arc::clone(&status), metrics.clone());
+    let liveness = Arc::clone(&handles.liveness);
+    let engine = kinetic::tasks::Engine::new(Arc::new(client), settings, journal, handles, false).unwrap();
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let task = tokio::spawn(async move { engine.run(c, false).await.unwrap() });
+    LiveEngine { status, metrics, liveness, cancel, task, journal_path, dir }
+}
