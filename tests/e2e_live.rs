@@ -18,12 +18,10 @@ use std::time::Duration;
 
 use common::{CraftedMarket, now_ms};
 use daemon::{credentials, install};
-use kinetic::api::{Metrics, StatusSnapshot};
+use kinetic::api::StatusSnapshot;
 use kinetic::config::{ConfigSources, Settings, load};
 use kinetic::core::models::{Direction, Timeframe};
-use kinetic::exchange::binance::BinanceClient;
 use kinetic::store::Journal;
-use kinetic::tasks::{Engine, EngineHandles};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
 use support::fake_binance::{FakeBinance, FakeConfig};
@@ -56,17 +54,8 @@ impl Live {
             .with_test_writer()
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()))
             .try_init();
-        let client = BinanceClient::new(&settings.exchange, Some(credentials())).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let journal_path = dir.path().join("live.db");
-        let journal = Journal::open(&journal_path).unwrap();
-        let status = Arc::new(RwLock::new(StatusSnapshot::default()));
-        let handles = EngineHandles::new(Arc::clone(&status), Metrics::default());
-        let engine = Engine::new(Arc::new(client), settings, journal, handles, false).unwrap();
-        let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let task = tokio::spawn(async move { engine.run(c, false).await.unwrap() });
-        Live { fake, status, cancel, task, journal_path, _dir: dir }
+        let e = common::start_live_engine(settings, credentials());
+        Live { fake, status: e.status, cancel: e.cancel, task: e.task, journal_path: e.journal_path, _dir: e.dir }
     }
 
     async fn wait(&self, what: &str, mut cond: impl FnMut(&FakeBinance, &StatusSnapshot) -> bool) {
