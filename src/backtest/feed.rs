@@ -258,15 +258,7 @@ impl FundingSource {
     /// # Errors
     /// The file cannot be opened or its first row is malformed.
     pub fn open(path: &Path) -> Result<Self, DataError> {
-        let mut f = FundingSource {
-            reader: open_file(path, Rc::new(Cell::new(0)))?,
-            path: path.to_path_buf(),
-            line: String::new(),
-            line_no: 0,
-            head: None,
-        };
-        f.advance()?;
-        Ok(f)
+        Self::over(path, open_file(path, Rc::new(Cell::new(0)))?)
     }
 
     /// A funding source over the decompressed text of a funding file already in memory
@@ -276,13 +268,12 @@ impl FundingSource {
     /// # Errors
     /// The first row is malformed.
     pub fn from_text(path: &Path, text: Arc<[u8]>) -> Result<Self, DataError> {
-        let mut f = FundingSource {
-            reader: Box::new(std::io::Cursor::new(text)),
-            path: path.to_path_buf(),
-            line: String::new(),
-            line_no: 0,
-            head: None,
-        };
+        Self::over(path, Box::new(std::io::Cursor::new(text)))
+    }
+
+    /// A source reading `reader`, positioned on its first row.
+    fn over(path: &Path, reader: Box<dyn BufRead>) -> Result<Self, DataError> {
+        let mut f = FundingSource { reader, path: path.to_path_buf(), line: String::new(), line_no: 0, head: None };
         f.advance()?;
         Ok(f)
     }
