@@ -356,3 +356,129 @@ fn bad_input_exits_2_naming_what_is_allowed() {
         Cli::try_parse_from(["kinetic", "download-data", "--symbols", "BTCUSDT", "--source", "vision"]).unwrap_err();
     assert!(e.to_string().contains("rest") && e.to_string().contains("dumps"), "{e}");
 }
+
+const FUNDING_PREFIX: &str = "/data/futures/um/monthly/fundingRate";
+
+/// The sample's BTCUSDT fundings in one UTC month: (time, rate as the archive writes it, a plain
+/// decimal).
+fn sample_fundings(year: i32, month: u32) -> Vec<(i64, String)> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(Path::new(MANIFEST).join("data/sample/funding/BTCUSDT.csv.gz")).unwrap(),
+    )
+    .read_to_string(&mut text)
+    .unwrap();
+    let start = chrono::NaiveDate::from_ymd_opt(year, month, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let end = start + chrono::Months::new(1);
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            let t: i64 = f.next()?.parse().ok()?;
+            let text = f.next()?;
+            let rate = if text.contains(['e', 'E']) {
+                rust_decimal::Decimal::from_scientific(text).ok()?
+            } else {
+                text.parse::<rust_decimal::Decimal>().ok()?
+            };
+            (t >= start.timestamp_millis() && t < end.timestamp_millis()).then(|| (t, rate.normalize().to_string()))
+        })
+        .collect()
+}
+
+/// Publishes BTCUSDT's monthly funding-rate archives of 2026 `months` (header, 3 columns).
+fn publish_funding(archive: &Archive, months: &[u32]) {
+    for &m in months {
+        let name = format!("BTCUSDT-fundingRate-2026-{m:02}");
+        let mut csv = String::from("calc_time,funding_interval_hours,last_funding_rate\n");
+        for (t, rate) in sample_fundings(2026, m) {
+            csv.push_str(&format!("{t},8,{rate}\n"));
+        }
+        let zip = zip_one(&format!("{name}.csv"), csv.as_bytes());
+        let sum = format!("{}  {name}.zip\n", sha256_hex(&zip));
+        archive.put(format!("{FUNDING_PREFIX}/BTCUSDT/{name}.zip.CHECKSUM"), sum.into_bytes());
+        archive.put(format!("{FUNDING_PREFIX}/BTCUSDT/{name}.zip"), zip);
+    }
+}
+
+/// The funding-rate archives of the months downloaded fill `DIR/funding/BTCUSDT.csv`, and the
+/// backtest charges exactly the sample's funding from it; a month without an archive is
+/// reported, not an error; a damaged one is refused and the file left as it was.
+#[test]
+fn funding_archives_fill_the_backtests_funding_file() {
+    use kinetic::commands::download_dumps::download_funding;
+    use kinetic::data::funding_history;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let archive = Archive::default();
+    publish(&archive);
+    publish_funding(&archive, &[2, 3]);
+    let base = start(&archive, &rt);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    cli(&["--symbols", "BTCUSDT", "--source", "dumps", "--from", "2026-02", "--to", "2026-03", "--out", out], &base)
+        .unwrap();
+    let file = dir.path().join("funding").join("BTCUSDT.csv");
+    let rows = funding_history::read(&file).unwrap();
+    let want: Vec<(i64, String)> = [2, 3].iter().flat_map(|m| sample_fundings(2026, *m)).collect();
+    assert!(want.len() > 150, "{}", want.len());
+    assert_eq!(rows.iter().map(|r| (r.time, r.rate.clone())).collect::<Vec<_>>(), want);
+    assert!(rows.iter().all(|r| r.mark_price.is_empty()), "the archives carry no mark price");
+    assert!(!names(&dir.path().join("funding")).iter().any(|n| n.contains("partial")));
+
+    // The backtest over the download charges the same funding as over the sample's files.
+    let backtest = |data: &Path, out: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_kinetic"))
+            .current_dir(MANIFEST)
+            .env_remove("RUST_LOG")
+            .args(["backtest", "--no-progress", "--symbols", "BTCUSDT", "--from", "2026-02-22", "--to", "2026-03-30"])
+            .arg("--data")
+            .arg(data)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+        (std::fs::read_to_string(out.join("trades.csv")).unwrap(), m)
+    };
+    let sample = tempfile::tempdir().unwrap();
+    std::fs::create_dir(sample.path().join("funding")).unwrap();
+    for name in ["BTCUSDT-15m.csv.gz", "BTCUSDT-1h.csv.gz", "BTCUSDT-4h.csv.gz", "funding/BTCUSDT.csv.gz"] {
+        std::fs::copy(Path::new(MANIFEST).join("data/sample").join(name), sample.path().join(name)).unwrap();
+    }
+    let outs = tempfile::tempdir().unwrap();
+    let (dump_trades, dump_metrics) = backtest(dir.path(), &outs.path().join("dumps"));
+    let (sample_trades, sample_metrics) = backtest(sample.path(), &outs.path().join("sample"));
+    // (Both end before April's first funding, which the months downloaded do not hold.)
+    let first_diff = dump_trades.lines().zip(sample_trades.lines()).find(|(a, b)| a != b);
+    assert!(dump_trades == sample_trades, "first differing trade: {first_diff:?}");
+    let funding = |m: &serde_json::Value| match &m["funding_paid"] {
+        serde_json::Value::Number(n) => n.as_f64().unwrap(),
+        serde_json::Value::String(s) => s.parse::<f64>().unwrap(),
+        other => panic!("funding_paid: {other}"),
+    };
+    assert!(funding(&dump_metrics) != 0.0, "funding charged: {dump_metrics:#}");
+    assert_eq!(funding(&dump_metrics), funding(&sample_metrics));
+
+    // A rerun gives the same file; a month without an archive is reported, not an error.
+    let before = std::fs::read(&file).unwrap();
+    let http = reqwest::Client::new();
+    let months = [2u32, 3, 4].iter().map(|m| DumpPeriod::Month { year: 2026, month: *m }).collect::<Vec<_>>();
+    let got = rt.block_on(download_funding(&http, &base, dir.path(), &["BTCUSDT".to_string()], &months)).unwrap();
+    assert_eq!((got[0].archives, got[0].added, got[0].total), (2, 0, want.len()));
+    assert_eq!(got[0].missing.len(), 1);
+    let lines = got[0].lines();
+    assert!(lines.contains("funding 2026-04: no archive") && lines.contains("flat rate"), "{lines}");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+
+    // A damaged archive is refused and the file stays as it was.
+    let key = format!("{FUNDING_PREFIX}/BTCUSDT/BTCUSDT-fundingRate-2026-03.zip");
+    let mut zip = archive.files.lock().unwrap()[&key].clone();
+    let at = zip.len() - 40;
+    zip[at] ^= 0xff;
+    archive.put(key, zip);
+    let err = rt.block_on(download_funding(&http, &base, dir.path(), &["BTCUSDT".to_string()], &months)).unwrap_err();
+    assert_eq!(err.exit_code(), 1);
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+}

@@ -1,14 +1,19 @@
 //! `download-data` against the fake server: paged downloads (more than one 1500-candle page),
-//! closed candles only, the data-file format, resuming where a file ends, and no signed call.
+//! closed candles only, the data-file format, resuming where a file ends, and no signed call;
+//! the funding-rate history the backtest charges, paged (more than one 1000-row page), merged
+//! and resumed the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod exchange_helpers;
 mod support;
 
 use exchange_helpers::public_client;
-use kinetic::commands::download::download;
+use kinetic::backtest::feed::FundingSource;
+use kinetic::commands::download::{download, download_funding};
 use kinetic::core::models::{Candle, Timeframe};
+use kinetic::data::funding_history;
 use kinetic::data::{HEADER, load_candles};
+use rust_decimal::Decimal;
 use support::fake_binance::{FakeBinance, FakeConfig};
 
 fn candles(tf: Timeframe, from: i64, to: i64) -> Vec<Candle> {
@@ -117,6 +122,8 @@ fn cli_download_data_uses_the_configured_endpoint_without_signing() {
     ]);
     kinetic::cli::run(cli, env).unwrap();
     assert_eq!(load_candles(dir.path(), "SOLUSDT", tf).unwrap().len(), 48);
+    // No funding history published for it: no funding file, the backtest's flat rate applies.
+    assert!(!dir.path().join("funding").exists());
     assert_eq!(fake.signed_request_count(), 0);
     assert!(fake.requests().iter().all(|r| !r.api_key_present));
     let bad =
@@ -125,4 +132,74 @@ fn cli_download_data_uses_the_configured_endpoint_without_signing() {
     let err = kinetic::cli::run(bad, std::collections::HashMap::new()).unwrap_err();
     assert_eq!(err.exit_code(), 2);
     drop(fake);
+}
+
+const H8: i64 = 8 * 3_600_000;
+
+/// Fundings every 8 h (with Binance's few ms of jitter on some), rate and mark derived from the
+/// time so each row is recognisable.
+fn fundings(from: i64, to: i64) -> Vec<(i64, Decimal, Decimal)> {
+    (0..)
+        .map(|i| from + i * H8)
+        .take_while(|t| *t <= to)
+        .map(|t| {
+            let k = t / H8;
+            let jitter = if k % 3 == 0 { 7 } else { 0 };
+            (t + jitter, Decimal::new(k % 21 - 10, 5), Decimal::new(60_000 + k % 97, 0))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn funding_history_is_paged_merged_and_resumed() {
+    let fake = FakeBinance::start(FakeConfig::default().without_market_tick()).await;
+    let now = fake.server_time();
+    let first = (now - 420 * 86_400_000) / H8 * H8;
+    let all = fundings(first, now);
+    fake.set_funding_history("BTCUSDT", all.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let c = public_client(&fake);
+
+    // 30 days first, then 410 days: 1230 fundings, more than one page; the older ones are
+    // filled in before the 30 days already there.
+    let short = download_funding(&c, dir.path(), &["BTCUSDT".into()], 30).await.unwrap();
+    assert_eq!(short[0].total, all.iter().filter(|r| r.0 >= now - 30 * 86_400_000).count());
+    let reports = download_funding(&c, dir.path(), &["BTCUSDT".into()], 410).await.unwrap();
+    let window: Vec<_> = all.iter().filter(|r| r.0 >= now - 410 * 86_400_000).cloned().collect();
+    assert!(window.len() > 1000);
+    assert_eq!((reports[0].added, reports[0].total), (window.len() - short[0].total, window.len()));
+    assert_eq!(reports[0].path, dir.path().join("funding").join("BTCUSDT.csv"));
+    assert!(fake.requests_to("GET", "/fapi/v1/fundingRate").len() >= 2, "paged");
+    let rows = funding_history::read(&reports[0].path).unwrap();
+    let got: Vec<(i64, Decimal, Decimal)> =
+        rows.iter().map(|r| (r.time, r.rate.parse().unwrap(), r.mark_price.parse().unwrap())).collect();
+    assert_eq!(got, window, "every funding of the window, as served");
+    let text = std::fs::read_to_string(&reports[0].path).unwrap();
+    assert_eq!(text.lines().next(), Some(funding_history::FUNDING_HEADER));
+
+    // The backtest charges these rates, on the hour (the jitter settled).
+    let mut src = FundingSource::open(&reports[0].path).unwrap();
+    for (t, rate, _) in window.iter().step_by(97) {
+        let hour = t / H8 * H8;
+        assert_eq!(src.rate_at(hour).unwrap(), Some(rate.to_string().parse::<f64>().unwrap()), "at {hour}");
+    }
+
+    // Rerun: nothing new, one request from after the newest row.
+    let before = fake.requests_to("GET", "/fapi/v1/fundingRate").len();
+    let again = download_funding(&c, dir.path(), &["BTCUSDT".into()], 410).await.unwrap();
+    assert_eq!((again[0].added, again[0].total), (0, window.len()));
+    assert_eq!(fake.requests_to("GET", "/fapi/v1/fundingRate").len(), before + 1);
+
+    // The newest five rows lost: the next run fetches them again, and the file is as before.
+    let mut cut: Vec<&str> = text.lines().collect();
+    cut.truncate(cut.len() - 5);
+    std::fs::write(&reports[0].path, cut.join("\n") + "\n").unwrap();
+    let resumed = download_funding(&c, dir.path(), &["BTCUSDT".into()], 410).await.unwrap();
+    assert_eq!((resumed[0].added, resumed[0].total), (5, window.len()));
+    assert_eq!(std::fs::read_to_string(&reports[0].path).unwrap(), text, "byte for byte as the first download");
+
+    // A symbol the exchange does not list is bad input.
+    let e = download_funding(&c, dir.path(), &["NOPEUSDT".into()], 1).await.unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert_eq!(fake.signed_request_count(), 0);
 }

@@ -304,6 +304,18 @@ impl FundingSource {
                     reason: format!("expected `funding_time,funding_rate,...`, got `{text}`"),
                 });
             };
+            // A fraction per funding; a price or a percentage in that column would be charged
+            // as a fortune.
+            if r.abs() > 1.0 {
+                return Err(DataError::Malformed {
+                    path: self.path.clone(),
+                    line: self.line_no,
+                    reason: format!(
+                        "funding rate {r} is not a fraction in [-1, 1] (0.0001 is 0.01 %); is the column order \
+                         `funding_time,funding_rate,mark_price`?"
+                    ),
+                });
+            }
             // Binance's fundingTime carries a few ms of jitter: settle on the hour.
             self.head = Some(((t + HOUR_MS / 2).div_euclid(HOUR_MS) * HOUR_MS, r));
             return Ok(());
@@ -377,6 +389,17 @@ mod tests {
         assert_eq!(got[..2], [(q - 1, Timeframe::M15, 0), (q - 1, Timeframe::M15, 1)]);
         assert_eq!(got[6..9], [(h - 1, Timeframe::H1, 0), (h - 1, Timeframe::M15, 0), (h - 1, Timeframe::M15, 1)]);
         assert!(got.windows(2).all(|w| w[0] <= w[1] || w[0].0 == w[1].0));
+    }
+
+    #[test]
+    fn a_funding_rate_outside_a_fraction_is_refused() {
+        let path = Path::new("funding/X.csv");
+        let text = |t: &str| -> Arc<[u8]> { Arc::from(t.as_bytes()) };
+        let mut ok =
+            FundingSource::from_text(path, text("funding_time,funding_rate,mark_price\n28800000,-0.0375,1\n")).unwrap();
+        assert_eq!(ok.rate_at(28_800_000).unwrap(), Some(-0.0375));
+        let e = FundingSource::from_text(path, text("28800000,69152.2,0.0001\n")).err().unwrap().to_string();
+        assert!(e.contains("funding/X.csv:1") && e.contains("not a fraction"), "{e}");
     }
 
     #[test]

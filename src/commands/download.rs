@@ -1,7 +1,9 @@
 //! `kinetic download-data`: public REST klines into the backtest data files
 //! (`DIR/<SYMBOL>-<interval>.csv`, DESIGN.md §4). Pages `/fapi/v1/klines` 1500 candles at a time
 //! through the Binance client (so its queue, weight budget and retries apply), resumes where an
-//! existing file ends and writes closed candles only. No credentials are used or needed.
+//! existing file ends and writes closed candles only; then the funding-rate history the
+//! backtest charges (`DIR/funding/<SYMBOL>.csv`, from `/fapi/v1/fundingRate`, merged with what
+//! the file holds). No credentials are used or needed.
 //! `--source dumps` fetches Binance's archives instead ([`crate::commands::download_dumps`]).
 
 use std::fs::OpenOptions;
@@ -57,7 +59,11 @@ pub fn execute(ctx: &Context, args: &DownloadArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
-    let reports = runtime.block_on(download(&client, &out, &symbols, &intervals, days))?;
+    let (reports, funding) = runtime.block_on(async {
+        let reports = download(&client, &out, &symbols, &intervals, days).await?;
+        let funding = download_funding(&client, &out, &symbols, days).await?;
+        Ok::<_, CliError>((reports, funding))
+    })?;
     let mut text = String::new();
     for r in &reports {
         text.push_str(&format!(
@@ -69,7 +75,88 @@ pub fn execute(ctx: &Context, args: &DownloadArgs) -> Result<(), CliError> {
             r.path.display()
         ));
     }
+    for f in &funding {
+        text.push_str(&f.line());
+    }
     crate::cli::print_out(&text)
+}
+
+/// What one symbol's funding-history download did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FundingReport {
+    pub symbol: String,
+    /// `DIR/funding/<SYMBOL>.csv[.gz]`.
+    pub path: PathBuf,
+    /// Funding hours the file gained.
+    pub added: usize,
+    /// Rows in the file afterwards.
+    pub total: usize,
+}
+
+impl FundingReport {
+    /// The line `download-data` prints for it.
+    pub fn line(&self) -> String {
+        if self.total == 0 {
+            return format!(
+                "{} funding: none published for the period; the backtest uses the flat rate\n",
+                self.symbol
+            );
+        }
+        format!("{} funding: +{} rates, {} in {}\n", self.symbol, self.added, self.total, self.path.display())
+    }
+}
+
+/// Brings `DIR/funding/<SYMBOL>.csv` (the backtest's funding rates) up to date for the last
+/// `days` days from `GET /fapi/v1/fundingRate`, paged, resuming after the newest row already
+/// there (from the window's start when the file begins later); rows from elsewhere (archives)
+/// are kept.
+///
+/// # Errors
+/// [`CliError::Usage`] for a symbol the exchange does not list, [`CliError::Fatal`] for
+/// exchange and file errors.
+pub async fn download_funding(
+    client: &BinanceClient,
+    out: &Path,
+    symbols: &[String],
+    days: u32,
+) -> Result<Vec<FundingReport>, CliError> {
+    use crate::data::funding_history;
+    use crate::exchange::binance::FUNDING_PAGE_LIMIT;
+    let now = client.now_ms();
+    let mut reports = Vec::new();
+    for symbol in symbols {
+        let fatal = |e: String| CliError::Fatal(format!("{symbol} funding: {e}"));
+        let path = funding_history::file_for(out, symbol);
+        let old = funding_history::read(&path).map_err(|e| fatal(e.to_string()))?;
+        let window_start = now - i64::from(days) * DAY_MS;
+        // After the newest row, unless the window reaches further back than the file (a longer
+        // --days than before): then all of it (the merge keeps one row per funding).
+        let mut from = match (old.first(), old.last()) {
+            (Some(first), Some(last)) if first.time <= window_start + 8 * 3_600_000 => window_start.max(last.time + 1),
+            _ => window_start,
+        };
+        let mut new = Vec::new();
+        while from <= now {
+            let page = client.funding_rate_history(symbol, from, now).await.map_err(|e| match e {
+                crate::exchange::ExchangeError::Api { code: -1121, .. } => {
+                    CliError::Usage(format!("--symbols: {symbol} is not a symbol on the exchange ({e})"))
+                }
+                e => fatal(format!("funding rates from {from}: {e}")),
+            })?;
+            let full = page.len() >= FUNDING_PAGE_LIMIT;
+            let Some(last) = page.last().map(|r| r.time) else { break };
+            new.extend(page.into_iter().filter(|r| r.time >= from));
+            if !full || last < from {
+                break;
+            }
+            from = last + 1;
+        }
+        let (path, added) = funding_history::merge_into(out, symbol, new).map_err(fatal)?;
+        let total = funding_history::read(&path).map_err(|e| fatal(e.to_string()))?.len();
+        tracing::info!(symbol = %symbol, added, total, "funding history updated");
+        reports.push(FundingReport { symbol: symbol.clone(), path, added, total });
+    }
+    Ok(reports)
 }
 
 /// Upper-cased, de-duplicated symbols.

@@ -2,7 +2,9 @@
 //! or day, [`crate::data::dumps`]) into `DIR/<SYMBOL>-<interval>-<YYYY-MM[-DD]>.zip`, saved as
 //! downloaded — the names and format the backtest reads. Each zip is checked against its
 //! `.CHECKSUM` (sha256) and read once before it is kept; the `.CHECKSUM` is kept beside it, so
-//! a rerun skips every archive already there and intact (resume) and fetches the rest.
+//! a rerun skips every archive already there and intact (resume) and fetches the rest. The
+//! monthly funding-rate archives of the same months go into `DIR/funding/<SYMBOL>.csv`
+//! ([`download_funding`]).
 //!
 //! Exit codes as everywhere: 2 for bad input (arguments, an archive that does not exist — a
 //! month not published yet, a symbol not listed then — or a folder already holding other files
@@ -76,7 +78,11 @@ pub fn execute(
         .build()
         .map_err(|e| CliError::Fatal(format!("cannot start the async runtime: {e}")))?;
     let base = ctx.settings.exchange.dumps_url.clone();
-    let (reports, missing) = runtime.block_on(download(&http, &base, &out, symbols, intervals, &periods))?;
+    let (reports, missing, funding) = runtime.block_on(async {
+        let (reports, missing) = download(&http, &base, &out, symbols, intervals, &periods).await?;
+        let funding = download_funding(&http, &base, &out, symbols, &periods).await?;
+        Ok::<_, CliError>((reports, missing, funding))
+    })?;
     let mut text = String::new();
     for r in &reports {
         let what = match r.downloaded {
@@ -84,6 +90,9 @@ pub fn execute(
             None => "already there, checksum verified".to_string(),
         };
         text.push_str(&format!("{} {} {}: {what}: {}\n", r.symbol, r.timeframe, r.period.label(), r.path.display()));
+    }
+    for f in &funding {
+        text.push_str(&f.lines());
     }
     crate::cli::print_out(&text)?;
     if missing.is_empty() {
@@ -135,6 +144,131 @@ pub async fn download(
         }
     }
     Ok((reports, missing))
+}
+
+/// What the funding-rate archives of one symbol gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FundingArchives {
+    pub symbol: String,
+    /// `DIR/funding/<SYMBOL>.csv[.gz]`, merged with what it held.
+    pub path: PathBuf,
+    /// Monthly archives read.
+    pub archives: usize,
+    /// Funding hours the file gained.
+    pub added: usize,
+    /// Rows in the file afterwards.
+    pub total: usize,
+    /// Months without an archive (not published yet, or before the symbol was listed), with
+    /// the URL asked.
+    pub missing: Vec<(String, String)>,
+}
+
+impl FundingArchives {
+    /// What `download-data` prints for it.
+    pub fn lines(&self) -> String {
+        let mut text = format!(
+            "{} funding: {} monthly archives, checksum verified, +{} rates, {} in {}\n",
+            self.symbol,
+            self.archives,
+            self.added,
+            self.total,
+            self.path.display()
+        );
+        for (month, url) in &self.missing {
+            text.push_str(&format!(
+                "{} funding {month}: no archive ({url}); the backtest uses the flat rate (backtest.flat_funding_rate_pct) where \
+                 the file has no rate\n",
+                self.symbol
+            ));
+        }
+        text
+    }
+}
+
+/// The monthly funding-rate archives of the months `periods` touch, for each symbol, merged
+/// into `DIR/funding/<SYMBOL>.csv` (what the backtest charges funding from). Each archive is
+/// checked against its `.CHECKSUM`; a month without an archive is reported, not an error
+/// (the current month has none yet). The archives are small and are fetched again on a rerun.
+///
+/// # Errors
+/// [`CliError::Fatal`] for network and HTTP faults, checksum mismatches, unreadable archives
+/// and disk errors; the funding file is only written once all of a symbol's archives are read.
+pub async fn download_funding(
+    http: &reqwest::Client,
+    base: &str,
+    out: &Path,
+    symbols: &[String],
+    periods: &[DumpPeriod],
+) -> Result<Vec<FundingArchives>, CliError> {
+    use crate::data::funding_history;
+    let months = dumps::months_of(periods);
+    let mut reports = Vec::new();
+    for symbol in symbols {
+        let mut rows = Vec::new();
+        let mut missing = Vec::new();
+        let mut archives = 0;
+        for &month in &months {
+            let url = dumps::funding_url(base, symbol, month);
+            let name = dumps::funding_file_name(symbol, month);
+            let Some((zip, _)) = verified(http, &url, &name).await? else {
+                tracing::warn!(symbol, month = %month.label(), %url, "no funding archive (HTTP 404)");
+                missing.push((month.label(), url));
+                continue;
+            };
+            let part = out.join(format!(".{symbol}-fundingRate-{}.partial.zip", month.label()));
+            let disk = |e: std::io::Error| CliError::Fatal(format!("cannot write {}: {e}", part.display()));
+            std::fs::write(&part, &zip).map_err(disk)?;
+            let read = read_zip_text(&part);
+            let _ = std::fs::remove_file(&part);
+            let parsed = read.and_then(|text| {
+                funding_history::parse_archive_csv(Path::new(&name), &text).map_err(|e| e.to_string())
+            });
+            let parsed = parsed.map_err(|e| {
+                CliError::Fatal(format!("{url}: the archive matches its checksum but cannot be read: {e}"))
+            })?;
+            archives += 1;
+            rows.extend(parsed);
+        }
+        let (path, added) = funding_history::merge_into(out, symbol, rows)
+            .map_err(|e| CliError::Fatal(format!("{symbol} funding: {e}")))?;
+        let total = funding_history::read(&path).map(|r| r.len()).unwrap_or(0);
+        tracing::info!(symbol, archives, added, total, "funding history updated from the archives");
+        reports.push(FundingArchives { symbol: symbol.clone(), path, archives, added, total, missing });
+    }
+    Ok(reports)
+}
+
+/// The text of the single CSV inside the zip at `path`.
+fn read_zip_text(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut reader = crate::data::open_file(path, std::rc::Rc::default()).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    reader.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    Ok(text)
+}
+
+/// The archive at `url` (named `name`) and the text of its `.CHECKSUM`, which it matches;
+/// `None` when the server has no such archive.
+async fn verified(http: &reqwest::Client, url: &str, name: &str) -> Result<Option<(Vec<u8>, String)>, CliError> {
+    let checksum_url = format!("{url}.CHECKSUM");
+    let Some(sum) = body(http, &checksum_url).await? else {
+        return Ok(None);
+    };
+    let sum = String::from_utf8_lossy(&sum).into_owned();
+    let want = dumps::parse_checksum(&sum).ok_or_else(|| {
+        CliError::Fatal(format!("{checksum_url}: not a checksum file (expected `<sha256 hex>  {name}`)"))
+    })?;
+    let Some(zip) = body(http, url).await? else {
+        return Ok(None);
+    };
+    let got = dumps::sha256_hex(&zip);
+    if got != want {
+        return Err(CliError::Fatal(format!(
+            "{url}: checksum mismatch, refused: the archive's sha256 is {got}, {name}.CHECKSUM says {want} (a damaged \
+             or changed download; nothing was saved for it, run again)"
+        )));
+    }
+    Ok(Some((zip, sum)))
 }
 
 /// Other files of the series covering a requested period (a whole-series `.csv` from a REST
@@ -232,24 +366,9 @@ async fn fetch_archive(
         return Ok(Ok(report(None)));
     }
     let url = dumps::archive_url(base, symbol, tf, period);
-    let checksum_url = format!("{url}.CHECKSUM");
-    let Some(sum) = body(http, &checksum_url).await? else {
+    let Some((zip, sum)) = verified(http, &url, &name).await? else {
         return Ok(Err(url));
     };
-    let sum = String::from_utf8_lossy(&sum).into_owned();
-    let want = dumps::parse_checksum(&sum).ok_or_else(|| {
-        CliError::Fatal(format!("{checksum_url}: not a checksum file (expected `<sha256 hex>  {name}`)"))
-    })?;
-    let Some(zip) = body(http, &url).await? else {
-        return Ok(Err(url));
-    };
-    let got = dumps::sha256_hex(&zip);
-    if got != want {
-        return Err(CliError::Fatal(format!(
-            "{url}: checksum mismatch, refused: the archive's sha256 is {got}, {name}.CHECKSUM says {want} (a damaged \
-             or changed download; nothing was saved for it, run again)"
-        )));
-    }
     // Written under a name the data readers ignore, read once, then renamed into place.
     let part = out.join(format!(".{symbol}-{tf}-{}.partial.zip", period.label()));
     let disk = |p: &Path, e: std::io::Error| CliError::Fatal(format!("cannot write {}: {e}", p.display()));

@@ -10,7 +10,11 @@
 //! - each zip holds one CSV of the 12 kline columns, with or without a header line;
 //! - beside each zip, `<zip name>.CHECKSUM` holds `<sha256 hex>  <zip name>` (`sha256sum`
 //!   output); only the first word, 64 hex digits, is used;
-//! - a missing archive (a month not published yet, a symbol not listed then) is HTTP 404.
+//! - a missing archive (a month not published yet, a symbol not listed then) is HTTP 404;
+//! - funding rates are in monthly archives only, at
+//!   `{base}/data/futures/um/monthly/fundingRate/{SYMBOL}/{SYMBOL}-fundingRate-{YYYY-MM}.zip`
+//!   (with a `.CHECKSUM` the same way), one CSV `calc_time,funding_interval_hours,last_funding_rate`
+//!   with a header.
 
 use chrono::{Datelike, NaiveDate};
 
@@ -61,6 +65,35 @@ pub fn archive_url(base: &str, symbol: &str, tf: Timeframe, period: DumpPeriod) 
         base.trim_end_matches('/'),
         period.folder(),
         file_name(symbol, tf, period)
+    )
+}
+
+/// The months a list of archives touches, in order (funding-rate archives are monthly only).
+pub fn months_of(periods: &[DumpPeriod]) -> Vec<DumpPeriod> {
+    let mut months: Vec<DumpPeriod> = periods
+        .iter()
+        .map(|p| match *p {
+            DumpPeriod::Month { year, month } => DumpPeriod::Month { year, month },
+            DumpPeriod::Day(d) => DumpPeriod::Month { year: d.year(), month: d.month() },
+        })
+        .collect();
+    months.sort();
+    months.dedup();
+    months
+}
+
+/// `BTCUSDT-fundingRate-2025-01.zip`.
+pub fn funding_file_name(symbol: &str, month: DumpPeriod) -> String {
+    format!("{symbol}-fundingRate-{}.zip", month.label())
+}
+
+/// The monthly funding-rate archive of `symbol`:
+/// `{base}/data/futures/um/monthly/fundingRate/{SYMBOL}/{SYMBOL}-fundingRate-{YYYY-MM}.zip`.
+pub fn funding_url(base: &str, symbol: &str, month: DumpPeriod) -> String {
+    format!(
+        "{}/data/futures/um/monthly/fundingRate/{symbol}/{}",
+        base.trim_end_matches('/'),
+        funding_file_name(symbol, month)
     )
 }
 
@@ -169,6 +202,22 @@ mod tests {
         // What the backtest reads back.
         let parsed = crate::data::files::parse_file_name(&file_name("BTCUSDT", Timeframe::H1, m)).unwrap();
         assert_eq!(parsed.period, m.as_file_period());
+    }
+
+    #[test]
+    fn funding_archives_are_monthly() {
+        let m = DumpPeriod::Month { year: 2025, month: 1 };
+        assert_eq!(
+            funding_url("https://data.binance.vision", "BTCUSDT", m),
+            "https://data.binance.vision/data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2025-01.zip"
+        );
+        let days = [DumpPeriod::Day(day("2025-02-27")), DumpPeriod::Day(day("2025-03-01")), m];
+        assert_eq!(
+            months_of(&days),
+            vec![m, DumpPeriod::Month { year: 2025, month: 2 }, DumpPeriod::Month { year: 2025, month: 3 }]
+        );
+        // A funding archive is not a candle file: the backtest's folder scan passes it by.
+        assert!(crate::data::files::parse_file_name(&funding_file_name("BTCUSDT", m)).is_none());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 pub mod funding;
+pub mod funding_history;
 
 use crate::core::models::{Candle, Timeframe, TimestampMs};
 

@@ -74,6 +74,34 @@ pub fn execute(st: &mut State, method: &Method, path: &str, p: &Params) -> ApiRe
         },
         ("GET", "/fapi/v1/apiTradingStatus") => api_trading_status(st, p),
         ("GET", "/sapi/v1/account/apiRestrictions") => Ok(st.api_restrictions.clone()),
+        ("GET", "/fapi/v1/fundingRate") => {
+            let sym = symbol_param(st, p)?.spec.symbol.clone();
+            let start = int_param(p, "startTime")?;
+            let end = int_param(p, "endTime")?;
+            let limit = int_param(p, "limit")?.unwrap_or(100);
+            if !(1..=1000).contains(&limit) {
+                return Err(ApiError::new(-1130, "Data sent for parameter 'limit' is not valid."));
+            }
+            let rows: Vec<Value> = st
+                .funding_history
+                .get(&sym)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter(|(t, _, _)| start.is_none_or(|s| *t >= s) && end.is_none_or(|e| *t <= e))
+                .take(limit as usize)
+                .map(|(t, rate, mark)| {
+                    json!({
+                        "symbol": sym,
+                        "fundingTime": t,
+                        "fundingRate": fmt_dec(*rate),
+                        "markPrice": fmt_dec(*mark),
+                        "rateType": "Regular",
+                    })
+                })
+                .collect();
+            Ok(Value::Array(rows))
+        }
         ("GET", "/fapi/v1/fundingInfo") => Ok(Value::Array(
             st.funding_info
                 .iter()

@@ -44,7 +44,8 @@
 //! symbolConfig,accountConfig,commissionRate,userTrades}`, `GET /fapi/v2|v3/{positionRisk,account,
 //! balance}`, `POST /fapi/v1/{positionSide/dual,marginType,leverage,order,algoOrder}`,
 //! `DELETE /fapi/v1/{order,allOpenOrders,algoOrder,algoOpenOrders}`.
-//! Key only: `POST/PUT/DELETE /fapi/v1/listenKey`. Public: `GET /fapi/v1/fundingInfo` (symbols
+//! Key only: `POST/PUT/DELETE /fapi/v1/listenKey`. Public: `GET /fapi/v1/fundingRate` (settled fundings, paged
+//! by `startTime`/`endTime`/`limit` ≤ 1000), `GET /fapi/v1/fundingInfo` (symbols
 //! set with `set_funding_info`). Wallet API (the spot host, served on the same port): signed
 //! `GET /sapi/v1/account/apiRestrictions` (`set_api_restrictions`; default: a safe key).
 //! Anything else: 404 `{"code":-5000,..}`.
@@ -578,6 +579,13 @@ impl FakeBinance {
     /// Lists `symbol` in `GET /fapi/v1/fundingInfo` (only adjusted symbols are listed there).
     pub fn set_funding_info(&self, symbol: &str, interval_hours: u32, cap: Decimal, floor: Decimal) {
         self.st().funding_info.insert(symbol.to_string(), (interval_hours, cap, floor));
+    }
+
+    /// The settled fundings `GET /fapi/v1/fundingRate` serves for `symbol`:
+    /// (funding time, rate, mark price), sorted here.
+    pub fn set_funding_history(&self, symbol: &str, mut rows: Vec<(i64, Decimal, Decimal)>) {
+        rows.sort_by_key(|r| r.0);
+        self.st().funding_history.insert(symbol.to_string(), rows);
     }
 
     pub fn set_hedge_mode(&self, hedge: bool) {

@@ -93,6 +93,7 @@ pub fn endpoint_info(method: &Method, path: &str, params: &Params) -> Option<(Se
         ("GET", "/fapi/v1/commissionRate") => (Signed, 20),
         ("GET", "/fapi/v1/userTrades") => (Signed, 5),
         ("GET", "/fapi/v1/fundingInfo") => (None, 0),
+        ("GET", "/fapi/v1/fundingRate") => (None, 0),
         // Wallet API (spot host; the fake serves both hosts on one port).
         ("GET", "/sapi/v1/account/apiRestrictions") => (Signed, 1),
         ("POST", "/fapi/v1/listenKey") | ("PUT", "/fapi/v1/listenKey") | ("DELETE", "/fapi/v1/listenKey") => {

@@ -276,6 +276,8 @@ pub struct State {
     pub stuck_triggers: BTreeSet<String>,
     /// `GET /fapi/v1/fundingInfo` rows: symbol → (interval hours, cap, floor).
     pub funding_info: BTreeMap<String, (u32, Decimal, Decimal)>,
+    /// `GET /fapi/v1/fundingRate` rows per symbol: (funding time, rate, mark price), in time order.
+    pub funding_history: BTreeMap<String, Vec<(i64, Decimal, Decimal)>>,
 }
 
 /// A well-kept key: reading and futures only, IP-restricted, no withdrawals.
@@ -340,6 +342,7 @@ impl State {
             api_restrictions: safe_api_restrictions(),
             stuck_triggers: BTreeSet::new(),
             funding_info: BTreeMap::new(),
+            funding_history: BTreeMap::new(),
             cfg,
         }
     }

@@ -594,3 +594,60 @@ pub fn premium_index(bytes: &[u8]) -> ExResult<Vec<MarkPriceUpdate>> {
         })
         .collect()
 }
+
+#[derive(Deserialize)]
+struct FundingRateWire<'a> {
+    #[serde(rename = "fundingTime")]
+    funding_time: i64,
+    #[serde(rename = "fundingRate")]
+    funding_rate: &'a str,
+    /// Absent in older answers, sometimes empty.
+    #[serde(default, rename = "markPrice")]
+    mark_price: Option<&'a str>,
+}
+
+/// `GET /fapi/v1/fundingRate`: settled fundings in time order, values kept as sent.
+///
+/// # Errors
+/// [`ExchangeError::Decode`] for anything but an array of such rows with decimal values.
+pub fn funding_rates(bytes: &[u8]) -> ExResult<Vec<crate::data::funding_history::FundingRow>> {
+    let rows: Vec<FundingRateWire<'_>> = json("funding rates", bytes)?;
+    rows.iter()
+        .map(|r| {
+            decimal("fundingRate", r.funding_rate)?;
+            let mark = r.mark_price.unwrap_or_default();
+            if !mark.is_empty() {
+                decimal("markPrice", mark)?;
+            }
+            Ok(crate::data::funding_history::FundingRow {
+                time: r.funding_time,
+                rate: r.funding_rate.to_string(),
+                mark_price: mark.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn funding_rate_history_reads_the_documented_answer_and_the_2026_one() {
+        let doc = include_bytes!("../../../../tests/fixtures/binance/rest/fundingRate_history.json");
+        let rows = funding_rates(doc).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].time, rows[0].rate.as_str(), rows[0].mark_price.as_str()),
+            (1_570_608_000_000, "-0.03750000", "")
+        );
+        // 2026 rows carry markPrice and rateType.
+        let now = br#"[{"symbol":"BTCUSDT","fundingRate":"0.00010000","fundingTime":1768089600000,
+            "markPrice":"90469.70000000","rateType":"Regular"}]"#;
+        let rows = funding_rates(now).unwrap();
+        assert_eq!(rows[0].mark_price, "90469.70000000");
+        assert!(funding_rates(br#"[{"fundingRate":"x","fundingTime":1}]"#).is_err());
+        assert!(funding_rates(br#"{"code":-1121,"msg":"Invalid symbol."}"#).is_err());
+    }
+}
