@@ -162,6 +162,24 @@ fn cli(args: &[&str], base: &str) -> Result<(), kinetic::cli::CliError> {
     run(Cli::try_parse_from(argv).unwrap(), env)
 }
 
+/// `kinetic backtest` of BTCUSDT from 2026-02-22 to `to` over `data`: its `trades.csv` and
+/// `metrics.json`.
+fn backtest_btc(data: &Path, out: &Path, to: &str) -> (String, serde_json::Value) {
+    let o = Command::new(env!("CARGO_BIN_EXE_kinetic"))
+        .current_dir(MANIFEST)
+        .env_remove("RUST_LOG")
+        .args(["backtest", "--no-progress", "--symbols", "BTCUSDT", "--from", "2026-02-22", "--to", to])
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    (std::fs::read_to_string(out.join("trades.csv")).unwrap(), m)
+}
+
 #[test]
 fn archives_are_verified_saved_as_downloaded_and_resumed() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -201,20 +219,7 @@ fn archives_are_verified_saved_as_downloaded_and_resumed() {
     assert_eq!(archive.asked_zips().len(), before + 1);
 
     // The backtest reads the folder as it is, and replays it exactly as the sample.
-    let backtest = |data: &Path, out: &Path| {
-        let o = Command::new(env!("CARGO_BIN_EXE_kinetic"))
-            .current_dir(MANIFEST)
-            .env_remove("RUST_LOG")
-            .args(["backtest", "--no-progress", "--symbols", "BTCUSDT", "--from", "2026-02-22", "--to", "2026-03-31"])
-            .arg("--data")
-            .arg(data)
-            .arg("--out")
-            .arg(out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        std::fs::read_to_string(out.join("trades.csv")).unwrap()
-    };
+    let backtest = |data: &Path, out: &Path| backtest_btc(data, out, "2026-03-31").0;
     let outs = tempfile::tempdir().unwrap();
     let from_dumps = backtest(dir.path(), &outs.path().join("dumps"));
     // The sample's candle files alone (its funding-rate files would change the costs).
@@ -426,21 +431,7 @@ fn funding_archives_fill_the_backtests_funding_file() {
     assert!(!names(&dir.path().join("funding")).iter().any(|n| n.contains("partial")));
 
     // The backtest over the download charges the same funding as over the sample's files.
-    let backtest = |data: &Path, out: &Path| {
-        let o = Command::new(env!("CARGO_BIN_EXE_kinetic"))
-            .current_dir(MANIFEST)
-            .env_remove("RUST_LOG")
-            .args(["backtest", "--no-progress", "--symbols", "BTCUSDT", "--from", "2026-02-22", "--to", "2026-03-30"])
-            .arg("--data")
-            .arg(data)
-            .arg("--out")
-            .arg(out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
-        (std::fs::read_to_string(out.join("trades.csv")).unwrap(), m)
-    };
+    let backtest = |data: &Path, out: &Path| backtest_btc(data, out, "2026-03-30");
     let sample = tempfile::tempdir().unwrap();
     std::fs::create_dir(sample.path().join("funding")).unwrap();
     for name in ["BTCUSDT-15m.csv.gz", "BTCUSDT-1h.csv.gz", "BTCUSDT-4h.csv.gz", "funding/BTCUSDT.csv.gz"] {
