@@ -1,7 +1,7 @@
 //! The trading core driven by scripts of events, asserting the exact commands that come out
 //! (one take-profit level per close with its write-ahead journal record, the exact restore of
 //! a refused close, the emergency behind a hung request, transfers vs losses, the risk state
-//! across a restart).
+//! across a restart, a close refused because the stop closed the position first).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
@@ -350,4 +350,85 @@ fn a_stop_that_fired_while_being_cancelled_is_looked_up_when_the_position_vanish
     let mut expected = vec!["ke-s-0-1".to_string(), req.client_id.clone()];
     expected.sort();
     assert_eq!(looked_up, expected);
+}
+
+/// A take-profit in flight when the exchange-side stop fills the whole position: the stop's
+/// fill books the trade, and the take-profit's refusal (-2022, nothing to reduce) that follows
+/// is no failure: the position stays closed (nothing restored), no ERROR is logged, and the
+/// exchange is read to confirm.
+#[test]
+fn a_close_refused_because_the_stop_closed_the_position_first_is_not_an_error() {
+    use kinetic::exchange::Fill;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let mut core = core_with_position();
+    let stop_price = core.manager().position("BTCUSDT").unwrap().ladder.stop;
+    let (records, next) = tracing::subscriber::with_default(subscriber, || {
+        let cmds = sends(&core.on_mark("BTCUSDT", dec!(61000), T0 + 1, T0 + 1));
+        assert_eq!(close_qty(&cmds[0]), (dec!(0.040), ExitReason::TakeProfit1));
+        // Before TP1's answer, the stop fires on a wick and fills the whole 0.100.
+        let stop_report = OrderReport {
+            symbol: "BTCUSDT".into(),
+            client_order_id: "ke-s-0-1".into(),
+            order_id: 11,
+            side: Side::Sell,
+            status: OrderStatus::Filled,
+            orig_qty: dec!(0.100),
+            executed_qty: dec!(0.100),
+            avg_price: stop_price,
+            reduce_only: true,
+            update_time: T0 + 2,
+        };
+        let fill = Fill {
+            symbol: "BTCUSDT".into(),
+            client_order_id: "ke-s-0-1".into(),
+            order_id: 11,
+            trade_id: 1,
+            side: Side::Sell,
+            price: stop_price,
+            qty: dec!(0.100),
+            fee: dec!(2.3),
+            realized_pnl: (stop_price - dec!(60000)) * dec!(0.100),
+            reduce_only: true,
+            time: T0 + 2,
+        };
+        let mut records =
+            core.on_account_event(ExchangeEvent::OrderUpdate { report: stop_report, fill: Some(fill) }, T0 + 2);
+        assert!(core.manager().position("BTCUSDT").is_none(), "the stop's fill closed it");
+        let refused = ExchangeError::Api { http_status: 400, code: -2022, msg: "ReduceOnly Order is rejected.".into() };
+        let out = core.on_outcome(
+            Outcome { id: cmds[0].id, symbol: "BTCUSDT".into(), result: OrderResult::Close(Err(refused)) },
+            T0 + 3,
+        );
+        let next = sends(&out);
+        records.extend(out);
+        (records, next)
+    });
+    assert!(core.manager().position("BTCUSDT").is_none(), "not restored after its close");
+    let closed: Vec<&Action> =
+        records.iter().filter(|a| matches!(a, Action::Journal(Record::PositionClosed { .. }))).collect();
+    assert_eq!(closed.len(), 1, "{records:?}");
+    let Action::Journal(Record::PositionClosed { position, reason, .. }) = closed[0] else { panic!("{closed:?}") };
+    assert_eq!((reason.as_str(), position.original_qty), ("stop_loss", dec!(0.100)));
+    assert_eq!(next.iter().map(|c| c.request.clone()).collect::<Vec<_>>(), vec![OrderRequest::ReadPosition]);
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(!log.contains("ERROR"), "{log}");
+    assert!(log.contains("close not needed: the position was already closed on the exchange"), "{log}");
 }

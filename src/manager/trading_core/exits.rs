@@ -230,6 +230,14 @@ impl TradingCore {
                     self.finish_trade(out, &t, reason.as_str());
                 }
             }
+            Err(e) if e.code() == Some(-2022) && !self.pm.has_position(symbol) => {
+                // Reduce-only refused because the position is gone, and we booked it closed
+                // meanwhile (its stop filled first): nothing to restore, nothing failed. The
+                // read still confirms the exchange holds nothing.
+                tracing::info!(%symbol, qty = %requested, reason = reason.as_str(),
+                    "close not needed: the position was already closed on the exchange (reduce-only refused)");
+                self.needs_read.insert(symbol.to_string());
+            }
             Err(e) => {
                 tracing::error!(%symbol, qty = %requested, error = %e,
                     "close failed; state restored to before it, stop kept; reading the exchange");
