@@ -185,6 +185,9 @@ pub struct PositionManager {
     positions: BTreeMap<String, ManagedPosition>,
     pub risk: RiskBook,
     emergency: Option<EmergencyLatch>,
+    /// Decisions carry the score's components with their reasons (for the journal and the
+    /// logs); a backtest, which keeps neither, turns this off.
+    explain: bool,
 }
 
 impl PositionManager {
@@ -201,6 +204,7 @@ impl PositionManager {
             positions: BTreeMap::new(),
             risk: RiskBook::new(now, equity),
             emergency: None,
+            explain: true,
         })
     }
 
@@ -261,6 +265,12 @@ impl PositionManager {
         scan(&inputs, &self.scanner)
     }
 
+    /// Whether decisions carry the score's components with their reasons (on unless a
+    /// backtest turns it off: formatting them is a good part of evaluating a signal).
+    pub fn set_explain(&mut self, on: bool) {
+        self.explain = on;
+    }
+
     /// The current score of a symbol, once all three timeframes are warmed up.
     pub fn score(&self, symbol: &str) -> Option<Score> {
         self.analyzers.get(symbol)?.score(&self.strategy)
@@ -297,7 +307,7 @@ impl PositionManager {
         let mut decision = EntryDecision {
             score_total: Some(score.total),
             direction: Some(score.direction),
-            components: score.report(),
+            components: if self.explain { score.report() } else { Vec::new() },
             ..EntryDecision::refused(symbol, now, "")
         };
         if let Some(latch) = self.emergency {

@@ -237,10 +237,13 @@ impl TradingCore {
     }
 
     /// The caller drops every journal record (a backtest): the costly ones that change with
-    /// every decision or mark (signal breakdowns, the risk state, equity points) are not built.
+    /// every decision or mark (signal breakdowns and the score components they explain, the
+    /// risk state, equity points) are not built.
     /// Decisions, orders and logs are unchanged; the live daemon never calls this.
     pub fn discard_journal(&mut self) {
         self.journal_records = false;
+        // The score's explanations go only into journal records.
+        self.pm.set_explain(false);
     }
 
     /// Keeps every finished trade for [`TradingCore::take_closed`] (the backtest's trade list).
