@@ -198,6 +198,14 @@ async fn funding_history_is_paged_merged_and_resumed() {
     assert_eq!((resumed[0].added, resumed[0].total), (5, window.len()));
     assert_eq!(std::fs::read_to_string(&reports[0].path).unwrap(), text, "byte for byte as the first download");
 
+    // A damaged funding file already there is bad input, named, and left as it is.
+    let eth = dir.path().join("funding").join("ETHUSDT.csv");
+    std::fs::write(&eth, "funding_time,funding_rate,mark_price\n1,2,3\n").unwrap();
+    let e = download_funding(&c, dir.path(), &["ETHUSDT".into()], 1).await.unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(e.to_string().contains("ETHUSDT.csv:2"), "{e}");
+    assert_eq!(std::fs::read_to_string(&eth).unwrap(), "funding_time,funding_rate,mark_price\n1,2,3\n");
+
     // A symbol the exchange does not list is bad input.
     let e = download_funding(&c, dir.path(), &["NOPEUSDT".into()], 1).await.unwrap_err();
     assert_eq!(e.exit_code(), 2, "{e}");

@@ -127,7 +127,7 @@ pub async fn download_funding(
     for symbol in symbols {
         let fatal = |e: String| CliError::Fatal(format!("{symbol} funding: {e}"));
         let path = funding_history::file_for(out, symbol);
-        let old = funding_history::read(&path).map_err(|e| fatal(e.to_string()))?;
+        let old = read_funding_file(&path)?;
         let window_start = now - i64::from(days) * DAY_MS;
         // After the newest row, unless the window reaches further back than the file (a longer
         // --days than before): then all of it (the merge keeps one row per funding).
@@ -157,6 +157,19 @@ pub async fn download_funding(
         reports.push(FundingReport { symbol: symbol.clone(), path, added, total });
     }
     Ok(reports)
+}
+
+/// The funding file already at `path` (empty when there is none), read before anything is
+/// fetched: a damaged file or one that is not a funding file is bad input (exit 2), other read
+/// errors are faults.
+///
+/// # Errors
+/// As described, naming the file and the line.
+pub(crate) fn read_funding_file(path: &Path) -> Result<Vec<crate::data::funding_history::FundingRow>, CliError> {
+    crate::data::funding_history::read(path).map_err(|e| {
+        let text = format!("{e} (a funding file in the download folder; fix or remove it)");
+        if e.is_bad_input() { CliError::Usage(text) } else { CliError::Fatal(text) }
+    })
 }
 
 /// Upper-cased, de-duplicated symbols.

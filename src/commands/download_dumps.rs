@@ -204,6 +204,8 @@ pub async fn download_funding(
     let months = dumps::months_of(periods);
     let mut reports = Vec::new();
     for symbol in symbols {
+        // A damaged file already there is reported before anything is fetched.
+        crate::commands::download::read_funding_file(&funding_history::file_for(out, symbol))?;
         let mut rows = Vec::new();
         let mut missing = Vec::new();
         let mut archives = 0;
