@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::core::models::{Candle, Timeframe, TimestampMs};
+use crate::data::funding_history;
 use crate::data::reader::PrefetchReader;
 use crate::data::{DataError, SeriesFiles, SeriesQuality, SeriesReader, open_file, parse_file_name};
 
@@ -250,8 +251,6 @@ pub struct FundingSource {
     head: Option<(TimestampMs, f64)>,
 }
 
-const HOUR_MS: i64 = 3_600_000;
-
 impl FundingSource {
     /// Opens a funding file (plain or gzip).
     ///
@@ -290,34 +289,15 @@ impl FundingSource {
                 return Ok(());
             }
             self.line_no += 1;
-            let text = self.line.trim_end_matches(['\n', '\r']);
-            if text.is_empty() || self.line_no == 1 && text.starts_with("funding_time") {
+            if funding_history::is_header_or_blank(self.line_no, &self.line) {
                 continue;
             }
-            let mut it = text.split(',');
-            let t = it.next().and_then(|s| s.trim().parse::<i64>().ok());
-            let r = it.next().and_then(|s| s.trim().parse::<f64>().ok()).filter(|r| r.is_finite());
-            let (Some(t), Some(r)) = (t, r) else {
-                return Err(DataError::Malformed {
-                    path: self.path.clone(),
-                    line: self.line_no,
-                    reason: format!("expected `funding_time,funding_rate,...`, got `{text}`"),
-                });
-            };
-            // A fraction per funding; a price or a percentage in that column would be charged
-            // as a fortune.
-            if r.abs() > 1.0 {
-                return Err(DataError::Malformed {
-                    path: self.path.clone(),
-                    line: self.line_no,
-                    reason: format!(
-                        "funding rate {r} is not a fraction in [-1, 1] (0.0001 is 0.01 %); is the column order \
-                         `funding_time,funding_rate,mark_price`?"
-                    ),
-                });
-            }
-            // Binance's fundingTime carries a few ms of jitter: settle on the hour.
-            self.head = Some(((t + HOUR_MS / 2).div_euclid(HOUR_MS) * HOUR_MS, r));
+            let malformed =
+                |reason: String| DataError::Malformed { path: self.path.clone(), line: self.line_no, reason };
+            let (t, rate, _) = funding_history::parse_line(&self.line).map_err(malformed)?;
+            // A decimal number already; as f64 it is the same value.
+            let r = rate.parse::<f64>().map_err(|e| malformed(format!("funding rate `{rate}`: {e}")))?;
+            self.head = Some((funding_history::settle_hour(t), r));
             return Ok(());
         }
     }
@@ -336,17 +316,6 @@ impl FundingSource {
         }
         Ok(self.head.filter(|(ht, _)| *ht == t).map(|(_, r)| r))
     }
-}
-
-/// The funding file of `symbol` under `dir/funding/`, plain or gzip.
-pub fn funding_path(dir: &Path, symbol: &str) -> Option<PathBuf> {
-    let base = dir.join("funding");
-    let plain = base.join(format!("{symbol}.csv"));
-    if plain.is_file() {
-        return Some(plain);
-    }
-    let gz = base.join(format!("{symbol}.csv.gz"));
-    gz.is_file().then_some(gz)
 }
 
 #[cfg(test)]

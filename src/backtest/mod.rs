@@ -150,7 +150,7 @@ pub fn prepare(settings: &Settings, opts: &BacktestOptions) -> Result<Prepared, 
     let mut specs = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let first_price = feed.next_m15(i).map(|c| c.open).unwrap_or(1.0);
-        let funding = match feed::funding_path(index.dir(), name) {
+        let funding = match crate::data::funding_history::existing_file(index.dir(), name) {
             Some(p) => Some(feed::FundingSource::open(&p)?),
             None => None,
         };

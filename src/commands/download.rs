@@ -151,8 +151,7 @@ pub async fn download_funding(
             }
             from = last + 1;
         }
-        let (path, added) = funding_history::merge_into(out, symbol, new).map_err(fatal)?;
-        let total = funding_history::read(&path).map_err(|e| fatal(e.to_string()))?.len();
+        let (added, total) = funding_history::update(&path, old, new).map_err(fatal)?;
         tracing::info!(symbol = %symbol, added, total, "funding history updated");
         reports.push(FundingReport { symbol: symbol.clone(), path, added, total });
     }

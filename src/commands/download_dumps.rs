@@ -205,7 +205,8 @@ pub async fn download_funding(
     let mut reports = Vec::new();
     for symbol in symbols {
         // A damaged file already there is reported before anything is fetched.
-        crate::commands::download::read_funding_file(&funding_history::file_for(out, symbol))?;
+        let path = funding_history::file_for(out, symbol);
+        let old = crate::commands::download::read_funding_file(&path)?;
         let mut rows = Vec::new();
         let mut missing = Vec::new();
         let mut archives = 0;
@@ -231,9 +232,8 @@ pub async fn download_funding(
             archives += 1;
             rows.extend(parsed);
         }
-        let (path, added) = funding_history::merge_into(out, symbol, rows)
-            .map_err(|e| CliError::Fatal(format!("{symbol} funding: {e}")))?;
-        let total = funding_history::read(&path).map(|r| r.len()).unwrap_or(0);
+        let (added, total) =
+            funding_history::update(&path, old, rows).map_err(|e| CliError::Fatal(format!("{symbol} funding: {e}")))?;
         tracing::info!(symbol, archives, added, total, "funding history updated from the archives");
         reports.push(FundingArchives { symbol: symbol.clone(), path, archives, added, total, missing });
     }

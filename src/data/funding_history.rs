@@ -33,41 +33,83 @@ pub struct FundingRow {
 }
 
 impl FundingRow {
-    /// The funding hour the row settles (Binance's `fundingTime` carries a few ms of jitter);
-    /// rows are merged on it.
+    /// The funding hour the row settles; rows are merged on it.
     pub fn hour(&self) -> TimestampMs {
-        (self.time + HOUR_MS / 2).div_euclid(HOUR_MS) * HOUR_MS
+        settle_hour(self.time)
     }
 }
 
-/// `DIR/funding/<SYMBOL>.csv`, or the `.csv.gz` already there (the one the backtest reads).
-pub fn file_for(dir: &Path, symbol: &str) -> PathBuf {
+/// Binance's `fundingTime` carries a few ms of jitter: the hour it settles.
+pub fn settle_hour(time: TimestampMs) -> TimestampMs {
+    (time + HOUR_MS / 2).div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// The funding file of `symbol` under `DIR/funding/` that exists, the plain `.csv` before the
+/// `.csv.gz` (the one the backtest reads).
+pub fn existing_file(dir: &Path, symbol: &str) -> Option<PathBuf> {
     let base = dir.join("funding");
-    let plain = base.join(format!("{symbol}.csv"));
-    let gz = base.join(format!("{symbol}.csv.gz"));
-    if !plain.is_file() && gz.is_file() { gz } else { plain }
+    [format!("{symbol}.csv"), format!("{symbol}.csv.gz")].into_iter().map(|n| base.join(n)).find(|p| p.is_file())
+}
+
+/// Where `download-data` writes `symbol`'s funding: the file already there, else
+/// `DIR/funding/<SYMBOL>.csv`.
+pub fn file_for(dir: &Path, symbol: &str) -> PathBuf {
+    existing_file(dir, symbol).unwrap_or_else(|| dir.join("funding").join(format!("{symbol}.csv")))
 }
 
 fn malformed(path: &Path, line: usize, reason: String) -> DataError {
     DataError::Malformed { path: path.to_path_buf(), line, reason }
 }
 
-/// A rate as a source wrote it: a decimal fraction (`8.744e-05` included) inside
-/// [`MAX_ABS_RATE`].
-fn check_rate(text: &str) -> bool {
-    let t = text.trim();
-    let value = Decimal::from_str_exact(t).or_else(|_| Decimal::from_scientific(t));
-    value.is_ok_and(|v| v.abs() <= MAX_ABS_RATE)
-}
-
 /// The largest funding rate magnitude a file may hold: 1 (100 % per funding). Binance caps
 /// rates at a few percent; anything beyond is a column mix-up (a mark price, a percentage).
 pub const MAX_ABS_RATE: Decimal = Decimal::ONE;
 
+/// A rate as a source wrote it (`8.744e-05` included): `None` unless a decimal number.
+fn parse_rate(text: &str) -> Option<Decimal> {
+    let t = text.trim();
+    Decimal::from_str_exact(t).or_else(|_| Decimal::from_scientific(t)).ok()
+}
+
+/// Why `rate` cannot be a funding rate, if it cannot.
+fn rate_problem(rate: Decimal) -> Option<String> {
+    (rate.abs() > MAX_ABS_RATE).then(|| {
+        format!(
+            "funding rate {rate} is not a fraction in [-1, 1] (0.0001 is 0.01 %); is the column order \
+             `{FUNDING_HEADER}`?"
+        )
+    })
+}
+
+/// True for the lines of a funding file that hold no row: blank, or the header as the first.
+pub fn is_header_or_blank(line_no: usize, text: &str) -> bool {
+    let t = text.trim();
+    t.is_empty() || line_no == 1 && t.starts_with("funding_time")
+}
+
+/// One row of a funding file, `time,rate[,mark_price]`: the time, the rate's text and the mark
+/// price's (empty when absent).
+///
+/// # Errors
+/// What is wrong with the row, for [`DataError::Malformed`].
+pub fn parse_line(text: &str) -> Result<(TimestampMs, &str, &str), String> {
+    let mut it = text.trim().split(',').map(str::trim);
+    let time = it.next().and_then(|t| t.parse::<i64>().ok());
+    let rate = it.next().and_then(|r| parse_rate(r).map(|v| (r, v)));
+    let (Some(time), Some((rate, value))) = (time, rate) else {
+        return Err(format!("expected `{FUNDING_HEADER}`, got `{}`", text.trim()));
+    };
+    if let Some(problem) = rate_problem(value) {
+        return Err(problem);
+    }
+    Ok((time, rate, it.next().unwrap_or_default()))
+}
+
 /// Reads a funding file (plain, gzip or zip); a missing file is empty.
 ///
 /// # Errors
-/// The file cannot be read, or a row is not `time,rate[,mark_price]`.
+/// The file cannot be read, or a row is not `time,rate[,mark_price]` with a rate in
+/// [-1, 1].
 pub fn read(path: &Path) -> Result<Vec<FundingRow>, DataError> {
     if !path.is_file() {
         return Ok(Vec::new());
@@ -76,21 +118,11 @@ pub fn read(path: &Path) -> Result<Vec<FundingRow>, DataError> {
     let mut rows = Vec::new();
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
-        let text = line.trim();
-        if text.is_empty() || i == 0 && text.starts_with("funding_time") {
+        if is_header_or_blank(i + 1, &line) {
             continue;
         }
-        let mut it = text.split(',');
-        let time = it.next().and_then(|t| t.trim().parse::<i64>().ok());
-        let rate = it.next().map(str::trim).filter(|r| check_rate(r));
-        let (Some(time), Some(rate)) = (time, rate) else {
-            return Err(malformed(path, i + 1, format!("expected `{FUNDING_HEADER}`, got `{text}`")));
-        };
-        rows.push(FundingRow {
-            time,
-            rate: rate.to_string(),
-            mark_price: it.next().map(str::trim).unwrap_or_default().to_string(),
-        });
+        let (time, rate, mark) = parse_line(&line).map_err(|reason| malformed(path, i + 1, reason))?;
+        rows.push(FundingRow { time, rate: rate.to_string(), mark_price: mark.to_string() });
     }
     Ok(rows)
 }
@@ -109,16 +141,19 @@ pub fn parse_archive_csv(what: &Path, text: &str) -> Result<Vec<FundingRow>, Dat
         }
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         let parsed = match f.as_slice() {
-            [t, _hours, r] if check_rate(r) => t.parse::<i64>().ok().map(|t| (t, *r)),
+            [t, _hours, r] => t.parse::<i64>().ok().zip(parse_rate(r).map(|v| (*r, v))),
             _ => None,
         };
-        let Some((time, rate)) = parsed else {
+        let Some((time, (rate, value))) = parsed else {
             return Err(malformed(
                 what,
                 i + 1,
                 format!("expected `calc_time,funding_interval_hours,last_funding_rate`, got `{line}`"),
             ));
         };
+        if let Some(problem) = rate_problem(value) {
+            return Err(malformed(what, i + 1, problem));
+        }
         rows.push(FundingRow { time, rate: rate.to_string(), mark_price: String::new() });
     }
     Ok(rows)
@@ -171,23 +206,20 @@ pub fn write(path: &Path, rows: &[FundingRow]) -> Result<(), std::io::Error> {
     std::fs::rename(&part, path)
 }
 
-/// Merges `new` into the funding file of `symbol` under `dir`; returns the file and how many
-/// funding hours it gained.
+/// Writes `old` (what `path` holds, as [`read`] gave it) merged with `new` to `path`; returns
+/// how many funding hours the file gained and how many rows it holds. Nothing is written when
+/// both are empty.
 ///
 /// # Errors
-/// The file already there is unreadable (it is left as it is), or the new one cannot be
-/// written.
-pub fn merge_into(dir: &Path, symbol: &str, new: Vec<FundingRow>) -> Result<(PathBuf, usize), String> {
-    let path = file_for(dir, symbol);
-    let old = read(&path).map_err(|e| e.to_string())?;
+/// The file cannot be written.
+pub fn update(path: &Path, old: Vec<FundingRow>, new: Vec<FundingRow>) -> Result<(usize, usize), String> {
     let before = old.len();
     let rows = merge(old, new);
-    let added = rows.len().saturating_sub(before);
     if rows.is_empty() {
-        return Ok((path, 0));
+        return Ok((0, 0));
     }
-    write(&path, &rows).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok((path, added))
+    write(path, &rows).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok((rows.len().saturating_sub(before), rows.len()))
 }
 
 #[cfg(test)]
@@ -253,21 +285,26 @@ mod tests {
     }
 
     #[test]
-    fn merge_into_prefers_the_gzip_file_already_there_and_counts_new_hours() {
+    fn updates_go_to_the_gzip_file_already_there_and_count_new_hours() {
         let dir = tempfile::tempdir().unwrap();
         let gz = dir.path().join("funding").join("BTCUSDT.csv.gz");
         write(&gz, &[row(8 * HOUR_MS, "0.0001", "1")]).unwrap();
-        let (path, added) =
-            merge_into(dir.path(), "BTCUSDT", vec![row(8 * HOUR_MS, "0.0001", ""), row(16 * HOUR_MS, "0.0002", "")])
-                .unwrap();
-        assert_eq!((path.clone(), added), (gz, 1));
+        let path = file_for(dir.path(), "BTCUSDT");
+        assert_eq!(path, gz);
+        let old = read(&path).unwrap();
+        let (added, total) =
+            update(&path, old, vec![row(8 * HOUR_MS, "0.0001", ""), row(16 * HOUR_MS, "0.0002", "")]).unwrap();
+        assert_eq!((added, total), (1, 2));
         assert_eq!(read(&path).unwrap().len(), 2);
         assert!(!dir.path().join("funding").join("BTCUSDT.csv").exists(), "no second file beside the gzip one");
-        // A file that cannot be read is reported and left alone.
+        // A file that cannot be read is reported (file and line) and left alone.
         let bad = dir.path().join("funding").join("ETHUSDT.csv");
         std::fs::write(&bad, "funding_time,funding_rate,mark_price\nnot,a,row\n").unwrap();
-        let e = merge_into(dir.path(), "ETHUSDT", vec![row(8 * HOUR_MS, "0.0001", "")]).unwrap_err();
+        let e = read(&file_for(dir.path(), "ETHUSDT")).unwrap_err().to_string();
         assert!(e.contains("ETHUSDT.csv:2"), "{e}");
         assert_eq!(std::fs::read_to_string(&bad).unwrap(), "funding_time,funding_rate,mark_price\nnot,a,row\n");
+        // Nothing to write: no file.
+        assert_eq!(update(&dir.path().join("funding").join("XRPUSDT.csv"), vec![], vec![]).unwrap(), (0, 0));
+        assert!(!dir.path().join("funding").join("XRPUSDT.csv").exists());
     }
 }

@@ -11,7 +11,7 @@ use flate2::read::MultiGzDecoder;
 use rayon::prelude::*;
 
 use crate::backtest::metrics::{self, Metrics};
-use crate::backtest::{self, SymbolCandles, SymbolExtras, feed};
+use crate::backtest::{self, SymbolCandles, SymbolExtras};
 use crate::config::{self, ConfigSources, ENV_PREFIX, Settings};
 use crate::core::models::{Candle, Timeframe, TimestampMs};
 use crate::data::{self, funding::FundingIntervals};
@@ -73,7 +73,7 @@ impl Dataset {
         let mut extras = Vec::with_capacity(names.len());
         for name in &names {
             candles.push(SymbolCandles { m15: next()?, h1: next()?, h4: next()?, symbol: name.clone() });
-            let funding = match feed::funding_path(dir, name) {
+            let funding = match crate::data::funding_history::existing_file(dir, name) {
                 Some(p) => {
                     let text = read_text(&p)?;
                     Some((p, text))
