@@ -46,8 +46,8 @@ pub enum Command {
     Run(RunArgs),
     /// Replay historical candles through the same strategy code and report the results.
     Backtest(BacktestArgs),
-    /// Download historical klines from Binance's public REST API, or its public archive
-    /// (--source dumps), into data files.
+    /// Download historical klines and funding rates from Binance's public REST API, or its
+    /// public archive (--source dumps), into data files.
     DownloadData(DownloadArgs),
     /// Show indicators per timeframe and the score breakdown for one symbol.
     Analyze(AnalyzeArgs),
@@ -110,10 +110,12 @@ pub struct BacktestArgs {
 /// Where `download-data` gets candles from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum DownloadSource {
-    /// The REST API (`/fapi/v1/klines`), the last `--days` days into one file per series.
+    /// The REST API (`/fapi/v1/klines`, `/fapi/v1/fundingRate`), the last `--days` days into one
+    /// file per series and `funding/<SYMBOL>.csv`.
     #[default]
     Rest,
-    /// Binance's public archive (`exchange.dumps_url`): one zip per month or day, checksummed.
+    /// Binance's public archive (`exchange.dumps_url`): one zip per month or day, checksummed,
+    /// and the months' funding-rate archives into `funding/<SYMBOL>.csv`.
     Dumps,
 }
 
