@@ -90,6 +90,15 @@ impl CandleSource for FileCandleSource {
             SourceReader::InPlace(r) => r.next_candle(),
         }
     }
+
+    /// The reader reads only the open time of the rows before `from` and does not hand them
+    /// out (a 1h file often starts years before the window).
+    fn skip_before(&mut self, from: TimestampMs) {
+        match &self.reader {
+            SourceReader::Ahead(r) => r.skip_before(from),
+            SourceReader::InPlace(r) => r.skip_before(from),
+        }
+    }
 }
 
 /// Candles already in memory (tests, benchmarks, a dry-run replay of recorded candles).

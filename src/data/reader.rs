@@ -12,6 +12,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 
@@ -83,6 +85,15 @@ impl SeriesQuality {
     }
 }
 
+/// What one line of a file held.
+pub(super) enum Line {
+    /// A blank line or the header.
+    Nothing,
+    Candle(Candle),
+    /// A row opening before the reader's `skip_before`: only its open time was read.
+    Early(TimestampMs),
+}
+
 /// Parses the lines of one file: an optional header, then rows.
 pub(super) struct LineParser {
     path: PathBuf,
@@ -104,26 +115,50 @@ impl LineParser {
 
     /// The candle on this line, `None` for a blank line or the header.
     pub(super) fn parse(&mut self, raw: &str) -> Result<Option<Candle>, DataError> {
+        match self.parse_from(raw, TimestampMs::MIN)? {
+            Line::Candle(c) => Ok(Some(c)),
+            Line::Nothing | Line::Early(_) => Ok(None),
+        }
+    }
+
+    /// As [`LineParser::parse`], except that a row whose open time is before `skip_before`
+    /// has only that column read (and checked): the replay drops it anyway, and the 1h file
+    /// of a symbol often holds years before a backtest's window.
+    pub(super) fn parse_from(&mut self, raw: &str, skip_before: TimestampMs) -> Result<Line, DataError> {
         self.line_no += 1;
         let text = raw.trim_end_matches(['\n', '\r']);
         let text = if self.line_no == 1 { text.trim_start_matches('\u{feff}') } else { text };
         if text.trim().is_empty() {
-            return Ok(None);
+            return Ok(Line::Nothing);
         }
         let first = !self.seen_row_or_header;
         self.seen_row_or_header = true;
         if first && !text.starts_with(|c: char| c.is_ascii_digit()) {
             let names: Vec<String> = text.split(',').map(|s| s.trim().to_ascii_lowercase()).collect();
             if names.iter().zip(HEADER_START).all(|(n, h)| n == h) && names.len() >= HEADER_START.len() {
-                return Ok(None);
+                return Ok(Line::Nothing);
             }
             return Err(self.malformed(format!(
                 "expected a header starting `{}` or a kline row; got `{text}`",
                 HEADER_START.join(",")
             )));
         }
-        parse_row(text).map(Some).map_err(|reason| self.malformed(reason))
+        if skip_before > TimestampMs::MIN
+            && let Some(open_time) = leading_open_time(text)
+            && open_time < skip_before
+        {
+            return Ok(Line::Early(open_time));
+        }
+        parse_row(text).map(Line::Candle).map_err(|reason| self.malformed(reason))
     }
+}
+
+/// The open time in the first column of a row (ms; µs converted as [`parse_row`] does), if it
+/// is a plain integer followed by a comma.
+fn leading_open_time(text: &str) -> Option<TimestampMs> {
+    let (first, _) = text.split_once(',')?;
+    let t = first.parse::<i64>().ok()?;
+    Some(if t >= super::MICROS_THRESHOLD { t / 1000 } else { t })
 }
 
 /// The candles of one series, file after file, in time order.
@@ -135,6 +170,8 @@ pub struct SeriesReader {
     step_ms: i64,
     last_open: Option<TimestampMs>,
     quality: Rc<RefCell<SeriesQuality>>,
+    /// Rows opening before this are passed over (see [`SeriesReader::skip_before`]).
+    skip_before: Arc<AtomicI64>,
 }
 
 impl SeriesReader {
@@ -148,7 +185,15 @@ impl SeriesReader {
             step_ms: series.timeframe.duration_ms(),
             last_open: None,
             quality: Rc::new(RefCell::new(SeriesQuality::new(&series.symbol, series.timeframe))),
+            skip_before: Arc::new(AtomicI64::new(TimestampMs::MIN)),
         }
+    }
+
+    /// From now on, rows opening before `from` are passed over: only their open time is read,
+    /// for the order check and the quality record's gaps and repeats (which still cover the
+    /// whole file), and they are neither handed out nor counted in its range.
+    pub fn skip_before(&self, from: TimestampMs) {
+        self.skip_before.store(from, Ordering::Relaxed);
     }
 
     /// What was read so far; complete once [`SeriesReader::next_candle`] returned `None`.
@@ -175,23 +220,27 @@ impl SeriesReader {
                 self.current = None;
                 continue;
             }
-            let Some(candle) = parser.parse(&self.line)? else { continue };
+            let (open_time, candle) = match parser.parse_from(&self.line, self.skip_before.load(Ordering::Relaxed))? {
+                Line::Nothing => continue,
+                Line::Early(t) => (t, None),
+                Line::Candle(c) => (c.open_time, Some(c)),
+            };
             if let Some(prev) = self.last_open {
-                if candle.open_time == prev {
-                    self.quality.borrow_mut().duplicates.push(candle.open_time);
+                if open_time == prev {
+                    self.quality.borrow_mut().duplicates.push(open_time);
                     continue;
                 }
-                if candle.open_time < prev {
+                if open_time < prev {
                     return Err(parser.malformed(format!(
-                        "open_time {} is before the previous row's {prev} (rows must be in time order)",
-                        candle.open_time
+                        "open_time {open_time} is before the previous row's {prev} (rows must be in time order)"
                     )));
                 }
-                if candle.open_time > prev + self.step_ms {
-                    self.quality.borrow_mut().gaps.push((prev + self.step_ms, candle.open_time));
+                if open_time > prev + self.step_ms {
+                    self.quality.borrow_mut().gaps.push((prev + self.step_ms, open_time));
                 }
             }
-            self.last_open = Some(candle.open_time);
+            self.last_open = Some(open_time);
+            let Some(candle) = candle else { continue };
             let mut q = self.quality.borrow_mut();
             q.first_open.get_or_insert(candle.open_time);
             q.last_close = Some(candle.close_time);
@@ -245,6 +294,8 @@ pub struct PrefetchReader {
     /// The series' first file, to name a reading thread that stopped without a word.
     origin: PathBuf,
     finished: bool,
+    /// The reading thread's [`SeriesReader::skip_before`].
+    skip_before: Arc<AtomicI64>,
 }
 
 impl PrefetchReader {
@@ -252,10 +303,12 @@ impl PrefetchReader {
     /// the series in place).
     pub fn spawn(series: &SeriesFiles, counter: Rc<Cell<u64>>) -> Option<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_BATCHES);
+        let skip_before = Arc::new(AtomicI64::new(TimestampMs::MIN));
+        let shared = Arc::clone(&skip_before);
         let owned = series.clone();
         let started = std::thread::Builder::new()
             .name(format!("read {} {}", series.symbol, series.timeframe))
-            .spawn(move || read_ahead(&owned, &tx));
+            .spawn(move || read_ahead(&owned, shared, &tx));
         if started.is_err() {
             return None;
         }
@@ -266,7 +319,14 @@ impl PrefetchReader {
             quality: Rc::new(RefCell::new(SeriesQuality::new(&series.symbol, series.timeframe))),
             origin: series.files.first().cloned().unwrap_or_default(),
             finished: false,
+            skip_before,
         })
+    }
+
+    /// The reading thread passes over rows opening before `from` from now on (see
+    /// [`SeriesReader::skip_before`]); rows it already read ahead are handed out as before.
+    pub fn skip_before(&self, from: TimestampMs) {
+        self.skip_before.store(from, Ordering::Relaxed);
     }
 
     /// What was handed out so far; complete once [`PrefetchReader::next_candle`] returned `None`.
@@ -326,9 +386,10 @@ impl PrefetchReader {
 /// The reading thread: runs a [`SeriesReader`] and sends what each of its steps found (the
 /// gaps and duplicates it recorded on the way, then the candle, the end or the error) until
 /// the series ends or the receiver is gone.
-fn read_ahead(series: &SeriesFiles, tx: &std::sync::mpsc::SyncSender<(Vec<Ahead>, u64)>) {
+fn read_ahead(series: &SeriesFiles, skip_before: Arc<AtomicI64>, tx: &std::sync::mpsc::SyncSender<(Vec<Ahead>, u64)>) {
     let counter = Rc::new(Cell::new(0u64));
     let mut reader = SeriesReader::new(series, Rc::clone(&counter));
+    reader.skip_before = skip_before;
     let quality = reader.quality();
     let (mut duplicates, mut gaps, mut sent_bytes) = (0usize, 0usize, 0u64);
     let mut batch = Vec::with_capacity(PREFETCH_BATCH);
@@ -445,5 +506,77 @@ mod tests {
         same_steps(&series(dir.path(), "1,2,3\n"), 10_000);
         let dir = tempfile::tempdir().unwrap();
         same_steps(&series(dir.path(), &format!("{}\n", format_row(&candle(0)))), 10_000);
+    }
+
+    /// Every candle a reader hands out, and its quality record at the end (or the error).
+    fn drain(mut next: impl FnMut() -> Result<Option<Candle>, DataError>) -> Result<Vec<Candle>, String> {
+        let mut out = Vec::new();
+        loop {
+            match next() {
+                Ok(Some(c)) => out.push(c),
+                Ok(None) => return Ok(out),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    #[test]
+    fn rows_before_skip_before_are_passed_over_but_still_checked_for_gaps_repeats_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = series(dir.path(), "");
+        let from = 1_500 * 900_000;
+        let all = drain({
+            let mut r = SeriesReader::new(&s, Rc::new(Cell::new(0)));
+            move || r.next_candle()
+        })
+        .unwrap();
+        let full_quality = {
+            let r = SeriesReader::new(&s, Rc::new(Cell::new(0)));
+            let q = r.quality();
+            let mut r = r;
+            while r.next_candle().unwrap().is_some() {}
+            let q = q.borrow().clone();
+            q
+        };
+        let expected: Vec<Candle> = all.iter().copied().filter(|c| c.open_time >= from).collect();
+        assert!(expected.len() < all.len() && !expected.is_empty());
+
+        let mut plain = SeriesReader::new(&s, Rc::new(Cell::new(0)));
+        plain.skip_before(from);
+        let plain_quality = plain.quality();
+        assert_eq!(drain(|| plain.next_candle()).unwrap(), expected);
+        let ahead = PrefetchReader::spawn(&s, Rc::new(Cell::new(0))).unwrap();
+        ahead.skip_before(from);
+        let ahead_quality = ahead.quality();
+        let mut ahead = ahead;
+        let got = drain(|| ahead.next_candle()).unwrap();
+        // The thread may have read a few rows ahead before it was told; none is after `from`
+        // that should not be, and the window's candles are all there.
+        assert_eq!(got.iter().filter(|c| c.open_time >= from).copied().collect::<Vec<_>>(), expected);
+        for q in [plain_quality.borrow().clone(), ahead_quality.borrow().clone()] {
+            // Gaps and repeats of the whole file are still found.
+            assert_eq!(q.gaps, full_quality.gaps);
+            assert_eq!(q.duplicates, full_quality.duplicates);
+            assert_eq!(q.last_close, full_quality.last_close);
+        }
+        assert_eq!(plain_quality.borrow().first_open, Some(from));
+
+        // A row out of time order before `from` is still an error, with its line.
+        let path = dir.path().join("Y-15m.csv");
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n{}\n{}\n",
+                format_row(&candle(1_800_000)),
+                format_row(&candle(900_000)),
+                format_row(&candle(from))
+            ),
+        )
+        .unwrap();
+        let y = SeriesFiles { symbol: "Y".into(), timeframe: Timeframe::M15, files: vec![path] };
+        let mut r = SeriesReader::new(&y, Rc::new(Cell::new(0)));
+        r.skip_before(from);
+        let err = drain(|| r.next_candle()).unwrap_err();
+        assert!(err.contains("Y-15m.csv:2:") && err.contains("time order"), "{err}");
     }
 }
