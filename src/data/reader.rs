@@ -535,8 +535,7 @@ mod tests {
             let q = r.quality();
             let mut r = r;
             while r.next_candle().unwrap().is_some() {}
-            let q = q.borrow().clone();
-            q
+            q.borrow().clone()
         };
         let expected: Vec<Candle> = all.iter().copied().filter(|c| c.open_time >= from).collect();
         assert!(expected.len() < all.len() && !expected.is_empty());
