@@ -366,3 +366,116 @@ fn a_fill_above_the_notional_cap_is_trimmed_back_under_it_once_the_stop_rests() 
     assert_eq!(m.book().position(SYM, T0).unwrap().qty, dec!(10));
     assert!(m.core().manager().position(SYM).unwrap().position.partial_exits.is_empty());
 }
+
+/// The backtest stores a mark that lands where nothing can happen (the core's and the book's
+/// quiet band) instead of running the whole core: on any path, with two positions sharing the
+/// account and loss limits tight enough to fire, the results equal those of running every
+/// mark through the core, in value and in scale.
+mod quiet_marks {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TWO: &str = "TWOUSDT";
+
+    fn two_symbol_market(settings: &Settings, every_mark: bool) -> SimMarket {
+        let model = FillModel::from_pct(0.05, 0.02, 0.02).unwrap();
+        let mut two = rules();
+        two.filters.symbol = TWO.into();
+        let symbols = [(SYM.to_string(), rules()), (TWO.to_string(), two)];
+        let mut m = SimMarket::new(settings, &symbols, model, dec!(10000), T0).unwrap();
+        if every_mark {
+            m.run_every_mark();
+        }
+        m
+    }
+
+    /// Everything a run leaves behind, printed with each decimal's scale.
+    fn state(m: &SimMarket) -> String {
+        let pm = m.core().manager();
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?} {:?} {:?} {:?}\n{:?}",
+            pm.position(SYM),
+            pm.position(TWO),
+            pm.risk,
+            pm.emergency(),
+            m.book().open_stops(),
+            (m.book().position(SYM, 0), m.book().position(TWO, 0)),
+            m.ledger.wallet,
+            m.ledger.fees_paid,
+            m.ledger.funding_paid,
+            m.equity(),
+            m.ledger.trades,
+        )
+    }
+
+    fn walk() -> impl Strategy<Value = Vec<(f64, f64, f64, f64)>> {
+        prop::collection::vec((-2.0f64..2.0, 0.0f64..2.0, 0.0f64..2.0, -2.0f64..2.0), 1..30)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn storing_quiet_marks_gives_the_same_run_as_running_every_mark(
+            one in walk(),
+            two in walk(),
+            long_one in any::<bool>(),
+            long_two in any::<bool>(),
+            stop_tenths in 5i64..60,
+            leverage in 1u32..=50,
+            emergency_tenths in 1u32..60,
+            daily_tenths in 1u32..60,
+            trail_tenths in 1u32..30,
+        ) {
+            let mut settings = Settings::defaults().unwrap();
+            settings.risk.emergency_loss_pct = f64::from(emergency_tenths) / 10.0;
+            settings.risk.daily_loss_limit_pct = f64::from(daily_tenths) / 10.0;
+            settings.strategy.trail_pct = f64::from(trail_tenths) / 10.0;
+            // Stops up to 6 % away: at high leverage the liquidation price comes first.
+            settings.strategy.max_stop_pct = 10.0;
+            let mut runs = Vec::new();
+            for every_mark in [false, true] {
+                let mut m = two_symbol_market(&settings, every_mark);
+                let dir = |long: bool| if long { Direction::Long } else { Direction::Short };
+                m.enter_plan(plan(dir(long_one), Decimal::new(stop_tenths, 1), leverage), dec!(100), T0);
+                let mut second = plan(dir(long_two), Decimal::new(stop_tenths, 1), leverage);
+                second.signal.symbol = TWO.into();
+                m.enter_plan(second, dec!(100), T0);
+                let (mut a, mut b) = (100.0f64, 100.0f64);
+                let mut trace = Vec::new();
+                for i in 0..one.len().max(two.len()) {
+                    for (sym, steps, px) in [(SYM, &one, &mut a), (TWO, &two, &mut b)] {
+                        let Some((gap, up, down, body)) = steps.get(i) else { continue };
+                        let open = (*px + gap).max(1.0);
+                        let close = (open + body).max(1.0);
+                        let c = candle(i as i64, open, open.max(close) + up, (open.min(close) - down).max(0.5), close);
+                        m.walk_candle(sym, &c, c.close_time + 1);
+                        *px = close;
+                    }
+                    m.tick(T0 + (i as i64 + 1) * Q);
+                    trace.push(state(&m));
+                }
+                m.close_all(ExitReason::EndOfData, T0 + 99 * Q);
+                trace.push(state(&m));
+                runs.push((trace, m.quiet_marks));
+            }
+            let (skipping, every) = (&runs[0], &runs[1]);
+            prop_assert_eq!(every.1, 0);
+            for (step, (x, y)) in skipping.0.iter().zip(&every.0).enumerate() {
+                prop_assert_eq!(x, y, "after step {}", step);
+            }
+        }
+    }
+
+    /// The shortcut is taken at all (else the property above would prove nothing).
+    #[test]
+    fn quiet_marks_are_found_on_a_calm_path() {
+        let settings = Settings::defaults().unwrap();
+        let mut m = two_symbol_market(&settings, false);
+        m.enter_plan(plan(Direction::Long, dec!(3), 5), dec!(100), T0);
+        for i in 0..20 {
+            let c = candle(i, 100.0, 100.6, 99.5, 100.1);
+            m.walk_candle(SYM, &c, c.close_time + 1);
+        }
+        assert!(m.quiet_marks >= 20, "{} quiet marks", m.quiet_marks);
+    }
+}

@@ -46,7 +46,7 @@ use crate::exchange::{ExchangeEvent, SymbolInfo};
 use crate::manager::commands::{AccountSnapshot, Action, OrderRequest, OrderResult, Outcome};
 use crate::manager::exit_ladder::ExitReason;
 use crate::manager::position_manager::{Analysis, EntryDecision, EntryPlan};
-use crate::manager::trading_core::TradingCore;
+use crate::manager::trading_core::{QuietBand, TradingCore};
 
 /// Actions one event may cause before the executor gives up (a loop would be a bug; the
 /// stop on the book stays whatever happens).
@@ -68,6 +68,11 @@ pub struct SimMarket {
     latched_since: Option<TimestampMs>,
     /// Fills, fees, funding and finished trades for the report.
     pub ledger: SimAccount,
+    /// Marks of a candle's walk found quiet and only stored (see [`SimMarket::walk_candle`]).
+    pub quiet_marks: u64,
+    /// Whether quiet marks are only stored (the default) or run through the core like every
+    /// other (the reference the tests compare with).
+    skip_quiet_marks: bool,
 }
 
 impl SimMarket {
@@ -105,6 +110,8 @@ impl SimMarket {
             emergencies: 0,
             latched_since: None,
             ledger: SimAccount::new(model, balance),
+            quiet_marks: 0,
+            skip_quiet_marks: true,
         })
     }
 
@@ -222,20 +229,48 @@ impl SimMarket {
         self.ledger.funding_paid = self.book.funding_paid;
     }
 
+    /// Runs every mark of a candle's walk through the core, quiet or not (the reference the
+    /// quiet-mark shortcut is tested against).
+    pub fn run_every_mark(&mut self) {
+        self.skip_quiet_marks = false;
+    }
+
     /// A mark price: the book first (stops, liquidation), the events it caused to the core,
     /// then the price itself to the core (emergency rule, ladder).
     pub fn mark(&mut self, symbol: &str, price: Decimal, now: TimestampMs) {
-        self.book_mark(symbol, price, now);
-        let actions = self.core.on_mark(symbol, price, now, now);
-        self.run(actions, now);
+        self.mark_busy(symbol, price, now);
     }
 
-    /// A price on the book, and the account events it caused (stops, liquidation) to the core.
-    fn book_mark(&mut self, symbol: &str, price: Decimal, now: TimestampMs) {
-        for ev in self.book.apply_mark_price(symbol, price, now) {
+    /// [`SimMarket::mark`]; true when the book or the core did anything (an account event,
+    /// an action) beyond storing the price.
+    fn mark_busy(&mut self, symbol: &str, price: Decimal, now: TimestampMs) -> bool {
+        let mut busy = self.book_mark(symbol, price, now);
+        let actions = self.core.on_mark(symbol, price, now, now);
+        busy |= !actions.is_empty();
+        self.run(actions, now);
+        busy
+    }
+
+    /// A price on the book, and the account events it caused (stops, liquidation) to the core;
+    /// true when there were any.
+    fn book_mark(&mut self, symbol: &str, price: Decimal, now: TimestampMs) -> bool {
+        let events = self.book.apply_mark_price(symbol, price, now);
+        let any = !events.is_empty();
+        for ev in events {
             let actions = self.core.on_account_event(ev, now);
             self.run(actions, now);
         }
+        any
+    }
+
+    /// After a mark that did nothing: the prices at which the next marks of `symbol` at the
+    /// same `now` would do nothing either (the core's quiet band, narrowed by the book's
+    /// stops and liquidation price).
+    fn quiet_band(&self, symbol: &str) -> Option<QuietBand> {
+        let mut band = self.core.quiet_band(symbol)?;
+        let (low, high) = self.book.quiet_band(symbol);
+        band.narrow(low, high);
+        Some(band)
     }
 
     /// Walks one closed candle of a held symbol (see the module's intra-candle rule). A symbol
@@ -255,18 +290,39 @@ impl SimMarket {
             Direction::Short => [candle.open, candle.high, candle.low, candle.close],
         };
         let mut from: Option<Decimal> = None;
-        for px in path {
+        // Every mark after the candle's first that lands where nothing can happen (the core's
+        // and the book's quiet band, taken after a mark that did nothing) is only stored: the
+        // walk's results are the same, without running the whole core at each price.
+        let mut quiet: Option<QuietBand> = None;
+        let last = path.len() - 1;
+        for (i, px) in path.into_iter().enumerate() {
             let to = sim::price_from_f64(px, scale);
-            if let Some(mut at) = from {
+            // Between two quiet prices every price is quiet (the band is an interval and its
+            // loss checks are monotone in the price): a level there would only be stored.
+            let quiet_leg = |at: Decimal| quiet.as_ref().is_some_and(|b| b.contains(at) && b.contains(to));
+            if let Some(mut at) = from.filter(|at| !quiet_leg(*at)) {
                 for _ in 0..MAX_LEVELS {
                     let Some(level) = self.next_level(symbol, at, to) else { break };
-                    self.mark(symbol, level, now);
+                    self.walk_mark(symbol, level, now, &mut quiet, true);
                     at = level;
                 }
             }
-            self.mark(symbol, to, now);
+            self.walk_mark(symbol, to, now, &mut quiet, i < last);
             from = Some(to);
         }
+    }
+
+    /// One mark of a candle's walk (see [`SimMarket::walk_candle`]); `more`: marks of the same
+    /// candle follow (else no band is worth taking).
+    fn walk_mark(&mut self, symbol: &str, price: Decimal, now: TimestampMs, quiet: &mut Option<QuietBand>, more: bool) {
+        if self.skip_quiet_marks && quiet.as_ref().is_some_and(|b| b.contains(price)) {
+            self.book.store_quiet_mark(symbol, price);
+            self.core.observe_mark(symbol, price, now);
+            self.quiet_marks += 1;
+            return;
+        }
+        let busy = self.mark_busy(symbol, price, now);
+        *quiet = if busy || !more || !self.skip_quiet_marks { None } else { self.quiet_band(symbol) };
     }
 
     /// The nearest level strictly between `from` and `to` that the market passes on its way.

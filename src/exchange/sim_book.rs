@@ -208,6 +208,33 @@ impl SimBook {
     }
 
     /// Trigger prices of the stops resting on `symbol`.
+    /// The open price interval `(low, high)` in which a mark of `symbol` reaches none of its
+    /// resting stops and not its liquidation price (`(0, Decimal::MAX)` with neither).
+    pub fn quiet_band(&self, symbol: &str) -> (Decimal, Decimal) {
+        let (mut low, mut high) = (Decimal::ZERO, Decimal::MAX);
+        for s in self.stops.values().filter(|s| s.symbol == symbol && s.status.is_resting()) {
+            match s.side {
+                Side::Sell => low = low.max(s.trigger_price),
+                Side::Buy => high = high.min(s.trigger_price),
+            }
+        }
+        if let (Some(p), Some(liq)) = (self.positions.get(symbol), self.liquidation_price(symbol)) {
+            match p.direction {
+                Direction::Long => low = low.max(liq),
+                Direction::Short => high = high.min(liq),
+            }
+        }
+        (low, high)
+    }
+
+    /// Stores a mark that the caller knows reaches no stop and not the liquidation price (see
+    /// [`SimBook::quiet_band`]): what [`SimBook::apply_mark_price`] does at such a price.
+    pub fn store_quiet_mark(&mut self, symbol: &str, price: Decimal) {
+        if price > Decimal::ZERO {
+            self.set_mark(symbol, price);
+        }
+    }
+
     pub fn stop_triggers<'a>(&'a self, symbol: &'a str) -> impl Iterator<Item = Decimal> + 'a {
         self.stops.values().filter(move |s| s.symbol == symbol && s.status.is_resting()).map(|s| s.trigger_price)
     }

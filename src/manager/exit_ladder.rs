@@ -198,6 +198,51 @@ impl ExitLadder {
         }
     }
 
+    /// The open price interval `(low, high)` inside which [`ExitLadder::on_price`] changes
+    /// nothing and returns nothing: the stop is not hit, the best price does not move, the
+    /// next level of the ladder is not reached and the trailing stop (from the unchanged best
+    /// price) would not move. `None` when there is no such interval (closed, or the trailing
+    /// stop would move at any price).
+    pub fn quiet_band(&self) -> Option<(Decimal, Decimal)> {
+        if self.is_closed() {
+            return None;
+        }
+        if self.stage == LadderStage::Trailing && self.trailing_candidate_is_better() {
+            return None;
+        }
+        let next = match self.stage {
+            LadderStage::Open => Some(self.tp1_price),
+            LadderStage::Tp1Done => Some(self.tp2_price),
+            LadderStage::Tp2Done => Some(self.trail_start_price),
+            LadderStage::Trailing => None,
+        };
+        // Long: the stop is hit at or below `stop`; the best price and the next level move at
+        // or above theirs. A short mirrors it.
+        let (low, high) = match self.direction {
+            Direction::Long => (self.stop, next.map_or(self.best_price, |n| n.min(self.best_price))),
+            Direction::Short => (next.map_or(self.best_price, |n| n.max(self.best_price)), self.stop),
+        };
+        (low.max(Decimal::ZERO) < high).then_some((low.max(Decimal::ZERO), high))
+    }
+
+    /// The trailing stop the best price gives, if it is better than the current stop.
+    fn trailing_candidate(&self) -> Option<Decimal> {
+        let (raw, rounding) = match self.direction {
+            Direction::Long => (self.best_price * (Decimal::ONE - self.trail), RoundingStrategy::ToZero),
+            Direction::Short => (self.best_price * (Decimal::ONE + self.trail), RoundingStrategy::AwayFromZero),
+        };
+        let candidate = round_to_increment(raw, self.tick, rounding);
+        let better = match self.direction {
+            Direction::Long => candidate > self.stop,
+            Direction::Short => candidate < self.stop,
+        };
+        better.then_some(candidate)
+    }
+
+    fn trailing_candidate_is_better(&self) -> bool {
+        self.trailing_candidate().is_some()
+    }
+
     /// One price update. Returns the actions in the order they must be executed.
     pub fn on_price(&mut self, price: Decimal) -> Vec<ExitAction> {
         let mut out = Vec::new();
@@ -229,20 +274,11 @@ impl ExitLadder {
             self.stage = LadderStage::Trailing;
         }
         let mut moved = false;
-        if self.stage == LadderStage::Trailing {
-            let (raw, rounding) = match self.direction {
-                Direction::Long => (self.best_price * (Decimal::ONE - self.trail), RoundingStrategy::ToZero),
-                Direction::Short => (self.best_price * (Decimal::ONE + self.trail), RoundingStrategy::AwayFromZero),
-            };
-            let candidate = round_to_increment(raw, self.tick, rounding);
-            let better = match self.direction {
-                Direction::Long => candidate > self.stop,
-                Direction::Short => candidate < self.stop,
-            };
-            if better {
-                self.stop = candidate;
-                moved = true;
-            }
+        if self.stage == LadderStage::Trailing
+            && let Some(candidate) = self.trailing_candidate()
+        {
+            self.stop = candidate;
+            moved = true;
         }
         if (moved || resize) && !self.is_closed() {
             out.push(ExitAction::MoveStop { stop_price: self.stop, qty: self.remaining_qty });
@@ -280,6 +316,72 @@ mod tests {
     fn ladder(direction: Direction, stop: Decimal) -> ExitLadder {
         let cfg = LadderConfig::from_settings(&Settings::defaults().unwrap().strategy).unwrap();
         ExitLadder::new(direction, dec!(100), dec!(10), stop, &cfg, &filters()).unwrap()
+    }
+
+    mod quiet {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+            /// Whatever state a ladder reached, a price strictly inside its quiet band returns
+            /// no action and leaves the ladder exactly as it was (`on_price` itself is the
+            /// oracle); a price on either end of the band does not.
+            #[test]
+            fn a_price_inside_the_quiet_band_changes_nothing(
+                long in any::<bool>(),
+                stop_cents in 50i64..600,
+                trail_tenths in 1i64..30,
+                path in prop::collection::vec(-800i64..800, 0..25),
+                probe in 0.0f64..1.0,
+            ) {
+                let direction = if long { Direction::Long } else { Direction::Short };
+                let mut settings = Settings::defaults().unwrap().strategy;
+                settings.trail_pct = trail_tenths as f64 / 10.0;
+                let cfg = LadderConfig::from_settings(&settings).unwrap();
+                let stop = match direction {
+                    Direction::Long => dec!(100) - Decimal::new(stop_cents, 2),
+                    Direction::Short => dec!(100) + Decimal::new(stop_cents, 2),
+                };
+                let mut l = ExitLadder::new(direction, dec!(100), dec!(10), stop, &cfg, &filters()).unwrap();
+                for cents in path {
+                    l.on_price(dec!(100) + Decimal::new(cents, 2));
+                }
+                let Some((low, high)) = l.quiet_band() else {
+                    // Only a closed ladder, or a trailing stop that would move, has none.
+                    let mut copy = l.clone();
+                    prop_assert!(l.is_closed() || !copy.on_price(l.best_price).is_empty() || copy != l);
+                    return Ok(());
+                };
+                prop_assert!(low < high);
+                // A tick-aligned price strictly inside.
+                let ticks = ((high - low) / dec!(0.01)).floor();
+                if ticks >= dec!(2) {
+                    let k = (Decimal::from_f64(probe).unwrap() * (ticks - dec!(1))).floor() + dec!(1);
+                    let p = low + k * dec!(0.01);
+                    prop_assert!(p > low && p < high);
+                    let mut copy = l.clone();
+                    prop_assert!(copy.on_price(p).is_empty());
+                    prop_assert_eq!(&copy, &l);
+                }
+                // The ends are where something happens (the stop, a level or a new best).
+                let edge = match direction {
+                    Direction::Long => high,
+                    Direction::Short => low,
+                };
+                let mut copy = l.clone();
+                let acted = !copy.on_price(edge).is_empty();
+                prop_assert!(acted || copy.best_price == edge);
+                let mut copy = l.clone();
+                let stop_end = match direction {
+                    Direction::Long => low,
+                    Direction::Short => high,
+                };
+                if stop_end == l.stop {
+                    prop_assert!(!copy.on_price(stop_end).is_empty());
+                }
+            }
+        }
     }
 
     #[test]

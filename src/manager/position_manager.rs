@@ -122,12 +122,46 @@ pub struct ManagedPosition {
 impl ManagedPosition {
     /// Copies the ladder's state into the position record (for the journal and `/status`).
     /// The position after its ladder saw `price`: peak PnL and the ladder's state.
+    /// The open price interval inside which a price changes nothing of this position: its
+    /// ladder's [`ExitLadder::quiet_band`], where the peak PnL does not rise either, and only
+    /// while the position record already equals what its ladder would copy into it.
+    pub fn quiet_band(&self) -> Option<(Decimal, Decimal)> {
+        let (low, high) = self.ladder.quiet_band()?;
+        if !self.synced_with_ladder() {
+            return None;
+        }
+        // The PnL grows towards the favourable end of the band; strictly inside it stays below.
+        let favourable = match self.position.direction {
+            Direction::Long => high,
+            Direction::Short => low,
+        };
+        let pnl = (favourable - self.position.entry_price) * self.ladder.remaining_qty * self.position.direction.sign();
+        (pnl <= self.position.peak_pnl).then_some((low, high))
+    }
+
     fn after_price(&mut self, price: Decimal) {
         let pnl_now = (price - self.position.entry_price) * self.ladder.remaining_qty * self.position.direction.sign();
         if pnl_now > self.position.peak_pnl {
             self.position.peak_pnl = pnl_now;
         }
         self.sync_from_ladder();
+    }
+
+    /// The position record already holds what [`ManagedPosition::sync_from_ladder`] would copy
+    /// into it, equal in value and in scale (so a copy would not even change how it prints).
+    fn synced_with_ladder(&self) -> bool {
+        let same = |x: Decimal, y: Decimal| x == y && x.scale() == y.scale();
+        let (p, l) = (&self.position, &self.ladder);
+        let trailing = (l.stage == LadderStage::Trailing).then_some(l.stop);
+        same(p.qty, l.remaining_qty)
+            && same(p.stop_loss, l.stop)
+            && same(p.best_price, l.best_price)
+            && p.stage == l.stage
+            && match (p.trailing_stop, trailing) {
+                (Some(x), Some(y)) => same(x, y),
+                (None, None) => true,
+                _ => false,
+            }
     }
 
     fn sync_from_ladder(&mut self) {

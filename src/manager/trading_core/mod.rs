@@ -29,6 +29,8 @@ mod exits;
 mod operator;
 mod outcomes;
 mod protection;
+mod quiet;
+pub use quiet::QuietBand;
 mod stuck_stops;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

@@ -90,7 +90,7 @@ impl TradingCore {
     /// exchange's) nor a stop exists. Checked without building the audit's inputs, because
     /// this is the answer at almost every mark and the audit runs at every one of them;
     /// anything else goes to the full audit.
-    fn protection_in_order(&self, symbol: &str) -> bool {
+    pub(super) fn protection_in_order(&self, symbol: &str) -> bool {
         let mut mine = self.stops.values().filter(|s| s.symbol == symbol);
         let first = mine.next();
         if mine.next().is_some() {
