@@ -425,6 +425,8 @@ mod quiet_marks {
             emergency_tenths in 1u32..60,
             daily_tenths in 1u32..60,
             trail_tenths in 1u32..30,
+            hours_apart in any::<bool>(),
+            funding_every in 1usize..6,
         ) {
             let mut settings = Settings::defaults().unwrap();
             settings.risk.emergency_loss_pct = f64::from(emergency_tenths) / 10.0;
@@ -442,19 +444,27 @@ mod quiet_marks {
                 m.enter_plan(second, dec!(100), T0);
                 let (mut a, mut b) = (100.0f64, 100.0f64);
                 let mut trace = Vec::new();
+                // Candles 15 minutes apart, or 15-minute candles 5 hours apart (UTC days roll).
+                let spacing = if hours_apart { 20 } else { 1 };
                 for i in 0..one.len().max(two.len()) {
+                    let k = i as i64 * spacing;
                     for (sym, steps, px) in [(SYM, &one, &mut a), (TWO, &two, &mut b)] {
                         let Some((gap, up, down, body)) = steps.get(i) else { continue };
                         let open = (*px + gap).max(1.0);
                         let close = (open + body).max(1.0);
-                        let c = candle(i as i64, open, open.max(close) + up, (open.min(close) - down).max(0.5), close);
+                        let c = candle(k, open, open.max(close) + up, (open.min(close) - down).max(0.5), close);
                         m.walk_candle(sym, &c, c.close_time + 1);
                         *px = close;
                     }
-                    m.tick(T0 + (i as i64 + 1) * Q);
+                    let now = T0 + (k + 1) * Q;
+                    if i % funding_every == 0 {
+                        m.settle_funding(SYM, dec!(0.0001), now);
+                        m.settle_funding(TWO, dec!(-0.0002), now);
+                    }
+                    m.tick(now);
                     trace.push(state(&m));
                 }
-                m.close_all(ExitReason::EndOfData, T0 + 99 * Q);
+                m.close_all(ExitReason::EndOfData, T0 + 999 * Q);
                 trace.push(state(&m));
                 runs.push((trace, m.quiet_marks));
             }

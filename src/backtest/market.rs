@@ -273,6 +273,15 @@ impl SimMarket {
         Some(band)
     }
 
+    /// Before a candle's first mark at `now`: the same band, taken from the state the events
+    /// before it left (see [`TradingCore::quiet_band_at`]).
+    fn quiet_band_at(&self, symbol: &str, now: TimestampMs) -> Option<QuietBand> {
+        let mut band = self.core.quiet_band_at(symbol, now)?;
+        let (low, high) = self.book.quiet_band(symbol);
+        band.narrow(low, high);
+        Some(band)
+    }
+
     /// Walks one closed candle of a held symbol (see the module's intra-candle rule). A symbol
     /// not held only has its book price set to the close.
     pub fn walk_candle(&mut self, symbol: &str, candle: &Candle, now: TimestampMs) {
@@ -290,10 +299,11 @@ impl SimMarket {
             Direction::Short => [candle.open, candle.high, candle.low, candle.close],
         };
         let mut from: Option<Decimal> = None;
-        // Every mark after the candle's first that lands where nothing can happen (the core's
-        // and the book's quiet band, taken after a mark that did nothing) is only stored: the
-        // walk's results are the same, without running the whole core at each price.
-        let mut quiet: Option<QuietBand> = None;
+        // A mark that lands where nothing can happen (the core's and the book's quiet band,
+        // taken before the candle's first mark or after a mark that did nothing) is only
+        // stored: the walk's results are the same, without running the whole core at each
+        // price.
+        let mut quiet = if self.skip_quiet_marks { self.quiet_band_at(symbol, now) } else { None };
         let last = path.len() - 1;
         for (i, px) in path.into_iter().enumerate() {
             let to = sim::price_from_f64(px, scale);

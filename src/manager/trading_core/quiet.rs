@@ -27,9 +27,8 @@ fn approx(d: Decimal) -> f64 {
     d.mantissa() as f64 / scale
 }
 
-/// The prices of one symbol at which a mark, at the same `now` as the mark the band was
-/// taken after, changes nothing in the core but the stored mark (see
-/// [`TradingCore::quiet_band`]).
+/// The prices of one symbol at which a mark changes nothing in the core but the stored mark
+/// (see [`TradingCore::quiet_band`] and [`TradingCore::quiet_band_at`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuietBand {
     /// Open interval of prices.
@@ -96,6 +95,21 @@ impl TradingCore {
     /// stop in order, and store the mark. Everything else it does depends on `now` only, and
     /// was done by the mark before at the same `now`.
     pub fn quiet_band(&self, symbol: &str) -> Option<QuietBand> {
+        self.band(symbol)
+    }
+
+    /// The band for the first mark at a new `now`, taken from the state the events before it
+    /// left. Of what `on_mark` does with `now`, only the day roll of the risk book can matter
+    /// to a quiet symbol (nothing is in flight for it, no stop of it fired, no emergency latch
+    /// to clear, and the mark it stores is fresh): so `None` when `now` starts a new UTC day.
+    pub fn quiet_band_at(&self, symbol: &str, now: TimestampMs) -> Option<QuietBand> {
+        if crate::manager::risk_checks::utc_day(now) != self.pm.risk.day {
+            return None;
+        }
+        self.band(symbol)
+    }
+
+    fn band(&self, symbol: &str) -> Option<QuietBand> {
         if self.emergency_flatten
             || self.pm.emergency().is_some()
             || !self.idle(symbol)
