@@ -140,7 +140,7 @@ impl SimMarket {
 
     /// Wallet + unrealized PnL at the last prices.
     pub fn equity(&self) -> Decimal {
-        self.book.balance().equity
+        self.book.equity()
     }
 
     /// Executes `actions` and everything they lead to.

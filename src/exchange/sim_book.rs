@@ -129,6 +129,17 @@ impl SimBook {
     }
 
     /// Balances at the last mark prices (isolated margin at entry).
+    /// Wallet plus unrealized PnL at the stored marks: [`SimBook::balance`]'s `equity`,
+    /// without its margin arithmetic (a backtest records it after every close time).
+    pub fn equity(&self) -> Decimal {
+        let mut upnl = Decimal::ZERO;
+        for (sym, p) in &self.positions {
+            let mark = self.marks.get(sym).copied().unwrap_or(p.entry);
+            upnl += (mark - p.entry) * p.qty * p.direction.sign();
+        }
+        self.wallet + upnl
+    }
+
     pub fn balance(&self) -> AccountBalance {
         let mut upnl = Decimal::ZERO;
         let mut margin = Decimal::ZERO;
@@ -614,6 +625,38 @@ mod tests {
         assert_eq!(b.wallet(), d("900"));
         assert!(events.iter().any(|e| matches!(e, ExchangeEvent::OrderUpdate { report, .. }
             if report.client_order_id.starts_with(LIQUIDATION_PREFIX))));
+    }
+
+    #[test]
+    fn equity_is_the_balance_equity_and_the_quiet_band_brackets_stops_and_liquidation() {
+        let mut b = SimBook::new(d("1000"), d("0.0005"), Decimal::ZERO);
+        b.set_symbol("XUSDT", d("0.01"), Some(d("0.005")));
+        b.seed_mark("XUSDT", d("100"));
+        assert!(b.set_leverage("XUSDT", 20).is_ok());
+        assert_eq!(b.quiet_band("XUSDT"), (Decimal::ZERO, Decimal::MAX));
+        assert!(b.market(&order(Side::Buy, "3.5", false, "e1"), 1).is_ok());
+        for px in ["100", "101.37", "97.5", "100.00"] {
+            b.apply_mark(&mark("XUSDT", px, 2));
+            let (e, bal) = (b.equity(), b.balance().equity);
+            assert_eq!((e, e.scale()), (bal, bal.scale()), "at {px}");
+        }
+        // 20x long: liquidation ≈ 95.48 lies above a stop at 94, below one at 97.
+        let liq = b.liquidation_price("XUSDT").unwrap_or_default();
+        let stop = |trigger: &str, cid: &str| StopRequest {
+            symbol: "XUSDT".into(),
+            side: Side::Sell,
+            qty: d("3.5"),
+            trigger_price: d(trigger),
+            client_id: cid.into(),
+        };
+        assert!(b.place_stop(&stop("94", "s1"), 3).is_ok());
+        assert_eq!(b.quiet_band("XUSDT"), (liq, Decimal::MAX));
+        assert!(b.place_stop(&stop("97", "s2"), 3).is_ok());
+        assert_eq!(b.quiet_band("XUSDT"), (d("97"), Decimal::MAX));
+        // A stored quiet mark is the mark the book then reports.
+        b.store_quiet_mark("XUSDT", d("99.99"));
+        assert_eq!(b.mark("XUSDT"), Some(d("99.99")));
+        assert_eq!(b.position("XUSDT", 4).map(|p| p.mark_price), Some(d("99.99")));
     }
 
     #[test]
