@@ -14,7 +14,7 @@
 //! 3. every price goes through [`PositionManager::on_price`] → exit actions, and each executed
 //!    close is reported with [`PositionManager::on_exit_filled`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::prelude::*;
 use serde::Serialize;
@@ -30,7 +30,7 @@ use crate::core::models::{
 use crate::manager::exit_ladder::{ExitAction, ExitLadder, ExitReason, LadderConfig};
 use crate::manager::risk_checks::{PortfolioSnapshot, RiskBook, RiskReport, TradeIntent, utc_day};
 use crate::manager::sizing::{is_high_volatility, leverage_for, size_position};
-use crate::scanner::market_scanner::{Candidate, ScanInput, scan, volume_ratio_of};
+use crate::scanner::market_scanner::{Candidate, ScanInput, VolumeWindow, scan};
 
 /// Everything needed to send one entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -214,8 +214,8 @@ pub struct PositionManager {
     scanner: ScannerSettings,
     ladder_cfg: LadderConfig,
     analyzers: HashMap<String, SymbolAnalyzer>,
-    /// The last `scanner.volume_lookback + 1` closed 15m candles per symbol (volume filter).
-    recent_15m: HashMap<String, VecDeque<Candle>>,
+    /// The volume filter's ratio per symbol, kept as its closed 15m candles arrive.
+    volume_15m: HashMap<String, VolumeWindow>,
     positions: BTreeMap<String, ManagedPosition>,
     pub risk: RiskBook,
     emergency: Option<EmergencyLatch>,
@@ -234,7 +234,7 @@ impl PositionManager {
             scanner: settings.scanner.clone(),
             ladder_cfg: LadderConfig::from_settings(&settings.strategy)?,
             analyzers: HashMap::new(),
-            recent_15m: HashMap::new(),
+            volume_15m: HashMap::new(),
             positions: BTreeMap::new(),
             risk: RiskBook::new(now, equity),
             emergency: None,
@@ -258,20 +258,13 @@ impl PositionManager {
             }
         };
         if taken && tf == Timeframe::M15 {
-            let keep = self.scanner.volume_lookback.saturating_add(1);
-            let push = |recent: &mut VecDeque<Candle>| {
-                recent.push_back(*candle);
-                while recent.len() > keep {
-                    recent.pop_front();
-                }
-            };
             // The key is allocated only at a symbol's first candle.
-            match self.recent_15m.get_mut(symbol) {
-                Some(recent) => push(recent),
+            match self.volume_15m.get_mut(symbol) {
+                Some(w) => w.push(candle.volume),
                 None => {
-                    let mut recent = VecDeque::new();
-                    push(&mut recent);
-                    self.recent_15m.insert(symbol.to_string(), recent);
+                    let mut w = VolumeWindow::new(self.scanner.volume_lookback);
+                    w.push(candle.volume);
+                    self.volume_15m.insert(symbol.to_string(), w);
                 }
             }
         }
@@ -289,11 +282,7 @@ impl PositionManager {
             .iter()
             .map(|t| ScanInput {
                 ticker: t.clone(),
-                volume_ratio: self
-                    .recent_15m
-                    .get_mut(&t.symbol)
-                    .and_then(|r| volume_ratio_of(r.make_contiguous(), &self.scanner))
-                    .filter(|r| r.is_finite()),
+                volume_ratio: self.volume_15m.get(&t.symbol).and_then(VolumeWindow::ratio).filter(|r| r.is_finite()),
             })
             .collect();
         scan(&inputs, &self.scanner)

@@ -39,6 +39,48 @@ pub fn volume_ratio_of(closed_15m: &[Candle], settings: &ScannerSettings) -> Opt
     closed_15m.get(start..)?.iter().fold(None, |_, c| ratio.update(c.volume))
 }
 
+/// [`volume_ratio_of`] kept up to date as one symbol's closed 15m candles arrive, instead of
+/// recomputed from the last candles at every scan: the same ratio, to the last bit (the ring
+/// holds the same volumes and is summed in the same order), and `None` wherever that gives
+/// `None` (fewer than `lookback + 1` candles, or a non-finite volume among them). Lookbacks
+/// outside `1..=MAX_VOLUME_LOOKBACK` (which the config refuses) give `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeWindow {
+    lookback: usize,
+    ring: VolumeRatio,
+    /// Candles seen, and candles since the last non-finite volume (both capped).
+    seen: usize,
+    finite_run: usize,
+}
+
+impl VolumeWindow {
+    pub fn new(lookback: usize) -> Self {
+        VolumeWindow { lookback, ring: VolumeRatio::new(lookback), seen: 0, finite_run: 0 }
+    }
+
+    /// The next closed 15m candle's volume.
+    pub fn push(&mut self, volume: f64) {
+        let cap = self.lookback.saturating_add(1);
+        self.seen = (self.seen + 1).min(cap);
+        if volume.is_finite() {
+            self.ring.push(volume);
+            self.finite_run = (self.finite_run + 1).min(cap);
+        } else {
+            self.finite_run = 0;
+        }
+    }
+
+    /// The ratio [`volume_ratio_of`] gives over the candles pushed so far.
+    pub fn ratio(&self) -> Option<f64> {
+        let cap = self.lookback.saturating_add(1);
+        let usable = (1..=crate::analyzer::indicators::MAX_VOLUME_LOOKBACK).contains(&self.lookback);
+        if !usable || self.seen < cap || self.finite_run < cap {
+            return None;
+        }
+        self.ring.value()
+    }
+}
+
 /// Volume filter: the ratio exceeds `scanner.volume_ratio_min` (strictly).
 pub fn passes_volume_filter(volume_ratio: Option<f64>, settings: &ScannerSettings) -> bool {
     volume_ratio.is_some_and(|r| r.is_finite() && r > settings.volume_ratio_min)
@@ -130,6 +172,53 @@ mod tests {
                 event_time: 0,
             },
             volume_ratio: ratio,
+        }
+    }
+
+    mod window {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            /// The window kept candle by candle gives, after every candle, exactly what the
+            /// batch form gives over all candles so far (non-finite volumes included).
+            #[test]
+            fn the_kept_window_equals_the_batch_ratio_after_every_candle(
+                lookback in 1usize..40,
+                volumes in prop::collection::vec(
+                    prop_oneof![
+                        20 => 0.0f64..1e6,
+                        1 => Just(0.0),
+                        1 => Just(f64::NAN),
+                        1 => Just(f64::INFINITY),
+                    ],
+                    0..120,
+                ),
+            ) {
+                let mut s = Settings::defaults().unwrap().scanner;
+                s.volume_lookback = lookback;
+                let mut w = VolumeWindow::new(lookback);
+                let mut candles = Vec::new();
+                for (i, v) in volumes.iter().enumerate() {
+                    w.push(*v);
+                    candles.push(Candle {
+                        open_time: 0,
+                        close_time: 0,
+                        open: 1.0,
+                        high: 1.0,
+                        low: 1.0,
+                        close: 1.0,
+                        volume: *v,
+                        quote_volume: 0.0,
+                        trades: 0,
+                        taker_buy_volume: 0.0,
+                        taker_buy_quote_volume: 0.0,
+                    });
+                    let batch = volume_ratio_of(&candles, &s);
+                    prop_assert_eq!(w.ratio().map(f64::to_bits), batch.map(f64::to_bits), "after candle {}", i);
+                }
+            }
         }
     }
 
