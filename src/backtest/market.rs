@@ -32,7 +32,8 @@
 //! the wallet, so it never moves the liquidation price; the core sees it as a balance change
 //! (it counts in today's PnL like a live account's).
 
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 
 use rust_decimal::prelude::*;
 
@@ -58,11 +59,11 @@ const MAX_LEVELS: usize = 32;
 pub struct SimMarket {
     core: TradingCore,
     book: SimBook,
-    scales: HashMap<String, u32>,
+    scales: FxHashMap<String, u32>,
     /// Funding paid by the open trade of each symbol so far.
-    funding: HashMap<String, Decimal>,
+    funding: FxHashMap<String, Decimal>,
     /// Liquidation price of each open trade at its entry.
-    liquidation: HashMap<String, Decimal>,
+    liquidation: FxHashMap<String, Decimal>,
     /// Emergency latches seen (each time the latch was set anew).
     pub emergencies: u64,
     latched_since: Option<TimestampMs>,
@@ -90,7 +91,7 @@ impl SimMarket {
         let mut core = TradingCore::new(settings, now, balance).ok_or("strategy percentages are unusable")?;
         let mut book = SimBook::new(balance, model.taker_fee, model.slippage);
         let mut infos = Vec::with_capacity(symbols.len());
-        let mut scales = HashMap::new();
+        let mut scales = FxHashMap::default();
         for (name, rules) in symbols {
             book.set_symbol(name, rules.filters.tick_size, Some(rules.maint_margin_rate));
             scales.insert(name.clone(), rules.price_scale());
@@ -105,8 +106,8 @@ impl SimMarket {
             core,
             book,
             scales,
-            funding: HashMap::new(),
-            liquidation: HashMap::new(),
+            funding: FxHashMap::default(),
+            liquidation: FxHashMap::default(),
             emergencies: 0,
             latched_since: None,
             ledger: SimAccount::new(model, balance),

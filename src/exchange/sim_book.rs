@@ -24,7 +24,8 @@
 //!   funding time has passed (dry-run; every funding a gap skipped, at the symbol's own
 //!   interval), or the caller settles a rate itself (backtest).
 
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 
 use rust_decimal::prelude::*;
 
@@ -58,19 +59,19 @@ pub struct SimBook {
     taker_fee: Decimal,
     slippage: Decimal,
     /// Tick size per symbol, for fill prices.
-    ticks: HashMap<String, Decimal>,
+    ticks: FxHashMap<String, Decimal>,
     /// Maintenance margin rate per symbol (a fraction); liquidation is modelled where known.
-    maint_rates: HashMap<String, Decimal>,
+    maint_rates: FxHashMap<String, Decimal>,
     wallet: Decimal,
-    marks: HashMap<String, Decimal>,
+    marks: FxHashMap<String, Decimal>,
     /// Last `next_funding_time` seen per symbol and the rate announced for it.
-    funding: HashMap<String, (TimestampMs, Decimal)>,
+    funding: FxHashMap<String, (TimestampMs, Decimal)>,
     /// Funding interval per symbol (`fundingInfo`; 8 h when not listed).
     funding_intervals: FundingIntervals,
-    leverage: HashMap<String, u32>,
+    leverage: FxHashMap<String, u32>,
     positions: BTreeMap<String, SimPosition>,
     stops: BTreeMap<i64, StopOrder>,
-    orders: HashMap<String, OrderReport>,
+    orders: FxHashMap<String, OrderReport>,
     next_order_id: i64,
     next_trade_id: i64,
     pub fees_paid: Decimal,

@@ -14,7 +14,8 @@
 //! 3. every price goes through [`PositionManager::on_price`] → exit actions, and each executed
 //!    close is reported with [`PositionManager::on_exit_filled`].
 
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 
 use rust_decimal::prelude::*;
 use serde::Serialize;
@@ -213,9 +214,9 @@ pub struct PositionManager {
     risk_settings: RiskSettings,
     scanner: ScannerSettings,
     ladder_cfg: LadderConfig,
-    analyzers: HashMap<String, SymbolAnalyzer>,
+    analyzers: FxHashMap<String, SymbolAnalyzer>,
     /// The volume filter's ratio per symbol, kept as its closed 15m candles arrive.
-    volume_15m: HashMap<String, VolumeWindow>,
+    volume_15m: FxHashMap<String, VolumeWindow>,
     positions: BTreeMap<String, ManagedPosition>,
     pub risk: RiskBook,
     emergency: Option<EmergencyLatch>,
@@ -233,8 +234,8 @@ impl PositionManager {
             risk_settings: settings.risk.clone(),
             scanner: settings.scanner.clone(),
             ladder_cfg: LadderConfig::from_settings(&settings.strategy)?,
-            analyzers: HashMap::new(),
-            volume_15m: HashMap::new(),
+            analyzers: FxHashMap::default(),
+            volume_15m: FxHashMap::default(),
             positions: BTreeMap::new(),
             risk: RiskBook::new(now, equity),
             emergency: None,

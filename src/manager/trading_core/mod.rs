@@ -33,7 +33,8 @@ mod quiet;
 pub use quiet::QuietBand;
 mod stuck_stops;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rust_decimal::prelude::*;
 use serde_json::json;
@@ -87,7 +88,7 @@ pub struct AccountView {
 pub struct TradingCore {
     settings: Settings,
     pm: PositionManager,
-    symbols: HashMap<String, SymbolInfo>,
+    symbols: FxHashMap<String, SymbolInfo>,
     locked: BTreeSet<String>,
     account: AccountView,
     marks: BTreeMap<String, (Decimal, TimestampMs)>,
@@ -161,7 +162,7 @@ impl TradingCore {
         Some(TradingCore {
             pm: PositionManager::new(settings, now, equity)?,
             settings: settings.clone(),
-            symbols: HashMap::new(),
+            symbols: FxHashMap::default(),
             locked: BTreeSet::new(),
             account: AccountView::default(),
             marks: BTreeMap::new(),
