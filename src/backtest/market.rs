@@ -23,6 +23,16 @@
 //! target gapped through fills at the better open like a market close would. Prices are
 //! last-trade candle prices; the simulator has no separate mark price.
 //!
+//! **Quiet marks.** Most of those prices change nothing: the position's ladder neither
+//! stops, takes profit, trails nor sets a new best price there, no resting stop and not the
+//! liquidation price is reached, and the portfolio stays clear of the emergency rule and the
+//! daily loss limit. Before a candle's first mark, and after each mark that did nothing, the
+//! walk asks the core and the book for that band of prices ([`TradingCore::quiet_band_at`],
+//! [`TradingCore::quiet_band`], [`SimBook::quiet_band`]); a price inside it is only stored
+//! as the latest mark, and no level is searched between two such prices. The results are
+//! those of running every mark through the core (a property test compares the two, in value
+//! and in scale); it only saves the work.
+//!
 //! **Liquidation** (the book's rule, maintenance margin rate of the symbol's first bracket):
 //! the walk stops at the liquidation price; a stop that lies before it on the path fills
 //! first, otherwise the position is liquidated at its bankruptcy price (the whole isolated
