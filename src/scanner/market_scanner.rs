@@ -175,6 +175,23 @@ mod tests {
         }
     }
 
+    /// A flat candle with only its volume set.
+    fn volume_candle(volume: f64) -> Candle {
+        Candle {
+            open_time: 0,
+            close_time: 0,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume,
+            quote_volume: 0.0,
+            trades: 0,
+            taker_buy_volume: 0.0,
+            taker_buy_quote_volume: 0.0,
+        }
+    }
+
     mod window {
         use super::*;
         use proptest::prelude::*;
@@ -202,19 +219,7 @@ mod tests {
                 let mut candles = Vec::new();
                 for (i, v) in volumes.iter().enumerate() {
                     w.push(*v);
-                    candles.push(Candle {
-                        open_time: 0,
-                        close_time: 0,
-                        open: 1.0,
-                        high: 1.0,
-                        low: 1.0,
-                        close: 1.0,
-                        volume: *v,
-                        quote_volume: 0.0,
-                        trades: 0,
-                        taker_buy_volume: 0.0,
-                        taker_buy_quote_volume: 0.0,
-                    });
+                    candles.push(volume_candle(*v));
                     let batch = volume_ratio_of(&candles, &s);
                     prop_assert_eq!(w.ratio().map(f64::to_bits), batch.map(f64::to_bits), "after candle {}", i);
                 }
@@ -226,19 +231,7 @@ mod tests {
     fn volume_ratio_over_the_configured_lookback() {
         let mut s = Settings::defaults().unwrap().scanner;
         s.volume_lookback = 3;
-        let candle = |v: f64| Candle {
-            open_time: 0,
-            close_time: 0,
-            open: 1.0,
-            high: 1.0,
-            low: 1.0,
-            close: 1.0,
-            volume: v,
-            quote_volume: 0.0,
-            trades: 0,
-            taker_buy_volume: 0.0,
-            taker_buy_quote_volume: 0.0,
-        };
+        let candle = volume_candle;
         // Only the last 3 before the last count: mean(2, 4, 6) = 4 → 10 / 4.
         let cs: Vec<Candle> = [100.0, 2.0, 4.0, 6.0, 10.0].into_iter().map(candle).collect();
         assert_eq!(volume_ratio_of(&cs, &s), Some(2.5));
