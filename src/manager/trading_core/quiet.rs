@@ -24,16 +24,23 @@ const POW10: [f64; 29] = [
 /// slack), without the exact conversion's cost.
 fn approx(d: Decimal) -> f64 {
     let scale = POW10.get(d.scale() as usize).copied().unwrap_or(1e28);
-    d.mantissa() as f64 / scale
+    let m = d.mantissa();
+    // Prices and quantities fit an i64 mantissa, whose conversion is one instruction.
+    match i64::try_from(m) {
+        Ok(small) => small as f64 / scale,
+        Err(_) => m as f64 / scale,
+    }
 }
 
 /// The prices of one symbol at which a mark changes nothing in the core but the stored mark
 /// (see [`TradingCore::quiet_band`] and [`TradingCore::quiet_band_at`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuietBand {
-    /// Open interval of prices.
+    /// Open interval of prices, and its ends as f64 (for a quick answer away from them).
     low: Decimal,
     high: Decimal,
+    low_f: f64,
+    high_f: f64,
     /// Unrealized PnL of the portfolio at price `p` of this symbol: `base + slope * p`.
     base: f64,
     slope: f64,
@@ -55,15 +62,28 @@ impl QuietBand {
     pub fn narrow(&mut self, low: Decimal, high: Decimal) {
         self.low = self.low.max(low);
         self.high = self.high.min(high);
+        self.low_f = approx(self.low);
+        self.high_f = approx(self.high);
+    }
+
+    /// `low < price < high`, decided in f64 when the price is clearly away from both ends
+    /// (the conversions are off by a few units in the last place), else in decimals.
+    fn inside(&self, price: Decimal, p: f64) -> bool {
+        const REL: f64 = 1e-12;
+        let near = |end: f64| (p - end).abs() <= REL * (p.abs() + end.abs());
+        if near(self.low_f) || near(self.high_f) {
+            return price > self.low && price < self.high;
+        }
+        p > self.low_f && p < self.high_f
     }
 
     /// True when a mark at `price` changes nothing but the stored mark: strictly inside the
     /// interval, and clearly away from the emergency rule and the daily loss limit.
     pub fn contains(&self, price: Decimal) -> bool {
-        if !(price > self.low && price < self.high) {
+        let p = approx(price);
+        if !self.inside(price, p) {
             return false;
         }
-        let p = approx(price);
         let upnl = self.base + self.slope * p;
         let equity = self.wallet + upnl;
         let slack = LIMIT_SLACK * (1.0 + self.wallet.abs() + self.base.abs() + (self.slope * p).abs() + equity.abs());
@@ -157,6 +177,8 @@ impl TradingCore {
         Some(QuietBand {
             low,
             high,
+            low_f: approx(low),
+            high_f: approx(high),
             base,
             slope,
             wallet: approx(self.account.wallet_balance),
