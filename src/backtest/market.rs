@@ -274,20 +274,13 @@ impl SimMarket {
         any
     }
 
-    /// After a mark that did nothing: the prices at which the next marks of `symbol` at the
-    /// same `now` would do nothing either (the core's quiet band, narrowed by the book's
-    /// stops and liquidation price).
-    fn quiet_band(&self, symbol: &str) -> Option<QuietBand> {
-        let mut band = self.core.quiet_band(symbol)?;
-        let (low, high) = self.book.quiet_band(symbol);
-        band.narrow(low, high);
-        Some(band)
-    }
-
-    /// Before a candle's first mark at `now`: the same band, taken from the state the events
-    /// before it left (see [`TradingCore::quiet_band_at`]).
-    fn quiet_band_at(&self, symbol: &str, now: TimestampMs) -> Option<QuietBand> {
-        let mut band = self.core.quiet_band_at(symbol, now)?;
+    /// The core's quiet band of `symbol` narrowed by the book's stops and liquidation price;
+    /// `None` when the shortcut is off ([`SimMarket::run_every_mark`]).
+    fn with_book(&self, symbol: &str, core_band: impl FnOnce(&TradingCore) -> Option<QuietBand>) -> Option<QuietBand> {
+        if !self.skip_quiet_marks {
+            return None;
+        }
+        let mut band = core_band(&self.core)?;
         let (low, high) = self.book.quiet_band(symbol);
         band.narrow(low, high);
         Some(band)
@@ -314,7 +307,7 @@ impl SimMarket {
         // taken before the candle's first mark or after a mark that did nothing) is only
         // stored: the walk's results are the same, without running the whole core at each
         // price.
-        let mut quiet = if self.skip_quiet_marks { self.quiet_band_at(symbol, now) } else { None };
+        let mut quiet = self.with_book(symbol, |core| core.quiet_band_at(symbol, now));
         let last = path.len() - 1;
         for (i, px) in path.into_iter().enumerate() {
             let to = sim::price_from_f64(px, scale);
@@ -334,16 +327,16 @@ impl SimMarket {
     }
 
     /// One mark of a candle's walk (see [`SimMarket::walk_candle`]); `more`: marks of the same
-    /// candle follow (else no band is worth taking).
+    /// candle follow (else no band is worth taking after it).
     fn walk_mark(&mut self, symbol: &str, price: Decimal, now: TimestampMs, quiet: &mut Option<QuietBand>, more: bool) {
-        if self.skip_quiet_marks && quiet.as_ref().is_some_and(|b| b.contains(price)) {
+        if quiet.as_ref().is_some_and(|b| b.contains(price)) {
             self.book.store_quiet_mark(symbol, price);
             self.core.observe_mark(symbol, price, now);
             self.quiet_marks += 1;
             return;
         }
         let busy = self.mark_busy(symbol, price, now);
-        *quiet = if busy || !more || !self.skip_quiet_marks { None } else { self.quiet_band(symbol) };
+        *quiet = if busy || !more { None } else { self.with_book(symbol, |core| core.quiet_band(symbol)) };
     }
 
     /// The nearest level strictly between `from` and `to` that the market passes on its way.

@@ -129,24 +129,27 @@ impl SimBook {
         Ok(())
     }
 
-    /// Balances at the last mark prices (isolated margin at entry).
     /// Wallet plus unrealized PnL at the stored marks: [`SimBook::balance`]'s `equity`,
     /// without its margin arithmetic (a backtest records it after every close time).
     pub fn equity(&self) -> Decimal {
+        self.wallet + self.unrealized_pnl()
+    }
+
+    /// Unrealized PnL of every position at its stored mark (the entry price without one).
+    fn unrealized_pnl(&self) -> Decimal {
         let mut upnl = Decimal::ZERO;
         for (sym, p) in &self.positions {
             let mark = self.marks.get(sym).copied().unwrap_or(p.entry);
             upnl += (mark - p.entry) * p.qty * p.direction.sign();
         }
-        self.wallet + upnl
+        upnl
     }
 
+    /// Balances at the last mark prices (isolated margin at entry).
     pub fn balance(&self) -> AccountBalance {
-        let mut upnl = Decimal::ZERO;
+        let upnl = self.unrealized_pnl();
         let mut margin = Decimal::ZERO;
-        for (sym, p) in &self.positions {
-            let mark = self.marks.get(sym).copied().unwrap_or(p.entry);
-            upnl += (mark - p.entry) * p.qty * p.direction.sign();
+        for p in self.positions.values() {
             margin += sim::isolated_margin(p.entry, p.qty, p.leverage);
         }
         AccountBalance {
@@ -219,7 +222,6 @@ impl SimBook {
         self.positions.len()
     }
 
-    /// Trigger prices of the stops resting on `symbol`.
     /// The open price interval `(low, high)` in which a mark of `symbol` reaches none of its
     /// resting stops and not its liquidation price (`(0, Decimal::MAX)` with neither).
     pub fn quiet_band(&self, symbol: &str) -> (Decimal, Decimal) {
@@ -247,6 +249,7 @@ impl SimBook {
         }
     }
 
+    /// Trigger prices of the stops resting on `symbol`.
     pub fn stop_triggers<'a>(&'a self, symbol: &'a str) -> impl Iterator<Item = Decimal> + 'a {
         self.stops.values().filter(move |s| s.symbol == symbol && s.status.is_resting()).map(|s| s.trigger_price)
     }

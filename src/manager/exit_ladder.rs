@@ -207,7 +207,7 @@ impl ExitLadder {
         if self.is_closed() {
             return None;
         }
-        if self.stage == LadderStage::Trailing && self.trailing_candidate_is_better() {
+        if self.stage == LadderStage::Trailing && self.trailing_candidate().is_some() {
             return None;
         }
         let next = match self.stage {
@@ -237,10 +237,6 @@ impl ExitLadder {
             Direction::Short => candidate < self.stop,
         };
         better.then_some(candidate)
-    }
-
-    fn trailing_candidate_is_better(&self) -> bool {
-        self.trailing_candidate().is_some()
     }
 
     /// One price update. Returns the actions in the order they must be executed.

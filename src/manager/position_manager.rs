@@ -121,8 +121,6 @@ pub struct ManagedPosition {
 }
 
 impl ManagedPosition {
-    /// Copies the ladder's state into the position record (for the journal and `/status`).
-    /// The position after its ladder saw `price`: peak PnL and the ladder's state.
     /// The open price interval inside which a price changes nothing of this position: its
     /// ladder's [`ExitLadder::quiet_band`], where the peak PnL does not rise either, and only
     /// while the position record already equals what its ladder would copy into it.
@@ -136,12 +134,17 @@ impl ManagedPosition {
             Direction::Long => high,
             Direction::Short => low,
         };
-        let pnl = (favourable - self.position.entry_price) * self.ladder.remaining_qty * self.position.direction.sign();
-        (pnl <= self.position.peak_pnl).then_some((low, high))
+        (self.open_pnl_at(favourable) <= self.position.peak_pnl).then_some((low, high))
     }
 
+    /// PnL of what is still open, at `price` (the peak PnL's measure).
+    fn open_pnl_at(&self, price: Decimal) -> Decimal {
+        (price - self.position.entry_price) * self.ladder.remaining_qty * self.position.direction.sign()
+    }
+
+    /// The position after its ladder saw `price`: peak PnL and the ladder's state.
     fn after_price(&mut self, price: Decimal) {
-        let pnl_now = (price - self.position.entry_price) * self.ladder.remaining_qty * self.position.direction.sign();
+        let pnl_now = self.open_pnl_at(price);
         if pnl_now > self.position.peak_pnl {
             self.position.peak_pnl = pnl_now;
         }
@@ -165,6 +168,7 @@ impl ManagedPosition {
             }
     }
 
+    /// Copies the ladder's state into the position record (for the journal and `/status`).
     fn sync_from_ladder(&mut self) {
         self.position.qty = self.ladder.remaining_qty;
         self.position.stop_loss = self.ladder.stop;

@@ -46,25 +46,24 @@ pub fn volume_ratio_of(closed_15m: &[Candle], settings: &ScannerSettings) -> Opt
 /// outside `1..=MAX_VOLUME_LOOKBACK` (which the config refuses) give `None`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VolumeWindow {
-    lookback: usize,
     ring: VolumeRatio,
-    /// Candles seen, and candles since the last non-finite volume (both capped).
-    seen: usize,
+    /// Finite volumes in a row needed for a ratio (`lookback + 1`; 0: never).
+    need: usize,
+    /// Candles since the last non-finite volume (capped at `need`).
     finite_run: usize,
 }
 
 impl VolumeWindow {
     pub fn new(lookback: usize) -> Self {
-        VolumeWindow { lookback, ring: VolumeRatio::new(lookback), seen: 0, finite_run: 0 }
+        let usable = (1..=crate::analyzer::indicators::MAX_VOLUME_LOOKBACK).contains(&lookback);
+        VolumeWindow { ring: VolumeRatio::new(lookback), need: if usable { lookback + 1 } else { 0 }, finite_run: 0 }
     }
 
     /// The next closed 15m candle's volume.
     pub fn push(&mut self, volume: f64) {
-        let cap = self.lookback.saturating_add(1);
-        self.seen = (self.seen + 1).min(cap);
         if volume.is_finite() {
             self.ring.push(volume);
-            self.finite_run = (self.finite_run + 1).min(cap);
+            self.finite_run = (self.finite_run + 1).min(self.need);
         } else {
             self.finite_run = 0;
         }
@@ -72,9 +71,7 @@ impl VolumeWindow {
 
     /// The ratio [`volume_ratio_of`] gives over the candles pushed so far.
     pub fn ratio(&self) -> Option<f64> {
-        let cap = self.lookback.saturating_add(1);
-        let usable = (1..=crate::analyzer::indicators::MAX_VOLUME_LOOKBACK).contains(&self.lookback);
-        if !usable || self.seen < cap || self.finite_run < cap {
+        if self.need == 0 || self.finite_run < self.need {
             return None;
         }
         self.ring.value()

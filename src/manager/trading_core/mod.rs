@@ -84,6 +84,15 @@ pub struct AccountView {
     pub updated_at: TimestampMs,
 }
 
+/// One position in the portfolio's unrealized PnL (see `TradingCore::exposure_terms`).
+struct ExposureTerm<'a> {
+    symbol: &'a str,
+    mark: Decimal,
+    entry: Decimal,
+    qty: Decimal,
+    direction: crate::core::models::Direction,
+}
+
 /// The trading core. See the module documentation.
 pub struct TradingCore {
     settings: Settings,
@@ -300,21 +309,34 @@ impl TradingCore {
     fn exposure_with(&self, with_notional: bool) -> (Decimal, Decimal) {
         let mut upnl = Decimal::ZERO;
         let mut notional = Decimal::ZERO;
-        for p in self.exchange.values() {
-            let px = self.mark(&p.symbol).unwrap_or(p.mark_price);
-            upnl += (px - p.entry_price) * p.qty * p.direction.sign();
+        for t in self.exposure_terms() {
+            upnl += (t.mark - t.entry) * t.qty * t.direction.sign();
             if with_notional {
-                notional += (px * p.qty).abs();
-            }
-        }
-        for m in self.pm.positions().filter(|m| !self.exchange.contains_key(&m.position.symbol)) {
-            let px = self.mark(&m.position.symbol).unwrap_or(m.position.entry_price);
-            upnl += (px - m.position.entry_price) * m.ladder.remaining_qty * m.position.direction.sign();
-            if with_notional {
-                notional += (px * m.ladder.remaining_qty).abs();
+                notional += (t.mark * t.qty).abs();
             }
         }
         (upnl, notional)
+    }
+
+    /// The positions the emergency rule sums: every one the exchange reports, then those we
+    /// track that it does not, each at its latest mark.
+    fn exposure_terms(&self) -> impl Iterator<Item = ExposureTerm<'_>> {
+        let reported = self.exchange.values().map(|p| ExposureTerm {
+            symbol: &p.symbol,
+            mark: self.mark(&p.symbol).unwrap_or(p.mark_price),
+            entry: p.entry_price,
+            qty: p.qty,
+            direction: p.direction,
+        });
+        let tracked =
+            self.pm.positions().filter(|m| !self.exchange.contains_key(&m.position.symbol)).map(|m| ExposureTerm {
+                symbol: &m.position.symbol,
+                mark: self.mark(&m.position.symbol).unwrap_or(m.position.entry_price),
+                entry: m.position.entry_price,
+                qty: m.ladder.remaining_qty,
+                direction: m.position.direction,
+            });
+        reported.chain(tracked)
     }
 
     /// Wallet balance + unrealized PnL.

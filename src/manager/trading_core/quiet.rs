@@ -52,11 +52,6 @@ pub struct QuietBand {
 }
 
 impl QuietBand {
-    /// The lower and upper ends of the open price interval.
-    pub fn bounds(&self) -> (Decimal, Decimal) {
-        (self.low, self.high)
-    }
-
     /// Narrows the interval to `(low, high)` as well (the exchange's own levels: resting
     /// stops, liquidation).
     pub fn narrow(&mut self, low: Decimal, high: Decimal) {
@@ -115,21 +110,6 @@ impl TradingCore {
     /// stop in order, and store the mark. Everything else it does depends on `now` only, and
     /// was done by the mark before at the same `now`.
     pub fn quiet_band(&self, symbol: &str) -> Option<QuietBand> {
-        self.band(symbol)
-    }
-
-    /// The band for the first mark at a new `now`, taken from the state the events before it
-    /// left. Of what `on_mark` does with `now`, only the day roll of the risk book can matter
-    /// to a quiet symbol (nothing is in flight for it, no stop of it fired, no emergency latch
-    /// to clear, and the mark it stores is fresh): so `None` when `now` starts a new UTC day.
-    pub fn quiet_band_at(&self, symbol: &str, now: TimestampMs) -> Option<QuietBand> {
-        if crate::manager::risk_checks::utc_day(now) != self.pm.risk.day {
-            return None;
-        }
-        self.band(symbol)
-    }
-
-    fn band(&self, symbol: &str) -> Option<QuietBand> {
         if self.emergency_flatten
             || self.pm.emergency().is_some()
             || !self.idle(symbol)
@@ -147,29 +127,19 @@ impl TradingCore {
         let (low, high) = self.pm.position(symbol)?.quiet_band()?;
         // The portfolio's unrealized PnL as `exposure_with` sums it, with this symbol's price
         // left as the variable.
-        let mut base = 0.0;
-        let mut slope = 0.0;
-        let mut term = |mark: Decimal, entry: Decimal, qty: Decimal, direction: Direction, own: bool| {
-            let (entry, qty) = (approx(entry), approx(qty));
-            let sign = match direction {
+        let (mut base, mut slope) = (0.0, 0.0);
+        for t in self.exposure_terms() {
+            let (entry, qty) = (approx(t.entry), approx(t.qty));
+            let sign = match t.direction {
                 Direction::Long => 1.0,
                 Direction::Short => -1.0,
             };
-            if own {
+            if t.symbol == symbol {
                 slope += qty * sign;
                 base -= entry * qty * sign;
             } else {
-                base += (approx(mark) - entry) * qty * sign;
+                base += (approx(t.mark) - entry) * qty * sign;
             }
-        };
-        for p in self.exchange.values() {
-            let own = p.symbol == symbol;
-            term(self.mark(&p.symbol).unwrap_or(p.mark_price), p.entry_price, p.qty, p.direction, own);
-        }
-        for m in self.pm.positions().filter(|m| !self.exchange.contains_key(&m.position.symbol)) {
-            let own = m.position.symbol == symbol;
-            let mark = self.mark(&m.position.symbol).unwrap_or(m.position.entry_price);
-            term(mark, m.position.entry_price, m.ladder.remaining_qty, m.position.direction, own);
         }
         let risk = &self.pm.risk;
         let daily = (!risk.daily_latched)
@@ -185,5 +155,16 @@ impl TradingCore {
             emergency_loss: approx(self.limits.emergency_loss),
             daily,
         })
+    }
+
+    /// The band for the first mark at a new `now`, taken from the state the events before it
+    /// left. Of what `on_mark` does with `now`, only the day roll of the risk book can matter
+    /// to a quiet symbol (nothing is in flight for it, no stop of it fired, no emergency latch
+    /// to clear, and the mark it stores is fresh): so `None` when `now` starts a new UTC day.
+    pub fn quiet_band_at(&self, symbol: &str, now: TimestampMs) -> Option<QuietBand> {
+        if crate::manager::risk_checks::utc_day(now) != self.pm.risk.day {
+            return None;
+        }
+        self.quiet_band(symbol)
     }
 }
