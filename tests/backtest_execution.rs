@@ -122,6 +122,23 @@ fn candle(i: i64, open: f64, high: f64, low: f64, close: f64) -> Candle {
     }
 }
 
+/// One step of a random walk: (gap from the last close, upper wick, lower wick, body).
+type Step = (f64, f64, f64, f64);
+
+/// Random walks of 1..`max_len` steps, gaps and bodies within ±`body`, wicks up to `wick`.
+fn walk_of(body: f64, wick: f64, max_len: usize) -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+    proptest::collection::vec((-body..body, 0.0..wick, 0.0..wick, -body..body), 1..max_len)
+}
+
+/// The candle `k` a step makes from the last close `px` (prices kept positive); `px` moves to
+/// its close.
+fn step_candle(k: i64, px: &mut f64, (gap, up, down, body): Step) -> Candle {
+    let open = (*px + gap).max(1.0);
+    let close = (open + body).max(1.0);
+    *px = close;
+    candle(k, open, open.max(close) + up, (open.min(close) - down).max(0.5), close)
+}
+
 /// Walks the candles; after each, an open position has a resting stop for its size.
 fn replay(m: &mut SimMarket, candles: &[Candle]) {
     for c in candles {
@@ -287,18 +304,13 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    /// A random walk of candles around 100.
-    fn walk() -> impl Strategy<Value = Vec<(f64, f64, f64, f64)>> {
-        prop::collection::vec((-3.0f64..3.0, 0.0f64..2.5, 0.0f64..2.5, -3.0f64..3.0), 1..40)
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         /// Whatever the path: the exits add up to the entry quantity, each trade's net PnL is
         /// gross − fees − funding, and the wallet moves by exactly the sum of net PnL.
         #[test]
         fn money_is_conserved(
-            steps in walk(),
+            steps in walk_of(3.0, 2.5, 40),
             long in any::<bool>(),
             stop_tenths in 5i64..60,
             leverage in 1u32..=50,
@@ -308,15 +320,12 @@ mod properties {
             let dir = if long { Direction::Long } else { Direction::Short };
             enter(&mut m, plan(dir, Decimal::new(stop_tenths, 1), leverage));
             let mut px = 100.0f64;
-            for (i, (gap, up, down, body)) in steps.iter().enumerate() {
-                let open = (px + gap).max(1.0);
-                let close = (open + body).max(1.0);
-                let c = candle(i as i64, open, open.max(close) + up, (open.min(close) - down).max(0.5), close);
+            for (i, step) in steps.iter().enumerate() {
+                let c = step_candle(i as i64, &mut px, *step);
                 replay(&mut m, &[c]);
                 if i % funding_every == 0 {
                     m.settle_funding(SYM, dec!(0.0001), T0 + (i as i64 + 1) * Q);
                 }
-                px = close;
             }
             m.close_all(ExitReason::EndOfData, T0 + 99 * Q);
             prop_assert!(!m.core().manager().has_position(SYM) && m.book().position(SYM, 0).is_none());
@@ -408,16 +417,12 @@ mod quiet_marks {
         )
     }
 
-    fn walk() -> impl Strategy<Value = Vec<(f64, f64, f64, f64)>> {
-        prop::collection::vec((-2.0f64..2.0, 0.0f64..2.0, 0.0f64..2.0, -2.0f64..2.0), 1..30)
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
         #[test]
         fn storing_quiet_marks_gives_the_same_run_as_running_every_mark(
-            one in walk(),
-            two in walk(),
+            one in walk_of(2.0, 2.0, 30),
+            two in walk_of(2.0, 2.0, 30),
             long_one in any::<bool>(),
             long_two in any::<bool>(),
             stop_tenths in 5i64..60,
@@ -449,12 +454,9 @@ mod quiet_marks {
                 for i in 0..one.len().max(two.len()) {
                     let k = i as i64 * spacing;
                     for (sym, steps, px) in [(SYM, &one, &mut a), (TWO, &two, &mut b)] {
-                        let Some((gap, up, down, body)) = steps.get(i) else { continue };
-                        let open = (*px + gap).max(1.0);
-                        let close = (open + body).max(1.0);
-                        let c = candle(k, open, open.max(close) + up, (open.min(close) - down).max(0.5), close);
+                        let Some(step) = steps.get(i) else { continue };
+                        let c = step_candle(k, px, *step);
                         m.walk_candle(sym, &c, c.close_time + 1);
-                        *px = close;
                     }
                     let now = T0 + (k + 1) * Q;
                     if i % funding_every == 0 {
