@@ -158,8 +158,8 @@ pub async fn download_funding(
     Ok(reports)
 }
 
-/// The funding file already at `path` (empty when there is none), read before anything is
-/// fetched: a damaged file or one that is not a funding file is bad input (exit 2), other read
+/// The funding file already at `path` (empty when there is none), read before any of its
+/// symbol's funding rates are fetched (the candles come first and are kept): a damaged file or one that is not a funding file is bad input (exit 2), other read
 /// errors are faults.
 ///
 /// # Errors

@@ -204,7 +204,8 @@ pub async fn download_funding(
     let months = dumps::months_of(periods);
     let mut reports = Vec::new();
     for symbol in symbols {
-        // A damaged file already there is reported before anything is fetched.
+        // A damaged file already there is reported before this symbol's funding archives are
+        // fetched (the candle archives before them are kept).
         let path = funding_history::file_for(out, symbol);
         let old = crate::commands::download::read_funding_file(&path)?;
         let mut rows = Vec::new();
