@@ -159,8 +159,8 @@ pub async fn download_funding(
 }
 
 /// The funding file already at `path` (empty when there is none), read before any of its
-/// symbol's funding rates are fetched (the candles come first and are kept): a damaged file or one that is not a funding file is bad input (exit 2), other read
-/// errors are faults.
+/// symbol's funding rates are fetched (the candles come first and are kept): a damaged file
+/// or one that is not a funding file is bad input (exit 2), other read errors are faults.
 ///
 /// # Errors
 /// As described, naming the file and the line.
